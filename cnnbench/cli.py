@@ -1,0 +1,182 @@
+"""The command-line interface. Thin commands: parse options, build a config, call the library.
+
+torch is imported only inside commands, so ``cnnbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from typer.core import TyperGroup
+
+from cnnbench import __version__
+from cnnbench.errors import CnnbenchError
+
+
+class _ErrorBoundary(TyperGroup):
+    """The one place where library errors become a red line and exit code 1."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CnnbenchError as exc:
+            from cnnbench.display import err_console
+
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    help="Benchmark CNN architectures: parameters, FLOPs, epoch time on CUDA and test accuracy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+# Shared option aliases, defined once.
+ModelArg = Annotated[str, typer.Argument(help="Registered model name or alias (see `cnnbench list`).")]
+OptionsOpt = Annotated[
+    list[str] | None, typer.Option("--option", "-o", help="Model option key=value (repeatable).")
+]
+InputSizeOpt = Annotated[
+    str | None, typer.Option("--input-size", "-i", help="Input size CxHxW, e.g. 3x224x224.")
+]
+DatasetOpt = Annotated[
+    str | None, typer.Option("--dataset", "-d", help="Dataset whose input size and classes to use.")
+]
+NumClassesOpt = Annotated[
+    int | None, typer.Option("--num-classes", help="Number of classes (default: the dataset's).")
+]
+OutOpt = Annotated[Path | None, typer.Option("--out", help="Results directory (default: ./results).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cnnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Benchmark CNN architectures: parameters, FLOPs, epoch time on CUDA and test accuracy."""
+
+
+def _input_size(text: str | None) -> tuple[int, int, int] | None:
+    from cnnbench.datasets import parse_input_size
+
+    return parse_input_size(text) if text else None
+
+
+@app.command("list")
+def list_command(
+    patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns, e.g. 'vgg*'.")] = None,
+    options: Annotated[str | None, typer.Option("--options", help="List the options of this model.")] = None,
+) -> None:
+    """List registered architectures (aliases, family, default input, description)."""
+    from cnnbench.datasets import format_input_size, get_dataset_spec
+    from cnnbench.display import console, simple_table
+    from cnnbench.models import get_model_info, list_models
+
+    if options:
+        info = get_model_info(options)
+        rows = [
+            (key, opt.describe_values(), str(info.defaults.get(key, opt.default)).lower(), opt.help)
+            for key, opt in info.options.items()
+        ]
+        console.print(
+            simple_table(
+                f"options of {info.name} (-o key=value)", ("name", "values", "default", "help"), rows
+            )
+        )
+        return
+    names = list_models(include=patterns or None)
+    if not names:
+        from cnnbench.errors import UnknownModelError
+
+        raise UnknownModelError(
+            f"no model matches {' '.join(patterns or [])!r}; run `cnnbench list` to see them all"
+        )
+    rows = []
+    for name in names:
+        info = get_model_info(name)
+        spec = get_dataset_spec(info.default_dataset)
+        rows.append(
+            (
+                name,
+                ", ".join(info.aliases) or "-",
+                info.family,
+                f"{format_input_size(spec.input_shape)} ({spec.name})",
+                info.description,
+            )
+        )
+    console.print(simple_table(None, ("name", "aliases", "family", "default input", "description"), rows))
+
+
+@app.command()
+def summary(
+    model: ModelArg,
+    option: OptionsOpt = None,
+    input_size: InputSizeOpt = None,
+    dataset: DatasetOpt = None,
+    num_classes: NumClassesOpt = None,
+    depth: Annotated[int, typer.Option(min=1, help="Show layers down to this nesting depth.")] = 3,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    out: OutOpt = None,
+) -> None:
+    """Per-layer table and totals: parameters, MACs, FLOPs (forward and training), memory."""
+    from cnnbench.models import parse_option_strings
+    from cnnbench.summary import SummaryConfig, save_summary, summarize
+
+    config = SummaryConfig(
+        model=model,
+        options=parse_option_strings(option or []),
+        input_size=_input_size(input_size),
+        dataset=dataset,
+        num_classes=num_classes,
+        depth=depth,
+    )
+    result = summarize(config)
+    save_summary(result, out)
+    _print_summary(result, fmt)
+
+
+def _print_summary(result: Any, fmt: OutputFormat) -> None:
+    import pandas as pd
+
+    from cnnbench.display import console, summary_table, summary_totals
+
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    elif fmt is OutputFormat.csv:
+        typer.echo(pd.DataFrame([result.csv_row()]).to_csv(index=False), nl=False)
+    elif fmt is OutputFormat.markdown:
+        layers = pd.DataFrame([vars(layer) for layer in result.layers])
+        typer.echo(layers.to_markdown(index=False))
+        typer.echo("")
+        totals = {k: v for k, v in result.csv_row().items()}
+        typer.echo(pd.DataFrame(list(totals.items()), columns=["quantity", "value"]).to_markdown(index=False))
+    else:
+        console.print(summary_table(result))
+        console.print(summary_totals(result))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,67 @@
+"""What each dataset is (shape, classes, normalisation), without importing torch."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+
+from cnnbench.errors import DatasetError, InvalidArgumentError
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    name: str
+    input_shape: tuple[int, int, int]
+    num_classes: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    augment: bool  # whether the chapter's crop+flip augmentation applies
+    trainable: bool = True  # False for shape-only entries such as imagenet
+
+
+DATASETS: dict[str, DatasetSpec] = {
+    spec.name: spec
+    for spec in (
+        # The chapter's CIFAR-10 normalisation constants.
+        DatasetSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), True),
+        DatasetSpec("cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
+        DatasetSpec("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), False),
+        DatasetSpec("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), False),
+        DatasetSpec("synthetic", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False),
+        # Shape only: summary and profile at ImageNet size; no training data.
+        DatasetSpec(
+            "imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True, False
+        ),
+    )
+}
+
+
+def get_dataset_spec(name: str) -> DatasetSpec:
+    key = name.lower().replace("_", "-")
+    if key == "fashionmnist":
+        key = "fashion-mnist"
+    if key not in DATASETS:
+        close = difflib.get_close_matches(key, DATASETS, n=3, cutoff=0.4)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise DatasetError(f"unknown dataset {name!r}: expected one of {', '.join(DATASETS)}{hint}")
+    return DATASETS[key]
+
+
+def parse_input_size(text: str) -> tuple[int, int, int]:
+    """Parse 'CxHxW' (or 'HxW', meaning 3 channels) into a tuple of positive ints."""
+    parts = text.lower().replace("×", "x").replace(",", "x").split("x")
+    try:
+        dims = tuple(int(p) for p in parts)
+    except ValueError:
+        dims = ()
+    if len(dims) == 2:
+        dims = (3, *dims)
+    if len(dims) != 3 or min(dims) < 1:
+        raise InvalidArgumentError(
+            f"expected --input-size as CxHxW with positive integers (e.g. 3x32x32), got {text!r}"
+        )
+    return dims  # type: ignore[return-value]
+
+
+def format_input_size(shape: tuple[int, ...]) -> str:
+    return "x".join(str(d) for d in shape)

@@ -1,0 +1,103 @@
+"""Rendering for the terminal (rich). Numbers stay numbers until they reach this module."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from cnnbench.models._api import format_options
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def si(value: float | int | None, unit: str = "", digits: int = 3) -> str:
+    """1819065856 -> '1.82 G' (decimal prefixes)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(value) >= factor:
+            return f"{value / factor:.{digits}g} {prefix}{unit}".rstrip()
+    return f"{value:.{digits}g} {unit}".rstrip()
+
+
+def count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def simple_table(
+    title: str | None, columns: Iterable[str], rows: Iterable[Iterable[Any]], **kw: Any
+) -> Table:
+    table = Table(title=title, **kw)
+    rows = [[str(c) for c in row] for row in rows]
+    columns = list(columns)
+    for i, col in enumerate(columns):
+        # Right-align columns of numbers, left-align text.
+        numeric = all(_looks_numeric(row[i]) for row in rows) if rows else False
+        table.add_column(col, justify="right" if numeric else "left")
+    for row in rows:
+        table.add_row(*row)
+    return table
+
+
+def _looks_numeric(text: str) -> bool:
+    head = text.strip().lstrip("+-")[:1]
+    return text.strip() in {"-", ""} or head.isdigit() or head == "."
+
+
+def summary_table(summary: Any) -> Table:
+    rows = [
+        (
+            "  " * (layer.depth - 1) + layer.name,
+            layer.type,
+            "x".join(map(str, layer.output_shape[1:])) if layer.output_shape else "-",
+            count(layer.params),
+            count(layer.macs),
+        )
+        for layer in summary.layers
+    ]
+    return simple_table(
+        f"{summary.model} at {summary.input_size}, {summary.num_classes} classes (per sample, fp32)",
+        ("layer", "type", "output shape", "params", "MACs"),
+        rows,
+    )
+
+
+def summary_totals(summary: Any) -> Table:
+    table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    table.add_column(style="dim")
+    opts = format_options(summary.options).replace(";", ", ") or "-"
+    lines = [
+        ("options", opts, ""),
+        ("input size", summary.input_size, "C x H x W, batch 1"),
+        ("parameters", count(summary.params), f"{count(summary.trainable_params)} trainable"),
+        ("parameter memory", f"{summary.param_mb:.2f} MB", "fp32, 10^6 bytes"),
+        (
+            "forward MACs / sample",
+            f"{count(summary.macs)} ({si(summary.macs)})",
+            "fvcore; 1 MAC = 1 multiply-add",
+        ),
+        ("forward FLOPs / sample", f"{count(summary.flops)} ({si(summary.flops)})", "= 2 x MACs"),
+        (
+            "training FLOPs / sample",
+            f"{count(summary.train_flops)} ({si(summary.train_flops)})",
+            "forward + backward, torch FlopCounterMode",
+        ),
+        (
+            "MAC cross-check",
+            f"{summary.crosscheck_diff_pct:.2f}%",
+            f"FlopCounterMode forward: {count(summary.flop_counter_macs)} MACs",
+        ),
+    ]
+    if summary.uncounted_ops:
+        ops = ", ".join(f"{k} x{v}" for k, v in sorted(summary.uncounted_ops.items()))
+        lines.append(("not counted by fvcore", ops, "elementwise/pooling ops carry no MACs here"))
+    for line in lines:
+        table.add_row(*line)
+    return table

@@ -1,0 +1,29 @@
+"""The one family of errors that the CLI turns into a red line and exit code 1."""
+
+
+class CnnbenchError(Exception):
+    """Base class: a message a user can act on, phrased as "expected X, got Y"."""
+
+
+class UnknownModelError(CnnbenchError):
+    pass
+
+
+class InvalidOptionError(CnnbenchError):
+    pass
+
+
+class InputSizeError(CnnbenchError):
+    pass
+
+
+class DatasetError(CnnbenchError):
+    pass
+
+
+class InvalidArgumentError(CnnbenchError):
+    pass
+
+
+class DeviceError(CnnbenchError):
+    pass

@@ -1,0 +1,80 @@
+"""AlexNet, as the chapter defines it (single-tower, 96-256-384-384-256 channels)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from cnnbench.models._api import DROPOUT, STEM, register_model
+from cnnbench.models._shapes import feature_shape
+
+# The ImageNet stem (11x11 stride 4, three 3x3/2 max-pools) leaves at least 3x3 before the last pool
+# only from 63x63 up; below that the CIFAR stem is used.
+_IMAGENET_STEM_MIN_SIDE = 64
+
+
+def _use_imagenet_stem(stem: str, input_shape: tuple[int, int, int]) -> bool:
+    if stem == "auto":
+        return min(input_shape[1:]) >= _IMAGENET_STEM_MIN_SIDE
+    return stem == "imagenet"
+
+
+class AlexNet(nn.Module):
+    """Five convolutions and three max-pools, then Dropout-FC4096-Dropout-FC4096-FC classes.
+
+    CIFAR adaptation (inputs under 64x64, or ``stem=cifar``): the first convolution is 3x3 stride 1
+    padding 1 instead of 11x11 stride 4 padding 2; everything else is the chapter's. At 3x32x32 the
+    classifier then takes 256x3x3. The classifier's input is always derived from the feature map.
+    """
+
+    def __init__(
+        self, input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.5, stem: str = "auto"
+    ) -> None:
+        super().__init__()
+        in_ch = input_shape[0]
+        if _use_imagenet_stem(stem, input_shape):
+            first = nn.Conv2d(in_ch, 96, kernel_size=11, stride=4, padding=2)
+        else:
+            first = nn.Conv2d(in_ch, 96, kernel_size=3, stride=1, padding=1)
+        self.features = nn.Sequential(
+            first,
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(96, 256, kernel_size=5, padding=2),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(256, 384, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 384, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1),
+            nn.ReLU(inplace=True),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        )
+        c, h, w = feature_shape(self.features, input_shape, "alexnet", prefix="features")
+        self.classifier = nn.Sequential(
+            nn.Dropout(p=dropout),
+            nn.Linear(c * h * w, 4096),
+            nn.ReLU(inplace=True),
+            nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096),
+            nn.ReLU(inplace=True),
+            nn.Linear(4096, num_classes),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.features(x), 1))
+
+
+@register_model(
+    "alexnet",
+    family="alexnet",
+    default_dataset="imagenet",
+    supported_inputs=((3, 224, 224), (3, 32, 32), (1, 28, 28)),
+    options={"dropout": DROPOUT, "stem": STEM},
+)
+def alexnet(
+    input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.5, stem: str = "auto"
+) -> AlexNet:
+    """AlexNet (Krizhevsky et al., 2012, "ImageNet classification with deep convolutional neural networks")."""
+    return AlexNet(input_shape, num_classes, dropout=dropout, stem=stem)
