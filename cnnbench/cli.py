@@ -178,5 +178,116 @@ def _print_summary(result: Any, fmt: OutputFormat) -> None:
         console.print(summary_totals(result))
 
 
+class Optimizer(str, Enum):
+    adam = "adam"
+    sgd = "sgd"
+    adamw = "adamw"
+
+
+class Scheduler(str, Enum):
+    step = "step"
+    cosine = "cosine"
+    onecycle = "onecycle"
+    none = "none"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+TrainDatasetOpt = Annotated[
+    str, typer.Option("--dataset", "-d", help="cifar10|cifar100|mnist|fashion-mnist|synthetic.")
+]
+DataDirOpt = Annotated[
+    Path | None, typer.Option("--data-dir", help="Dataset folder (default: $CNNBENCH_DATA_DIR, else ./data).")
+]
+EpochsOpt = Annotated[int, typer.Option("--epochs", "-e", help="Epochs to train.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Training batch size.")]
+OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer.")]
+LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
+WeightDecayOpt = Annotated[float, typer.Option("--weight-decay", help="Weight decay.")]
+SchedulerOpt = Annotated[Scheduler, typer.Option("--scheduler", help="LR schedule (step: StepLR(20, 0.5)).")]
+LabelSmoothingOpt = Annotated[float, typer.Option("--label-smoothing", help="Cross-entropy label smoothing.")]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]
+ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory format.")]
+CompileOpt = Annotated[
+    bool, typer.Option("--compile", help="torch.compile the model (compile time reported apart).")
+]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N].")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weights, data order, augmentation).")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.")]
+NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
+
+
+@app.command()
+def train(
+    model: Annotated[
+        str | None, typer.Argument(help="Registered model name or alias (omit with --resume).")
+    ] = None,
+    option: OptionsOpt = None,
+    dataset: TrainDatasetOpt = "cifar10",
+    data_dir: DataDirOpt = None,
+    epochs: EpochsOpt = 20,
+    batch_size: BatchSizeOpt = 128,
+    optimizer: OptimizerOpt = Optimizer.adam,
+    lr: LrOpt = 1e-3,
+    weight_decay: WeightDecayOpt = 1e-4,
+    scheduler: SchedulerOpt = Scheduler.step,
+    label_smoothing: LabelSmoothingOpt = 0.0,
+    precision: PrecisionOpt = Precision.fp32,
+    channels_last: ChannelsLastOpt = False,
+    compile: CompileOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    input_size: InputSizeOpt = None,
+    num_classes: NumClassesOpt = None,
+    out: OutOpt = None,
+    resume: Annotated[
+        str | None, typer.Option("--resume", help="Continue an interrupted run (id or folder).")
+    ] = None,
+    no_checkpoint: NoCheckpointOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/."""
+    from cnnbench import train as training
+    from cnnbench.display import TrainProgress, print_run
+
+    out_dir = out or Path("results")
+    progress = TrainProgress(quiet)
+    try:
+        with progress:
+            if resume:
+                result = training.resume(
+                    out_dir, resume, progress, device=None if device == "auto" else device
+                )
+            else:
+                if model is None:
+                    from cnnbench.errors import InvalidArgumentError
+
+                    raise InvalidArgumentError("expected a MODEL argument or --resume RUN, got neither")
+                config = training.TrainConfig(
+                    model=model, options=_options(option), dataset=dataset, data_dir=data_dir, epochs=epochs,
+                    batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay,
+                    scheduler=scheduler.value, label_smoothing=label_smoothing, precision=precision.value,
+                    channels_last=channels_last, compile=compile, device=device, seed=seed, out=out_dir,
+                    input_size=_input_size(input_size), num_classes=num_classes, checkpoints=not no_checkpoint,
+                )  # fmt: skip
+                result = training.train(config, progress)
+    except KeyboardInterrupt:
+        from cnnbench.display import err_console
+
+        err_console.print("[yellow]interrupted:[/] finished epochs and the last checkpoint are kept")
+        raise typer.Exit(130) from None
+    print_run(result)
+
+
+def _options(items: list[str] | None) -> dict[str, str]:
+    from cnnbench.models import parse_option_strings
+
+    return parse_option_strings(items or [])
+
+
 def main() -> None:
     app()

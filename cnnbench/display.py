@@ -101,3 +101,78 @@ def summary_totals(summary: Any) -> Table:
     for line in lines:
         table.add_row(*line)
     return table
+
+
+class TrainProgress:
+    """A rich progress bar with live loss and accuracy; silent with ``quiet``."""
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=err_console,
+            disable=quiet,
+            transient=False,
+        )
+        self.task = None
+        self.steps = 0
+        self.last = ""
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int) -> None:
+        self.steps = steps_per_epoch
+        self.epochs = config.epochs
+        self.run_id = run_id
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            f"{run_id} epoch {start_epoch}/{config.epochs}", total=steps_per_epoch, status=""
+        )
+
+    def on_warmup(self, seconds: float) -> None:
+        pass
+
+    def on_step(self, epoch: int, step: int, loss: float | None) -> None:
+        if self.task is None:
+            return
+        fields = {"status": f"loss {loss:.3f} {self.last}"} if loss is not None else {}
+        self.progress.update(self.task, completed=step, description=f"epoch {epoch}/{self.epochs}", **fields)
+
+    def on_epoch(self, row: Any) -> None:
+        self.last = f"| test acc {row.test_acc:.2f}% ({row.epoch_time_s:.2f} s/epoch)"
+        if self.task is not None:
+            self.progress.update(self.task, status=f"train acc {row.train_acc:.1f}% {self.last}")
+        if not self.quiet:
+            self.progress.console.print(
+                f"epoch {row.epoch:>3}  train loss {row.train_loss:.4f} acc {row.train_acc:6.2f}%  "
+                f"test loss {row.test_loss:.4f} acc {row.test_acc:6.2f}%  {row.epoch_time_s:.2f} s  "
+                f"{row.images_per_s:,.0f} img/s",
+                highlight=False,
+            )
+
+
+def print_run(result: Any) -> None:
+    s = result.summary
+    colour = "green" if result.status == "ok" else "red"
+    console.print(
+        f"[{colour}]{result.status}[/] {result.run_id}: best test acc {s['best_test_acc']:.2f}% "
+        f"(epoch {s['best_epoch']}), final {s['final_test_acc']:.2f}%, median epoch {s['median_epoch_s']:.3f} s "
+        f"(IQR {s['iqr_epoch_s']:.3f}), warm-up {s['warmup_s']:.2f} s, {s['device_kind']}, {s['precision']}",
+        highlight=False,
+    )
+    console.print(
+        f"results: {result.run_dir}/epochs.csv and {result.run_dir.parent.parent / 'runs.csv'}",
+        highlight=False,
+    )

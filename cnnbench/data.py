@@ -1,0 +1,285 @@
+"""Datasets read into uint8 tensors, and a loader that keeps the whole set on the device.
+
+Readers: CIFAR-10/100 from their standard pickled batches (no PIL per image), MNIST-like sets from IDX
+files, and synthetic data of any shape. ``DeviceLoader`` shuffles, augments (random crop with 4-pixel
+zero padding and horizontal flip, as the chapter's transforms) and normalises on the device, per batch.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import pickle
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cnnbench.datasets import DatasetSpec, get_dataset_spec
+from cnnbench.errors import DatasetError
+
+DATA_DIR_ENV = "CNNBENCH_DATA_DIR"
+DEBIAN_DATASETS = Path("/usr/share/datasets")
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(DATA_DIR_ENV, "./data"))
+
+
+@dataclass
+class ArrayDataset:
+    """A split held as uint8 images [N, C, H, W] and int64 labels [N]."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    spec: DatasetSpec
+    source: str
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+
+# --- CIFAR ----------------------------------------------------------------------------------------
+
+_CIFAR = {
+    "cifar10": ("cifar-10-batches-py", [f"data_batch_{i}" for i in range(1, 6)], ["test_batch"], "labels"),
+    "cifar100": ("cifar-100-python", ["train"], ["test"], "fine_labels"),
+}
+
+
+def _read_cifar(root: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
+    images, labels = [], []
+    for name in files:
+        with open(root / name, "rb") as fh:
+            batch = pickle.load(fh, encoding="latin1")
+        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+        labels.append(np.asarray(batch[label_key], dtype=np.int64))
+    return np.concatenate(images), np.concatenate(labels)
+
+
+# --- MNIST-like (IDX) -----------------------------------------------------------------------------
+
+_IDX = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_DIRS = {
+    "mnist": ["MNIST/raw", "mnist", "MNIST"],
+    "fashion-mnist": ["FashionMNIST/raw", "fashion-mnist", "FashionMNIST"],
+}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Read an IDX file (optionally gzipped): magic, dims, then big-endian uint8 data."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as fh:
+        raw = fh.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DatasetError(f"expected an IDX file of unsigned bytes, got {path}")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DatasetError(f"expected {int(np.prod(dims))} values in {path}, got {data.size}")
+    return data.reshape(dims).copy()  # frombuffer is read-only; torch wants writable memory
+
+
+def _find_idx(dirs: list[Path], stem: str) -> Path | None:
+    for d in dirs:
+        for suffix in ("", ".gz"):
+            if (d / (stem + suffix)).is_file():
+                return d / (stem + suffix)
+    return None
+
+
+def _idx_dirs(name: str, data_dir: Path) -> list[Path]:
+    dirs = [data_dir / sub for sub in _IDX_DIRS[name]] + [data_dir]
+    if name == "fashion-mnist":
+        dirs.append(DEBIAN_DATASETS / "fashion-mnist")  # Debian's dataset-fashion-mnist package
+    return dirs
+
+
+# --- synthetic ------------------------------------------------------------------------------------
+
+
+def synthetic(
+    split: str, shape: tuple[int, int, int], num_classes: int, size: int, seed: int = 1234
+) -> tuple[np.ndarray, np.ndarray]:
+    """Learnable random images: a fixed random template per class blended with per-image noise."""
+    rng = np.random.default_rng(seed)
+    templates = rng.integers(0, 256, size=(num_classes, *shape)).astype(np.float32)
+    split_rng = np.random.default_rng(seed + (1 if split == "train" else 2))
+    labels = split_rng.integers(0, num_classes, size=size).astype(np.int64)
+    noise = split_rng.integers(0, 256, size=(size, *shape)).astype(np.float32)
+    images = (0.5 * templates[labels] + 0.5 * noise).astype(np.uint8)
+    return images, labels
+
+
+# --- entry point ----------------------------------------------------------------------------------
+
+
+def _expected_files(name: str, data_dir: Path) -> str:
+    if name in _CIFAR:
+        folder, train, test, _ = _CIFAR[name]
+        return f"{data_dir / folder}/{{{','.join(train + test)}}}"
+    stems = [s for pair in _IDX.values() for s in pair]
+    where = f"{data_dir / _IDX_DIRS[name][0]}/"
+    if name == "fashion-mnist":
+        where += f" (or {DEBIAN_DATASETS / 'fashion-mnist'}/, from Debian's dataset-fashion-mnist)"
+    return f"{where}{{{','.join(stems)}}}[.gz]"
+
+
+def _download(name: str, data_dir: Path) -> None:
+    """Fetch through torchvision into data_dir; raise DatasetError naming the expected files on failure."""
+    try:
+        from torchvision import datasets as tv
+
+        cls = {
+            "cifar10": tv.CIFAR10,
+            "cifar100": tv.CIFAR100,
+            "mnist": tv.MNIST,
+            "fashion-mnist": tv.FashionMNIST,
+        }[name]
+        for train in (True, False):
+            cls(root=str(data_dir), train=train, download=True)
+    except Exception as exc:  # no network, or a mirror refused: the user needs to know where files go
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise DatasetError(
+            f"dataset {name} not found and the download failed ({reason}): expected {_expected_files(name, data_dir)}"
+        ) from None
+
+
+def load_split(
+    name: str,
+    split: str,
+    data_dir: Path | None = None,
+    download: bool = True,
+    synthetic_shape: tuple[int, int, int] | None = None,
+    synthetic_classes: int | None = None,
+    synthetic_size: int | None = None,
+) -> ArrayDataset:
+    """Load ``split`` ('train' or 'test') of dataset ``name`` as uint8 arrays."""
+    spec = get_dataset_spec(name)
+    if not spec.trainable:
+        raise DatasetError(f"expected a dataset with images to train on, got {name!r} (shape only)")
+    data_dir = Path(data_dir or default_data_dir())
+    if spec.name == "synthetic":
+        shape = tuple(synthetic_shape or spec.input_shape)
+        classes = int(synthetic_classes or spec.num_classes)
+        size = int(synthetic_size or (5000 if split == "train" else 1000))
+        images, labels = synthetic(split, shape, classes, size)
+        mean, std = (0.5,) * shape[0], (0.25,) * shape[0]
+        spec = DatasetSpec("synthetic", shape, classes, mean, std, False)
+        return ArrayDataset(images, labels, spec, "synthetic (seeded)")
+    if spec.name in _CIFAR:
+        folder, train_files, test_files, key = _CIFAR[spec.name]
+        candidates = [data_dir / folder, data_dir]
+        files = train_files if split == "train" else test_files
+        root = next((c for c in candidates if all((c / f).is_file() for f in files)), None)
+        if root is None:
+            if download:
+                _download(spec.name, data_dir)
+                return load_split(name, split, data_dir, download=False)
+            raise DatasetError(
+                f"dataset {spec.name} not found: expected {_expected_files(spec.name, data_dir)}"
+            )
+        images, labels = _read_cifar(root, files, key)
+        return ArrayDataset(images, labels, spec, str(root))
+    dirs = _idx_dirs(spec.name, data_dir)
+    img_stem, lbl_stem = _IDX[split]
+    img_path, lbl_path = _find_idx(dirs, img_stem), _find_idx(dirs, lbl_stem)
+    if img_path is None or lbl_path is None:
+        if download:
+            _download(spec.name, data_dir)
+            return load_split(name, split, data_dir, download=False)
+        raise DatasetError(f"dataset {spec.name} not found: expected {_expected_files(spec.name, data_dir)}")
+    images = read_idx(img_path)[:, None, :, :]
+    labels = read_idx(lbl_path).astype(np.int64)
+    return ArrayDataset(images, labels, spec, str(img_path.parent))
+
+
+class DeviceLoader:
+    """Batches from a uint8 dataset that lives on ``device``; all per-batch work runs there.
+
+    The order and augmentation of epoch ``e`` depend only on ``(seed, e)``, so a resumed run sees
+    the same batches as an uninterrupted one.
+    """
+
+    def __init__(
+        self,
+        data: ArrayDataset,
+        batch_size: int,
+        device: Any,
+        shuffle: bool,
+        augment: bool,
+        seed: int = 0,
+        channels_last: bool = False,
+    ) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        self.images = torch.from_numpy(np.ascontiguousarray(data.images)).to(self.device)
+        self.labels = torch.from_numpy(data.labels).to(self.device)
+        self.batch_size = batch_size
+        self.shuffle, self.augment, self.seed = shuffle, augment, seed
+        self.channels_last = channels_last
+        std = torch.tensor(data.spec.std, device=self.device).view(1, -1, 1, 1)
+        mean = torch.tensor(data.spec.mean, device=self.device).view(1, -1, 1, 1)
+        # (x/255 - mean)/std as one multiply-add
+        self.scale = 1.0 / (255.0 * std)
+        self.shift = -mean / std
+        self.pad = 4
+
+    def __len__(self) -> int:
+        return (len(self.labels) + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        return len(self.labels)
+
+    def batch_sizes(self) -> set[int]:
+        n, b = self.num_samples, self.batch_size
+        return {min(b, n)} | ({n % b} if n % b else set())
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        import torch
+
+        n = self.num_samples
+        gen = torch.Generator(device=self.device)
+        gen.manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen, device=self.device) if self.shuffle else None
+        if self.augment:
+            offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=gen, device=self.device)
+            flips = torch.rand(n, generator=gen, device=self.device) < 0.5
+        for start in range(0, n, self.batch_size):
+            idx = (
+                order[start : start + self.batch_size]
+                if order is not None
+                else slice(start, start + self.batch_size)
+            )
+            x = self.images[idx]
+            if self.augment:
+                x = self._crop_flip(x, offsets[idx], flips[idx])
+            x = x.float().mul_(self.scale).add_(self.shift)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, self.labels[idx]
+
+    def _crop_flip(self, x: Any, offsets: Any, flips: Any) -> Any:
+        """Random crop of the zero-padded image and horizontal flip, as one gather."""
+        import torch
+        import torch.nn.functional as F
+
+        b, c, h, w = x.shape
+        p = self.pad
+        padded = F.pad(x, (p, p, p, p))
+        ar_h = torch.arange(h, device=x.device)
+        ar_w = torch.arange(w, device=x.device)
+        rows = offsets[:, 0:1] + ar_h  # [B, H]
+        # Flipping the crop is reading its columns right to left.
+        cols = offsets[:, 1:2] + torch.where(flips[:, None], w - 1 - ar_w, ar_w)  # [B, W]
+        bi = torch.arange(b, device=x.device)[:, None, None, None]
+        ci = torch.arange(c, device=x.device)[None, :, None, None]
+        return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
