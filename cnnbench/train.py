@@ -232,7 +232,7 @@ class Trainer:
 
         c = self.config
         self.device = resolve_device(c.device)
-        out = ensure_dir(Path(c.out))
+        ensure_dir(Path(c.out))
         spec = get_dataset_spec(c.dataset)
         load = dict(
             synthetic_shape=c.input_size, synthetic_classes=c.num_classes, synthetic_size=c.synthetic_size

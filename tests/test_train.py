@@ -1,0 +1,181 @@
+"""cnnbench train: CSV contents, resume, interruption, statuses, real data, bad input."""
+
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cnnbench.cli import app
+from cnnbench.train import Callbacks, TrainConfig, resume, train
+
+runner = CliRunner()
+FASHION = Path("/usr/share/datasets/fashion-mnist")
+
+
+def synthetic_config(out, **kw):
+    base = dict(
+        model="lenet", dataset="synthetic", epochs=3, batch_size=64, out=out, synthetic_size=512,
+        input_size=(3, 32, 32), num_classes=10, device="cpu",
+    )  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
+    result = train(synthetic_config(results_dir))
+    assert result.status == "ok"
+    epochs = pd.read_csv(result.run_dir / "epochs.csv")
+    assert list(epochs.columns) == [
+        "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "eval_time_s",
+        "images_per_s", "peak_gpu_mem_MiB",
+    ]  # fmt: skip
+    assert epochs.epoch.tolist() == [1, 2, 3]
+    assert (epochs.epoch_time_s > 0).all()
+    assert epochs.images_per_s.tolist() == pytest.approx((512 / epochs.epoch_time_s).tolist())
+    assert epochs.lr.tolist() == [1e-3] * 3  # StepLR(20, 0.5) has not stepped yet
+    assert epochs.test_acc.iloc[-1] > 30  # the synthetic classes are learnable (chance: 10%)
+    runs = pd.read_csv(results_dir / "runs.csv")
+    row = runs.iloc[0]
+    assert row.run_id == result.run_id and row.status == "ok" and row.epochs_done == 3
+    assert row.best_test_acc == epochs.test_acc.max()
+    assert row.final_test_acc == epochs.test_acc.iloc[-1]
+    assert row.median_epoch_s == pytest.approx(epochs.epoch_time_s.median())
+    assert row.total_train_s == pytest.approx(epochs.epoch_time_s.sum())
+    assert (row.model, row.dataset, row.params, row.forward_MACs_per_sample) == (
+        "lenet5",
+        "synthetic",
+        62_006,
+        651_720,
+    )
+    for column in ("optimizer", "lr", "weight_decay", "scheduler", "precision", "seed", "device", "gpu_name",
+                   "torch_version", "cuda_version", "date", "batch_size", "conditions_hash"):  # fmt: skip
+        assert column in runs.columns
+    assert (row.optimizer, row.batch_size, row.precision, row.seed) == ("adam", 64, "fp32", 0)
+    assert json.loads((result.run_dir / "config.json").read_text())["model"] == "lenet5"
+    assert (result.run_dir / "last.pt").exists() and (result.run_dir / "best.pt").exists()
+
+
+class InterruptAt(Callbacks):
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_step(self, epoch, step, loss):
+        if epoch == self.epoch:
+            raise KeyboardInterrupt
+
+
+def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
+    straight = train(synthetic_config(tmp_path / "a", model="cnn_dropout"))
+    out = tmp_path / "b"
+    with pytest.raises(KeyboardInterrupt):
+        train(synthetic_config(out, model="cnn_dropout", run_name="r"), InterruptAt(3))
+    kept = pd.read_csv(out / "runs" / "r" / "epochs.csv")
+    assert kept.epoch.tolist() == [1, 2]
+    assert torch.load(out / "runs" / "r" / "last.pt", weights_only=False)["epoch"] == 2
+    assert pd.read_csv(out / "runs.csv").status.tolist() == ["interrupted"]
+    resumed = resume(out, "r")
+    assert resumed.status == "ok"
+    cols = ["train_loss", "train_acc", "test_loss", "test_acc", "lr"]
+    a = pd.DataFrame([vars(r) for r in straight.epochs])[cols]
+    b = pd.read_csv(out / "runs" / "r" / "epochs.csv")[cols]
+    pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
+    assert pd.read_csv(out / "runs.csv").status.tolist() == ["interrupted", "ok"]
+
+
+def test_divergence_stops_the_run(results_dir):
+    result = train(synthetic_config(results_dir, optimizer="sgd", lr=1e12, epochs=5))
+    assert result.status == "diverged"
+    assert len(result.epochs) < 5
+    assert pd.read_csv(results_dir / "runs.csv").status.tolist() == ["diverged"]
+
+
+def test_a_run_at_chance_is_flagged_not_learning(results_dir):
+    result = train(synthetic_config(results_dir, lr=1e-12, epochs=1, seed=1))
+    assert result.status == "not learning"
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_lenet_learns_fashion_mnist_in_one_epoch(results_dir):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "lenet",
+            "-d",
+            "fashion-mnist",
+            "-e",
+            "1",
+            "--out",
+            str(results_dir),
+            "-q",
+            "--no-checkpoint",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(results_dir / "runs.csv").iloc[0]
+    assert row.status == "ok" and row.best_test_acc > 70.0
+    assert row.data_source == str(FASHION)
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    "CNNBENCH_CIFAR10_DIR" not in os.environ, reason="set CNNBENCH_CIFAR10_DIR to a CIFAR-10 copy"
+)
+def test_lenet_on_the_real_cifar10_copy(results_dir):
+    data_dir = os.environ["CNNBENCH_CIFAR10_DIR"]
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "lenet",
+            "--data-dir",
+            data_dir,
+            "-e",
+            "1",
+            "--out",
+            str(results_dir),
+            "-q",
+            "--no-checkpoint",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(results_dir / "runs.csv").iloc[0]
+    assert (row.train_samples, row.test_samples, row.params) == (50_000, 10_000, 62_006)
+    assert row.best_test_acc > 30.0  # chance is 10%
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-e", "0"], "expected --epochs >= 1, got 0"),
+        (["-b", "0"], "expected --batch-size >= 1, got 0"),
+        (["-d", "imagenet2"], "unknown dataset 'imagenet2'"),
+        (["--lr", "-1"], "expected --lr > 0"),
+        (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "expected"),
+        (["--device", "tpu"], "expected --device auto|cpu|cuda[:N], got 'tpu'"),
+        (["-d", "mnist", "--data-dir", "{tmp}/none"], "dataset mnist not found"),
+        (["--out", "/proc/cnnbench"], "expected a writable output directory"),
+    ],
+)
+def test_bad_train_input_is_one_line_and_exit_1(args, message, tmp_path, monkeypatch):
+    # No network: make the torchvision download fail fast.
+    monkeypatch.setattr("cnnbench.data._download", _no_download)
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    out = [] if "--out" in args else ["--out", str(tmp_path / "r")]
+    result = runner.invoke(app, ["train", "lenet", "-q", *out, *args])
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
+
+
+def _no_download(name, data_dir):
+    from cnnbench.data import _expected_files
+    from cnnbench.errors import DatasetError
+
+    raise DatasetError(
+        f"dataset {name} not found and the download failed (no network): expected {_expected_files(name, data_dir)}"
+    )
