@@ -218,6 +218,9 @@ CompileOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N].")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weights, data order, augmentation).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.")]
+NoGraphsOpt = Annotated[
+    bool, typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph.")
+]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
 
 
@@ -248,6 +251,7 @@ def train(
         str | None, typer.Option("--resume", help="Continue an interrupted run (id or folder).")
     ] = None,
     no_checkpoint: NoCheckpointOpt = False,
+    no_cuda_graphs: NoGraphsOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/."""
@@ -273,6 +277,7 @@ def train(
                     scheduler=scheduler.value, label_smoothing=label_smoothing, precision=precision.value,
                     channels_last=channels_last, compile=compile, device=device, seed=seed, out=out_dir,
                     input_size=_input_size(input_size), num_classes=num_classes, checkpoints=not no_checkpoint,
+                    cuda_graphs=not no_cuda_graphs,
                 )  # fmt: skip
                 result = training.train(config, progress)
     except KeyboardInterrupt:

@@ -243,7 +243,12 @@ class DeviceLoader:
         n, b = self.num_samples, self.batch_size
         return {min(b, n)} | ({n % b} if n % b else set())
 
-    def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+    def epoch_tensors(self, epoch: int) -> tuple[Any, Any]:
+        """The whole epoch, shuffled, augmented and normalised: float images [N, C, H, W] and labels.
+
+        A handful of large kernels per epoch instead of a dozen small ones per batch: batches are then
+        slices (views) of these tensors, which costs the training loop no kernel launches at all.
+        """
         import torch
 
         n = self.num_samples
@@ -253,19 +258,22 @@ class DeviceLoader:
         if self.augment:
             offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=gen, device=self.device)
             flips = torch.rand(n, generator=gen, device=self.device) < 0.5
-        for start in range(0, n, self.batch_size):
-            idx = (
-                order[start : start + self.batch_size]
-                if order is not None
-                else slice(start, start + self.batch_size)
-            )
+        memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
+        images = torch.empty(self.images.shape, dtype=torch.float32, device=self.device, memory_format=memory_format)
+        labels = self.labels[order] if order is not None else self.labels
+        chunk = 8192  # bounds the temporaries of the gather
+        for start in range(0, n, chunk):
+            idx = order[start : start + chunk] if order is not None else slice(start, start + chunk)
             x = self.images[idx]
             if self.augment:
-                x = self._crop_flip(x, offsets[idx], flips[idx])
-            x = x.float().mul_(self.scale).add_(self.shift)
-            if self.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            yield x, self.labels[idx]
+                x = self._crop_flip(x, offsets[start : start + chunk], flips[start : start + chunk])
+            images[start : start + chunk] = x.float().mul_(self.scale).add_(self.shift)
+        return images, labels
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        images, labels = self.epoch_tensors(epoch)
+        for start in range(0, self.num_samples, self.batch_size):
+            yield images[start : start + self.batch_size], labels[start : start + self.batch_size]
 
     def _crop_flip(self, x: Any, offsets: Any, flips: Any) -> Any:
         """Random crop of the zero-padded image and horizontal flip, as one gather."""

@@ -11,6 +11,7 @@ initial weights, so it changes nothing the run computes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import datetime as _dt
@@ -20,7 +21,6 @@ import math
 import statistics
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,6 +70,7 @@ class TrainConfig:
     eval_batch_size: int = 1000
     checkpoints: bool = True
     warmup_steps: int = 3
+    cuda_graphs: bool = True  # replay the training step as a CUDA graph where possible
     input_size: tuple[int, int, int] | None = None  # synthetic only
     num_classes: int | None = None  # synthetic only
     synthetic_size: int | None = None
@@ -160,16 +161,36 @@ def _autocast(precision: str, device: str):
     if precision == "fp32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+    # The cast cache must be off for CUDA graph capture; one forward reuses each weight once anyway.
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype, cache_enabled=False)
 
 
-def _make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int):
+def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
+    """Whether the training step is captured once as a CUDA graph and replayed.
+
+    Small CNNs are bound by kernel-launch overhead on the host, not by the GPU: replaying one graph
+    per step removes it. Requires static shapes and an optimizer whose state and learning rate live on
+    the device (Adam/AdamW with capturable=True and a tensor LR); per-batch schedules that change
+    betas (onecycle), fp16 loss scaling (host-side inf checks) and torch.compile keep the eager loop.
+    """
+    return (
+        config.cuda_graphs
+        and device.startswith("cuda")
+        and config.optimizer in ("adam", "adamw")
+        and config.scheduler in ("step", "cosine", "none")
+        and config.precision in ("fp32", "bf16")
+        and not config.compile
+    )
+
+
+def _make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int, graphs: bool = False, device: str = "cpu"):
     import torch
 
+    lr: Any = torch.tensor(config.lr, device=device) if graphs else config.lr
     if config.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay, capturable=graphs)
     elif config.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, capturable=graphs)
     else:
         opt = torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -265,6 +286,10 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.precision == "fp16")
         if self.device.startswith("cuda"):
             torch.backends.cudnn.benchmark = True
+        self.use_graphs = uses_cuda_graphs(c, self.device)
+        self.graph: Any = None
+        self.loss_sum = torch.zeros((), device=self.device)
+        self.correct = torch.zeros((), device=self.device, dtype=torch.long)
 
         env = environment(self.device)
         self.conditions: dict[str, Any] = {
@@ -284,6 +309,7 @@ class Trainer:
                                           "scheduler", "step_size", "gamma", "label_smoothing", "precision",
                                           "channels_last", "compile", "seed")},
             "augment": augment,
+            "cuda_graphs": self.use_graphs,
             "synthetic_size": c.synthetic_size if spec.name == "synthetic" else None,
             "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
@@ -307,8 +333,26 @@ class Trainer:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def _warmup(self, optimizer_factory: Callable[[], Any]) -> float:
-        """A few steps at every batch size the run will see, then the initial state restored."""
+    def _step(self, x: Any, y: Any, opt: Any) -> Any:
+        """One training step; also the body that is captured as a CUDA graph."""
+        with _autocast(self.config.precision, self.device):
+            out = self.forward_model(x)
+            loss = self.criterion(out, y)
+        # Under CUDA graphs the gradients must stay at the addresses the graph captured.
+        opt.zero_grad(set_to_none=not self.use_graphs)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(opt)
+        self.scaler.update()
+        self.loss_sum += loss.detach().float() * y.shape[0]
+        self.correct += (out.argmax(1) == y).sum()
+        return loss
+
+    def _warmup(self, opt: Any) -> float:
+        """A few real steps at every batch size the run will see, then the initial state restored.
+
+        Weights are copied back in place and optimizer state zeroed in place (a zeroed Adam or momentum
+        state steps exactly like a fresh one), so addresses stay fixed for graph capture.
+        """
         import torch
 
         c = self.config
@@ -316,55 +360,84 @@ class Trainer:
             return 0.0
         model_state = copy.deepcopy(self.model.state_dict())
         rng = _rng_state(self.device)
-        opt, _ = optimizer_factory()
-        x_full, y_full = next(self.train_loader.epoch(0))
+        x_all, y_all = next(self.train_loader.epoch(0))
         _sync(self.device)
         t0 = time.perf_counter()
-        self.forward_model.train()
-        for bs in sorted(self.train_loader.batch_sizes(), reverse=True):
-            for _ in range(c.warmup_steps if bs == c.batch_size else 1):
-                x, y = x_full[:bs], y_full[:bs]
-                with _autocast(c.precision, self.device):
-                    loss = self.criterion(self.forward_model(x), y)
-                opt.zero_grad(set_to_none=True)
-                self.scaler.scale(loss).backward()
-                self.scaler.step(opt)
-                self.scaler.update()
-        self.forward_model.eval()
-        with torch.no_grad(), _autocast(c.precision, self.device):
-            for x, _ in self.test_loader.epoch(0):
-                self.forward_model(x)
-                break
+        stream = torch.cuda.Stream(self.device) if self.device.startswith("cuda") else None
+        if stream is not None:
+            stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
+            self.forward_model.train()
+            for bs in sorted(self.train_loader.batch_sizes(), reverse=True):
+                for _ in range(c.warmup_steps if bs == c.batch_size else 1):
+                    self._step(x_all[:bs], y_all[:bs], opt)
+            self.forward_model.eval()
+            with torch.no_grad(), _autocast(c.precision, self.device):
+                for x, _ in self.test_loader.epoch(0):
+                    self.forward_model(x)
+                    break
+        if stream is not None:
+            torch.cuda.current_stream(self.device).wait_stream(stream)
         _sync(self.device)
         seconds = time.perf_counter() - t0
-        self.model.load_state_dict(model_state)
+        with torch.no_grad():
+            for name, value in self.model.state_dict().items():
+                value.copy_(model_state[name])
+            for state in opt.state.values():
+                for value in state.values():
+                    if isinstance(value, torch.Tensor):
+                        value.zero_()
         _set_rng_state(rng, self.device)
         self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.precision == "fp16")
         return seconds
 
-    def _train_epoch(self, epoch: int, opt: Any, sched: Any) -> tuple[float, float, float]:
+    def _capture(self, opt: Any) -> float:
+        """Capture one full-batch training step (forward, backward, optimizer, statistics) as a graph."""
         import torch
 
         c = self.config
+        t0 = time.perf_counter()
+        x, y = next(self.train_loader.epoch(0))
+        self.static_x = torch.empty_like(x[: c.batch_size])
+        self.static_y = torch.empty_like(y[: c.batch_size])
+        self.static_x.copy_(x[: c.batch_size])
+        self.static_y.copy_(y[: c.batch_size])
+        self.lr_tensors = [group["lr"] for group in opt.param_groups]
         self.forward_model.train()
-        loss_sum = torch.zeros((), device=self.device)
-        correct = torch.zeros((), device=self.device, dtype=torch.long)
-        for step, (x, y) in enumerate(self.train_loader.epoch(epoch)):
-            with _autocast(c.precision, self.device):
-                out = self.forward_model(x)
-                loss = self.criterion(out, y)
-            opt.zero_grad(set_to_none=True)
-            self.scaler.scale(loss).backward()
-            self.scaler.step(opt)
-            self.scaler.update()
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.static_loss = self._step(self.static_x, self.static_y, opt)
+        _sync(self.device)
+        return time.perf_counter() - t0
+
+    def _keep_lr_on_device(self, opt: Any) -> None:
+        # A scheduler that assigns a float instead of filling the tensor would be invisible to the graph.
+        for group, tensor in zip(opt.param_groups, self.lr_tensors, strict=True):
+            if group["lr"] is not tensor:
+                tensor.fill_(float(group["lr"]))
+                group["lr"] = tensor
+
+    def _train_epoch(self, epoch: int, opt: Any, sched: Any) -> tuple[float, float]:
+        c = self.config
+        self.forward_model.train()
+        self.loss_sum.zero_()
+        self.correct.zero_()
+        images, labels = self.train_loader.epoch_tensors(epoch)
+        n = self.train_loader.num_samples
+        for step, start in enumerate(range(0, n, c.batch_size)):
+            x, y = images[start : start + c.batch_size], labels[start : start + c.batch_size]
+            if self.graph is not None and y.shape[0] == c.batch_size:
+                self.static_x.copy_(x)
+                self.static_y.copy_(y)
+                self.graph.replay()
+                loss = self.static_loss
+            else:
+                loss = self._step(x, y, opt)
             if c.scheduler == "onecycle":
                 sched.step()
-            loss_sum += loss.detach().float() * y.numel()
-            correct += (out.argmax(1) == y).sum()
             # Reading the loss forces a device sync, so the display samples it only now and then.
             self.cb.on_step(epoch, step + 1, loss.item() if (step + 1) % 50 == 0 else None)
-        n = self.train_loader.num_samples
-        return loss_sum.item() / n, 100.0 * correct.item() / n, 0.0
+        return self.loss_sum.item() / n, 100.0 * self.correct.item() / n
 
     def _evaluate(self) -> tuple[float, float]:
         import torch
@@ -391,7 +464,7 @@ class Trainer:
         steps = len(self.train_loader)
 
         def factory() -> tuple[Any, Any]:
-            return _make_optimizer(c, self.model.parameters(), steps)
+            return _make_optimizer(c, self.model.parameters(), steps, self.use_graphs, self.device)
 
         start_epoch, best_acc, best_epoch = 1, -1.0, 0
         rows: list[EpochRow] = []
@@ -408,9 +481,8 @@ class Trainer:
             run_id, run_dir = self._new_run_dir()
             (run_dir / "config.json").write_text(json.dumps(self.conditions, indent=2, default=str))
 
-        warmup_s = self._warmup(factory)
-        self.cb.on_warmup(warmup_s)
         opt, sched = factory()
+        warmup_s = self._warmup(opt)
         if self.resume_dir is not None and (run_dir / "last.pt").exists():
             ckpt = torch.load(run_dir / "last.pt", map_location=self.device, weights_only=False)
             self.model.load_state_dict(ckpt["model"])
@@ -427,6 +499,9 @@ class Trainer:
                 done = done[done.epoch <= ckpt["epoch"]]  # a row may have outlived its checkpoint
                 done.to_csv(epochs_csv, index=False)
                 rows = [EpochRow(**r) for r in done.to_dict("records")]
+        if self.use_graphs:
+            warmup_s += self._capture(opt)
+        self.cb.on_warmup(warmup_s)
         self.cb.on_start(run_id, c, steps, start_epoch)
 
         status = "running"
@@ -434,14 +509,16 @@ class Trainer:
             for epoch in range(start_epoch, c.epochs + 1):
                 if self.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats(self.device)
-                lr = opt.param_groups[0]["lr"]
+                lr = float(opt.param_groups[0]["lr"])
                 _sync(self.device)
                 t0 = time.perf_counter()
-                train_loss, train_acc, _ = self._train_epoch(epoch, opt, sched)
+                train_loss, train_acc = self._train_epoch(epoch, opt, sched)
                 _sync(self.device)
                 epoch_s = time.perf_counter() - t0
                 if sched is not None and c.scheduler != "onecycle":
                     sched.step()
+                    if self.graph is not None:
+                        self._keep_lr_on_device(opt)
                 t1 = time.perf_counter()
                 test_loss, test_acc = self._evaluate()
                 _sync(self.device)

@@ -1,0 +1,45 @@
+"""GPU-only checks (run on a CUDA machine; skipped elsewhere)."""
+
+import pytest
+import torch
+
+from cnnbench.train import TrainConfig, train
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _config(out, **kw):
+    base = dict(model="cnn_dropout", dataset="synthetic", epochs=3, batch_size=64, out=out, synthetic_size=1000,
+                input_size=(3, 32, 32), num_classes=10, device="cuda", step_size=2)  # fmt: skip
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
+    graph = train(_config(tmp_path / "g", precision=precision))
+    eager = train(_config(tmp_path / "e", precision=precision, cuda_graphs=False))
+    assert graph.summary["cuda_graphs"] and not eager.summary["cuda_graphs"]
+    for g, e in zip(graph.epochs, eager.epochs, strict=True):
+        assert g.lr == e.lr  # StepLR(2, 0.5) reaches the captured graph
+        assert g.train_loss == pytest.approx(e.train_loss, rel=0.05)
+        assert g.test_acc == pytest.approx(e.test_acc, abs=3.0)
+    assert [r.lr for r in graph.epochs] == [1e-3, 1e-3, 5e-4]
+
+
+def test_resume_under_cuda_graphs(tmp_path):
+    from cnnbench.train import resume
+
+    class Stop:
+        def on_start(self, *a): ...
+        def on_warmup(self, *a): ...
+        def on_epoch(self, *a): ...
+        def on_step(self, epoch, step, loss):
+            if epoch == 3:
+                raise KeyboardInterrupt
+
+    straight = train(_config(tmp_path / "a"))
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(tmp_path / "b", run_name="r"), Stop())
+    resumed = resume(tmp_path / "b", "r")
+    assert resumed.epochs[-1].test_acc == pytest.approx(straight.epochs[-1].test_acc, abs=3.0)
