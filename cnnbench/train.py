@@ -38,7 +38,7 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 _CONDITION_FIELDS = (
     "model", "options", "dataset", "input_size", "num_classes", "epochs", "batch_size", "optimizer", "lr",
     "momentum", "weight_decay", "scheduler", "step_size", "gamma", "label_smoothing", "precision",
-    "channels_last", "compile", "seed", "augment", "synthetic_size",
+    "channels_last", "compile", "seed", "augment", "synthetic_size", "cuda_graphs",
 )  # fmt: skip
 
 
@@ -639,7 +639,7 @@ def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int 
         num_classes=saved["num_classes"] if saved["dataset"] == "synthetic" else None,
         **{k: saved[k] for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
                                  "scheduler", "step_size", "gamma", "label_smoothing", "precision",
-                                 "channels_last", "compile", "seed", "augment", "synthetic_size")},
+                                 "channels_last", "compile", "seed", "augment", "synthetic_size", "cuda_graphs")},
     )  # fmt: skip
     if epochs is not None and epochs != config.epochs:
         raise InvalidArgumentError(
