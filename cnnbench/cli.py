@@ -219,7 +219,8 @@ DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N].")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weights, data order, augmentation).")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.")]
 NoGraphsOpt = Annotated[
-    bool, typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph.")
+    bool,
+    typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph."),
 ]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
 

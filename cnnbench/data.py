@@ -259,7 +259,9 @@ class DeviceLoader:
             offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=gen, device=self.device)
             flips = torch.rand(n, generator=gen, device=self.device) < 0.5
         memory_format = torch.channels_last if self.channels_last else torch.contiguous_format
-        images = torch.empty(self.images.shape, dtype=torch.float32, device=self.device, memory_format=memory_format)
+        images = torch.empty(
+            self.images.shape, dtype=torch.float32, device=self.device, memory_format=memory_format
+        )
         labels = self.labels[order] if order is not None else self.labels
         chunk = 8192  # bounds the temporaries of the gather
         for start in range(0, n, chunk):

@@ -183,7 +183,9 @@ def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
     )
 
 
-def _make_optimizer(config: TrainConfig, params: Any, steps_per_epoch: int, graphs: bool = False, device: str = "cpu"):
+def _make_optimizer(
+    config: TrainConfig, params: Any, steps_per_epoch: int, graphs: bool = False, device: str = "cpu"
+):
     import torch
 
     lr: Any = torch.tensor(config.lr, device=device) if graphs else config.lr
@@ -345,7 +347,8 @@ class Trainer:
         self.scaler.update()
         self.loss_sum += loss.detach().float() * y.shape[0]
         self.correct += (out.argmax(1) == y).sum()
-        return loss
+        # Detached: a kept autograd graph would pin nodes created on the warm-up stream.
+        return loss.detach()
 
     def _warmup(self, opt: Any) -> float:
         """A few real steps at every batch size the run will see, then the initial state restored.
@@ -484,9 +487,13 @@ class Trainer:
         opt, sched = factory()
         warmup_s = self._warmup(opt)
         if self.resume_dir is not None and (run_dir / "last.pt").exists():
-            ckpt = torch.load(run_dir / "last.pt", map_location=self.device, weights_only=False)
+            # On the CPU: RNG states must stay CPU byte tensors; load_state_dict moves the rest.
+            ckpt = torch.load(run_dir / "last.pt", map_location="cpu", weights_only=False)
             self.model.load_state_dict(ckpt["model"])
             opt.load_state_dict(ckpt["optimizer"])
+            for group in opt.param_groups:  # a tensor LR comes back on the CPU; the graph needs it here
+                if isinstance(group["lr"], torch.Tensor):
+                    group["lr"] = group["lr"].to(self.device)
             if sched is not None and ckpt.get("scheduler"):
                 sched.load_state_dict(ckpt["scheduler"])
             self.scaler.load_state_dict(ckpt["scaler"])
