@@ -151,6 +151,9 @@ def _download(name: str, data_dir: Path) -> None:
         ) from None
 
 
+_CACHE: dict[tuple, ArrayDataset] = {}
+
+
 def load_split(
     name: str,
     split: str,
@@ -160,7 +163,24 @@ def load_split(
     synthetic_classes: int | None = None,
     synthetic_size: int | None = None,
 ) -> ArrayDataset:
-    """Load ``split`` ('train' or 'test') of dataset ``name`` as uint8 arrays."""
+    """Load ``split`` ('train' or 'test') of dataset ``name`` as uint8 arrays (cached per process)."""
+    key = (name, split, str(data_dir), synthetic_shape, synthetic_classes, synthetic_size)
+    if key not in _CACHE:
+        _CACHE[key] = _load_split(
+            name, split, data_dir, download, synthetic_shape, synthetic_classes, synthetic_size
+        )
+    return _CACHE[key]
+
+
+def _load_split(
+    name: str,
+    split: str,
+    data_dir: Path | None,
+    download: bool,
+    synthetic_shape: tuple[int, int, int] | None,
+    synthetic_classes: int | None,
+    synthetic_size: int | None,
+) -> ArrayDataset:
     spec = get_dataset_spec(name)
     if not spec.trainable:
         raise DatasetError(f"expected a dataset with images to train on, got {name!r} (shape only)")

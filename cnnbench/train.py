@@ -148,6 +148,35 @@ class Callbacks:
     def on_warmup(self, seconds: float) -> None: ...
 
 
+def planned_conditions(config: TrainConfig) -> dict[str, Any]:
+    """The conditions that decide what a run computes, known before any data is loaded."""
+    import torch
+
+    device = resolve_device(config.device)
+    info = get_model_info(config.model)
+    spec = get_dataset_spec(config.dataset)
+    synthetic = spec.name == "synthetic"
+    shape = tuple(config.input_size or spec.input_shape) if synthetic else spec.input_shape
+    gpu = torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else ""
+    conditions = {
+        "model": info.name,
+        "options": format_options(info.parse_options(config.options)),
+        "family": info.family,
+        "dataset": spec.name,
+        "input_size": format_input_size(shape),
+        "num_classes": int(config.num_classes or spec.num_classes) if synthetic else spec.num_classes,
+        **{k: getattr(config, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
+                                          "scheduler", "step_size", "gamma", "label_smoothing", "precision",
+                                          "channels_last", "compile", "seed")},
+        "augment": spec.augment if config.augment is None else config.augment,
+        "synthetic_size": config.synthetic_size if synthetic else None,
+        "cuda_graphs": uses_cuda_graphs(config, device),
+        "device_kind": gpu or "cpu",
+    }  # fmt: skip
+    conditions["conditions_hash"] = conditions_hash(conditions)
+    return conditions
+
+
 def conditions_hash(conditions: dict[str, Any]) -> str:
     key = {k: conditions.get(k) for k in (*_CONDITION_FIELDS, "device_kind")}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -277,7 +306,7 @@ class Trainer:
         info = get_model_info(c.model)
         shape, classes = self.spec.input_shape, self.spec.num_classes
         torch.manual_seed(c.seed)
-        model, parsed = build(info.name, c.options, shape, classes)
+        model, _ = build(info.name, c.options, shape, classes)
         fwd_flops, train_flops = count_flops(info.name, c.options, shape, classes)
         self.model = model.to(self.device)
         if c.channels_last:
@@ -293,32 +322,20 @@ class Trainer:
         self.loss_sum = torch.zeros((), device=self.device)
         self.correct = torch.zeros((), device=self.device, dtype=torch.long)
 
-        env = environment(self.device)
+        planned = planned_conditions(c)
         self.conditions: dict[str, Any] = {
-            "model": info.name,
-            "options": format_options(parsed),
-            "family": info.family,
-            "dataset": spec.name,
+            **planned,
             "data_source": self.data_source,
-            "input_size": format_input_size(shape),
-            "num_classes": classes,
             "train_samples": self.train_loader.num_samples,
             "test_samples": self.test_loader.num_samples,
             "params": sum(p.numel() for p in model.parameters()),
             "forward_MACs_per_sample": fwd_flops // 2,
             "train_FLOPs_per_sample": train_flops,
-            **{k: getattr(c, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-                                          "scheduler", "step_size", "gamma", "label_smoothing", "precision",
-                                          "channels_last", "compile", "seed")},
-            "augment": augment,
-            "cuda_graphs": self.use_graphs,
-            "synthetic_size": c.synthetic_size if spec.name == "synthetic" else None,
             "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
-            **env,
-            "device_kind": env["gpu_name"] or "cpu",
-        }  # fmt: skip
-        self.conditions["conditions_hash"] = conditions_hash(self.conditions)
+            **environment(self.device),
+        }
+        self.conditions["conditions_hash"] = planned["conditions_hash"]
 
     def _new_run_dir(self) -> tuple[str, Path]:
         c = self.config
