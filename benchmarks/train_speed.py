@@ -75,7 +75,12 @@ def sync(device: str) -> None:
 def chapter_loop(model_name: str, data_dir: Path, epochs: int, device: str) -> list[float]:
     normalize = transforms.Normalize((0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010))
     transform_train = transforms.Compose(
-        [transforms.RandomHorizontalFlip(), transforms.RandomCrop(32, padding=4), transforms.ToTensor(), normalize]
+        [
+            transforms.RandomHorizontalFlip(),
+            transforms.RandomCrop(32, padding=4),
+            transforms.ToTensor(),
+            normalize,
+        ]
     )
     train_set = load_split("cifar10", "train", data_dir, download=False)
     dataset = PickledCIFAR10(train_set.images, train_set.labels, transform_train)
@@ -146,7 +151,14 @@ def main() -> None:
             })  # fmt: skip
         pd.DataFrame(rows).to_csv(args.out / "speed.csv", index=False)
     table = pd.DataFrame(rows)[
-        ["model", "cnnbench_setting", "chapter_median_epoch_s", "cnnbench_median_epoch_s", "speedup_x", "cnnbench_best_test_acc"]
+        [
+            "model",
+            "cnnbench_setting",
+            "chapter_median_epoch_s",
+            "cnnbench_median_epoch_s",
+            "speedup_x",
+            "cnnbench_best_test_acc",
+        ]
     ]
     print(f"\n{env['gpu_name']}, torch {env['torch_version']}, CUDA {env['cuda_version']}")
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))

@@ -289,6 +289,75 @@ def train(
     print_run(result)
 
 
+@app.command()
+def compare(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="MODEL[:key=v1,v2...] variants, e.g. cnn_dropout:dropout=0,0.5."),
+    ] = None,
+    seeds: Annotated[int, typer.Option("--seeds", help="Repeat each variant with this many seeds.")] = 1,
+    name: Annotated[str | None, typer.Option("--name", help="Folder name under results/compare/.")] = None,
+    rerun: Annotated[bool, typer.Option("--rerun", help="Train even when identical runs exist.")] = False,
+    from_: Annotated[
+        Path | None, typer.Option("--from", help="Render a saved comparison (folder or tidy.csv).")
+    ] = None,
+    dataset: TrainDatasetOpt = "cifar10",
+    data_dir: DataDirOpt = None,
+    epochs: EpochsOpt = 20,
+    batch_size: BatchSizeOpt = 128,
+    optimizer: OptimizerOpt = Optimizer.adam,
+    lr: LrOpt = 1e-3,
+    weight_decay: WeightDecayOpt = 1e-4,
+    scheduler: SchedulerOpt = Scheduler.step,
+    label_smoothing: LabelSmoothingOpt = 0.0,
+    precision: PrecisionOpt = Precision.fp32,
+    channels_last: ChannelsLastOpt = False,
+    compile: CompileOpt = False,
+    device: DeviceOpt = "auto",
+    seed: SeedOpt = 0,
+    input_size: InputSizeOpt = None,
+    num_classes: NumClassesOpt = None,
+    out: OutOpt = None,
+    no_checkpoint: NoCheckpointOpt = False,
+    no_cuda_graphs: NoGraphsOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
+    from cnnbench import compare as comparing
+    from cnnbench import train as training
+    from cnnbench.display import TrainProgress, console, print_compare
+
+    if from_ is not None:
+        result = comparing.load_compare(from_)
+        comparing.write_outputs(result)
+    else:
+        if not models:
+            from cnnbench.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("expected at least one MODEL (or --from DIR), got none")
+        base = training.TrainConfig(
+            model=models[0].partition(":")[0], dataset=dataset, data_dir=data_dir, epochs=epochs,
+            batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay,
+            scheduler=scheduler.value, label_smoothing=label_smoothing, precision=precision.value,
+            channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or Path("results"),
+            input_size=_input_size(input_size), num_classes=num_classes, checkpoints=not no_checkpoint,
+            cuda_graphs=not no_cuda_graphs,
+        )  # fmt: skip
+        config = comparing.CompareConfig(variants=models, base=base, seeds=seeds, name=name, rerun=rerun)
+        progress = TrainProgress(quiet)
+        try:
+            with progress:
+                result = comparing.run_compare(
+                    config, callbacks=lambda _label: progress, log=lambda m: console.print(m, highlight=False)
+                )
+        except KeyboardInterrupt:
+            from cnnbench.display import err_console
+
+            err_console.print("[yellow]interrupted:[/] finished runs and the partial tables are kept")
+            raise typer.Exit(130) from None
+    print_compare(result)
+
+
 def _options(items: list[str] | None) -> dict[str, str]:
     from cnnbench.models import parse_option_strings
 

@@ -176,3 +176,24 @@ def print_run(result: Any) -> None:
         f"results: {result.run_dir}/epochs.csv and {result.run_dir.parent.parent / 'runs.csv'}",
         highlight=False,
     )
+
+
+def print_compare(result: Any) -> None:
+    from cnnbench.compare import TERMINAL_HEADERS, conditions_text, display_table
+
+    console.print(f"[bold]{result.name}[/]: {conditions_text(result.conditions)}", highlight=False)
+    table = display_table(result.aggregated).rename(columns=TERMINAL_HEADERS)
+    console.print(
+        simple_table(
+            "per sample: MACs forward, FLOPs forward+backward; epoch time median and IQR; "
+            "conv. ep = epochs to 95% of best; gap = final train - test accuracy",
+            list(table.columns),
+            table.itertuples(index=False),
+        )
+    )
+    for note in result.notes:
+        console.print(f"[dim]{note}[/]", highlight=False)
+    console.print(
+        f"files: {result.folder}/ (tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
+        highlight=False,
+    )

@@ -1,0 +1,155 @@
+"""cnnbench compare: the variant grammar, files against the runs they came from, --from, failures."""
+
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from cnnbench.cli import app
+from cnnbench.compare import Variant, parse_variants
+from cnnbench.errors import InvalidArgumentError, UnknownModelError
+
+runner = CliRunner()
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "2", "-b", "64", "--device", "cpu", "-q"]
+
+
+def compare(out, *args):
+    return runner.invoke(app, ["compare", *args, *SYNTH, "--out", str(out)], env={"COLUMNS": "200"})
+
+
+@pytest.fixture(autouse=True)
+def _small_synthetic(monkeypatch):
+    # 256 training and 256 test images keep each epoch well under a second on two cores.
+    from cnnbench import train
+
+    original = train.TrainConfig.__init__
+
+    def init(self, *a, **kw):
+        original(self, *a, **kw)
+        self.synthetic_size = self.synthetic_size or 256
+
+    monkeypatch.setattr(train.TrainConfig, "__init__", init)
+
+
+def test_grammar_expands_lists_and_products():
+    assert parse_variants(["lenet", "cnn_dropout:dropout=0,0.3,0.5,0.7"]) == [
+        Variant("lenet5", ()),
+        *[Variant("cnn_dropout", (("dropout", v),)) for v in ("0", "0.3", "0.5", "0.7")],
+    ]
+    both = parse_variants(["cifar10net:batch_norm=true,false:dropout=0,0.5"])
+    assert [v.label for v in both] == [
+        "cifar10net:batch_norm=true:dropout=0", "cifar10net:batch_norm=true:dropout=0.5",
+        "cifar10net:batch_norm=false:dropout=0", "cifar10net:batch_norm=false:dropout=0.5",
+    ]  # fmt: skip
+    assert parse_variants(["vgg", "vgg16"]) == [Variant("vgg16", ())]  # aliases fold, duplicates drop
+
+
+@pytest.mark.parametrize(
+    ("spec", "error", "message"),
+    [
+        ("lenet:0.3", InvalidArgumentError, "expected key=value after lenet:, got '0.3'"),
+        ("lenet:pool=", InvalidArgumentError, "expected a value for pool"),
+        ("lenet:pool=max:pool=avg", InvalidArgumentError, "expected each key once"),
+        (":pool=max", InvalidArgumentError, "expected MODEL"),
+        ("lenett", UnknownModelError, "did you mean lenet"),
+    ],
+)
+def test_grammar_errors(spec, error, message):
+    with pytest.raises(error, match=message):
+        parse_variants([spec])
+
+
+def test_two_models_two_seeds_files_match_their_runs(tmp_path):
+    result = compare(tmp_path, "lenet", "cnn_dropout:dropout=0.3", "--seeds", "2", "--name", "t")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "t"
+    tidy = pd.read_csv(folder / "tidy.csv")
+    assert list(zip(tidy.variant, tidy.seed, strict=True)) == [
+        ("lenet5", 0), ("lenet5", 1), ("cnn_dropout:dropout=0.3", 0), ("cnn_dropout:dropout=0.3", 1)
+    ]  # fmt: skip
+    runs = pd.read_csv(tmp_path / "runs.csv").set_index("run_id")
+    epochs_all = pd.read_csv(folder / "epochs.csv")
+    for _, row in tidy.iterrows():
+        run = runs.loc[row.run_id]
+        epochs = pd.read_csv(tmp_path / "runs" / row.run_id / "epochs.csv")
+        assert run.seed == row.seed and run.model == row.model and row.status == "ok"
+        assert row.params == run.params and row.forward_MACs_per_sample == run.forward_MACs_per_sample
+        assert row.best_test_acc_pct == pytest.approx(epochs.test_acc.max())
+        assert row.final_test_acc_pct == pytest.approx(epochs.test_acc.iloc[-1])
+        assert row.train_test_gap_pct_points == pytest.approx(
+            epochs.train_acc.iloc[-1] - epochs.test_acc.iloc[-1]
+        )
+        assert row.median_epoch_time_s == pytest.approx(epochs.epoch_time_s.median())
+        assert row.total_train_time_s == pytest.approx(epochs.epoch_time_s.sum())
+        best = epochs.test_acc.max()
+        assert row.epochs_to_95pct_of_best == epochs.epoch[epochs.test_acc >= 0.95 * best].iloc[0]
+        mine = epochs_all[(epochs_all.variant == row.variant) & (epochs_all.seed == row.seed)]
+        assert mine.test_acc.tolist() == pytest.approx(epochs.test_acc.tolist())
+    agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
+    lenet = tidy[tidy.variant == "lenet5"]
+    assert agg.loc["lenet5", "best_test_acc_pct_mean"] == pytest.approx(lenet.best_test_acc_pct.mean())
+    assert agg.loc["lenet5", "best_test_acc_pct_std"] == pytest.approx(lenet.best_test_acc_pct.std(ddof=1))
+    assert (
+        agg.loc["lenet5", "seeds"] == 2 and agg.loc["lenet5", "params"] == 15_926
+    )  # LeNet-5 at 3x16x16: 16x1x1 flatten
+    md = (folder / "table.md").read_text()
+    assert "| lenet5" in md and "best test acc (%)" in md and "synthetic" in md
+    tex = (folder / "table.tex").read_text()
+    assert r"\toprule" in tex and r"\bottomrule" in tex and "$\\pm$" in tex
+    for stem in ("accuracy_per_epoch", "accuracy_vs_params", "accuracy_vs_macs", "epoch_time"):
+        for ext in ("png", "svg"):
+            assert (folder / f"{stem}.{ext}").stat().st_size > 1000
+    assert "lenet5" in result.output and "cnn_dropout:dropout=0.3" in result.output
+
+    # --from renders identical tables without training
+    before = {f: (folder / f).read_text() for f in ("table.md", "table.tex", "aggregated.csv")}
+    rendered = runner.invoke(app, ["compare", "--from", str(folder)], env={"COLUMNS": "200"})
+    assert rendered.exit_code == 0, rendered.output
+    assert {f: (folder / f).read_text() for f in before} == before
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 4  # nothing retrained
+
+    # identical conditions are reused; --rerun trains again
+    again = compare(tmp_path, "lenet", "--seeds", "2", "--name", "t2")
+    assert again.exit_code == 0 and again.output.count("reused run") == 2
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 4
+    forced = compare(tmp_path, "lenet", "--name", "t3", "--rerun")
+    assert forced.exit_code == 0 and "reused" not in forced.output
+    assert len(pd.read_csv(tmp_path / "runs.csv")) == 5
+
+
+def test_a_failing_variant_keeps_the_others(tmp_path, monkeypatch):
+    from cnnbench import train
+
+    original = train.Trainer.run
+
+    def run(self):
+        if self.config.model == "cnn_dropout":
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
+        return original(self)
+
+    monkeypatch.setattr(train.Trainer, "run", run)
+    result = compare(tmp_path, "lenet:pool=avg,median", "cnn_dropout", "lenet:pool=max", "--name", "f")
+    assert result.exit_code == 0, result.output
+    tidy = pd.read_csv(tmp_path / "compare" / "f" / "tidy.csv").set_index("variant")
+    assert tidy.loc["lenet5:pool=avg", "status"] == "ok"
+    assert tidy.loc["lenet5:pool=max", "status"] == "ok"
+    assert tidy.loc["lenet5:pool=median", "status"].startswith("error: bad value for option pool")
+    assert tidy.loc["cnn_dropout", "status"] == "out of memory"
+    assert tidy.loc["cnn_dropout", "epochs_done"] == 0
+    assert "out of memory" in (tmp_path / "compare" / "f" / "table.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["lenet:0.3"], "expected key=value after lenet:"),
+        (["lenet", "--seeds", "0"], "expected --seeds >= 1, got 0"),
+        (["vgg17"], "unknown model 'vgg17'"),
+        ([], "expected at least one MODEL"),
+    ],
+)
+def test_bad_compare_input(tmp_path, args, message):
+    result = compare(tmp_path, *args)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert "Traceback" not in result.output
