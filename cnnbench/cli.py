@@ -358,6 +358,61 @@ def compare(
     print_compare(result)
 
 
+class Mode(str, Enum):
+    infer = "infer"
+    train = "train"
+    both = "both"
+
+
+class ProfileFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+@app.command()
+def profile(
+    model: ModelArg,
+    option: OptionsOpt = None,
+    input_size: InputSizeOpt = None,
+    dataset: DatasetOpt = None,
+    num_classes: NumClassesOpt = None,
+    batch_sizes: Annotated[
+        str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")
+    ] = "1,32,128,512",
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="Inference forward, training step, or both.")
+    ] = Mode.both,
+    precision: PrecisionOpt = Precision.fp32,
+    channels_last: ChannelsLastOpt = False,
+    compile: CompileOpt = False,
+    device: DeviceOpt = "auto",
+    warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps before timing.")] = 10,
+    iters: Annotated[int, typer.Option("--iters", help="Timed steps.")] = 50,
+    layers: Annotated[bool, typer.Option("--layers", help="Per-module times and the top operators.")] = False,
+    trace: Annotated[Path | None, typer.Option("--trace", help="Write a Chrome/Perfetto trace here.")] = None,
+    grads: Annotated[
+        bool, typer.Option("--grads", help="Per-layer gradient norms for one batch at init.")
+    ] = False,
+    fmt: Annotated[
+        ProfileFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ProfileFormat.table,
+    out: OutOpt = None,
+) -> None:
+    """Step time (median, IQR), throughput, memory, TFLOP/s and utilisation per batch size and mode."""
+    from cnnbench import profile as profiling
+    from cnnbench.display import print_profile
+
+    config = profiling.ProfileConfig(
+        model=model, options=_options(option), input_size=_input_size(input_size), dataset=dataset,
+        num_classes=num_classes, batch_sizes=profiling.parse_batch_sizes(batch_sizes),
+        modes=["infer", "train"] if mode is Mode.both else [mode.value], precision=precision.value,
+        channels_last=channels_last, compile=compile, device=device, warmup=warmup, iters=iters, layers=layers,
+        trace=trace, grads=grads, out=out or Path("results"),
+    )  # fmt: skip
+    print_profile(profiling.profile(config), fmt.value)
+
+
 def _options(items: list[str] | None) -> dict[str, str]:
     from cnnbench.models import parse_option_strings
 

@@ -197,3 +197,70 @@ def print_compare(result: Any) -> None:
         f"files: {result.folder}/ (tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
         highlight=False,
     )
+
+
+def _num(value: Any, fmt: str) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return format(value, fmt)
+
+
+def print_profile(result: Any, fmt: str = "table") -> None:
+    import json
+
+    import pandas as pd
+
+    if fmt == "json":
+        console.print_json(json.dumps({"rows": result.rows, "layers": result.layers, "top_ops": result.top_ops,
+                                       "grads": result.grads}, default=str))  # fmt: skip
+        return
+    if fmt == "csv":
+        print(pd.DataFrame(result.rows).to_csv(index=False), end="")
+        return
+    first = result.rows[0]
+    device = first["gpu_name"] or first["device"]
+    console.print(
+        f"[bold]{first['model']}[/] at {first['input_size']} on {device}, {first['precision']}"
+        f"{', channels-last' if first['channels_last'] else ''}{', compiled' if first['compile'] else ''}; "
+        f"{first['timed_steps']} timed steps after {first['warmup_steps']} warm-up; torch {first['torch_version']}",
+        highlight=False,
+    )
+    rows = [
+        (r["mode"], r["batch_size"], _num(r.get("step_ms_median"), ".3f"), _num(r.get("step_ms_iqr"), ".3f"),
+         _num(r.get("samples_per_s"), ",.0f"), _num(r.get("peak_mem_MiB"), ",.0f"), _num(r.get("achieved_TFLOPs"), ".2f"),
+         _num(r.get("MFU_pct"), ".1f"), _num(r.get("compile_s"), ".1f"), r["status"])
+        for r in result.rows
+    ]  # fmt: skip
+    basis = first.get("peak_basis")
+    console.print(simple_table(
+        f"step = {'forward' if len(set(r['mode'] for r in result.rows)) == 1 and first['mode'] == 'infer' else 'forward (infer) / forward+backward+Adam (train)'}; "
+        f"MFU against the {basis} dense peak ({_num(first.get('peak_TFLOPs'), '.0f')} TFLOP/s)",
+        ("mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "TFLOP/s", "MFU %", "compile s", "status"),
+        rows,
+    ))  # fmt: skip
+    if result.layers:
+        total = result.layers[-1]
+        rows = [
+            (r["layer"], r["type"], _num(r["forward_ms"], ".4f"), _num(r["backward_ms"], ".4f"))
+            for r in result.layers[:-1]
+        ]
+        rows.append((total["layer"], total["type"], _num(total["forward_ms"], ".4f"), "-"))
+        console.print(simple_table(
+            f"per-module time (ms, median of 5 steps; modules sum to {total['attributed_ms']:.3f} ms of "
+            f"{total['forward_ms']:.3f} ms measured; hooks add their own overhead)",
+            ("layer", "type", "forward ms", "backward ms"), rows,
+        ))  # fmt: skip
+        console.print(simple_table(
+            "top operators by device time (ms per step, self)",
+            ("operator", "calls", "device ms", "cpu ms"),
+            [(o["op"][:60], o["calls"], _num(o["self_device_ms"], ".4f"), _num(o["self_cpu_ms"], ".4f")) for o in result.top_ops],
+        ))  # fmt: skip
+    if result.grads:
+        top = result.grads[-1]["grad_norm"] or float("nan")
+        console.print(simple_table(
+            "gradient L2 norm per weight, one batch at initialisation (input to output)",
+            ("parameter", "shape", "grad norm", "vs last layer"),
+            [(g["parameter"], g["shape"], f"{g['grad_norm']:.3e}", f"{g['grad_norm'] / top:.3e}") for g in result.grads],
+        ))  # fmt: skip
+    if result.csv_path:
+        console.print(f"rows appended to {result.csv_path}", highlight=False)

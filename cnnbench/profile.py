@@ -1,0 +1,414 @@
+"""What a model costs on a device: step time, throughput, memory, achieved TFLOP/s and utilisation.
+
+Step times are CUDA-event timed on the GPU (host clock on the CPU), one measurement per step, after
+untimed warm-up steps; reported as median and IQR. FLOPs per step come from FlopCounterMode (forward
+for ``infer``; forward + backward for ``train``, whose step also includes the optimizer update).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnbench.datasets import format_input_size
+from cnnbench.errors import InvalidArgumentError
+from cnnbench.models import format_options, get_model_info
+from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
+
+MODES = ("infer", "train")
+
+# Dense peak TFLOP/s by precision basis, from the vendors' datasheets (no sparsity).
+# The longest matching name wins, so "A100" is not taken for "A10".
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H200": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
+    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "bf16": 756.0, "fp16": 756.0},
+    "H100": {"fp32": 66.9, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4},
+    "A100": {"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0},
+    "A10": {"fp32": 31.2, "tf32": 62.5, "bf16": 125.0, "fp16": 125.0},
+    "L4": {"fp32": 30.3, "tf32": 60.0, "bf16": 121.0, "fp16": 121.0},
+    "L40S": {"fp32": 91.6, "tf32": 183.0, "bf16": 362.0, "fp16": 362.0},
+    "RTX 4090": {"fp32": 82.6, "tf32": 82.6, "bf16": 165.2, "fp16": 165.2},
+    "V100": {"fp32": 15.7, "fp16": 125.0},
+    "T4": {"fp32": 8.1, "fp16": 65.0},
+}
+
+
+def peak_tflops(gpu_name: str, precision: str) -> tuple[float | None, str]:
+    """(peak TFLOP/s, basis) for this GPU and precision; fp32 counts as TF32 when cuDNN allows it."""
+    import torch
+
+    basis = precision
+    if precision == "fp32" and torch.backends.cudnn.allow_tf32:
+        basis = "tf32"  # convolutions, which dominate these models, run on TF32 tensor cores
+    matches = [k for k in PEAK_TFLOPS if k.lower() in (gpu_name or "").lower()]
+    if not matches:
+        return None, basis
+    table = PEAK_TFLOPS[max(matches, key=len)]
+    return table.get(basis), basis
+
+
+@dataclass
+class ProfileConfig:
+    model: str
+    options: dict[str, str] = field(default_factory=dict)
+    input_size: tuple[int, int, int] | None = None
+    dataset: str | None = None
+    num_classes: int | None = None
+    batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 128, 512])
+    modes: list[str] = field(default_factory=lambda: ["infer", "train"])
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    device: str = "auto"
+    warmup: int = 10
+    iters: int = 50
+    layers: bool = False
+    trace: Path | None = None
+    grads: bool = False
+    out: Path = DEFAULT_RESULTS_DIR
+
+    def validate(self) -> None:
+        if not self.batch_sizes or min(self.batch_sizes) < 1:
+            raise InvalidArgumentError(f"expected --batch-sizes of positive integers, got {self.batch_sizes}")
+        if any(m not in MODES for m in self.modes):
+            raise InvalidArgumentError(f"expected --mode infer|train|both, got {self.modes}")
+        if self.warmup < 0 or self.iters < 1:
+            raise InvalidArgumentError(
+                f"expected --warmup >= 0 and --iters >= 1, got {self.warmup} and {self.iters}"
+            )
+        if self.precision not in ("fp32", "bf16", "fp16"):
+            raise InvalidArgumentError(f"expected --precision fp32|bf16|fp16, got {self.precision!r}")
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = sorted({int(t) for t in text.replace(" ", "").split(",") if t})
+    except ValueError:
+        sizes = []
+    if not sizes or sizes[0] < 1:
+        raise InvalidArgumentError(f"expected --batch-sizes as positive integers like 1,32,128, got {text!r}")
+    return sizes
+
+
+class Timer:
+    """Per-step timing: CUDA events on the GPU (no host sync between steps), host clock on the CPU."""
+
+    def __init__(self, device: str) -> None:
+        self.cuda = device.startswith("cuda")
+        self.marks: list[Any] = []
+
+    def mark(self) -> None:
+        import torch
+
+        if self.cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            self.marks.append(event)
+        else:
+            self.marks.append(time.perf_counter())
+
+    def intervals_ms(self) -> list[float]:
+        import torch
+
+        if self.cuda:
+            torch.cuda.synchronize()
+            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:], strict=False)]
+
+
+def _autocast(precision: str, device: str) -> Any:
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
+
+
+def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str) -> Callable[[], None]:
+    """One inference forward, or one training step (forward, loss, backward, Adam update)."""
+    import torch
+
+    if mode == "infer":
+        model.eval()
+
+        def infer() -> None:
+            with torch.no_grad(), _autocast(precision, device):
+                model(x)
+
+        return infer
+    model.train()
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    criterion = torch.nn.CrossEntropyLoss()
+    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
+
+    def train_step() -> None:
+        with _autocast(precision, device):
+            loss = criterion(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    return train_step
+
+
+def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -> tuple[list[float], float]:
+    """(per-step milliseconds, seconds of the first call): warm-up untimed, then ``iters`` timed steps."""
+    from cnnbench.train import _sync
+
+    _sync(device)
+    t0 = time.perf_counter()
+    step()  # the first call: compilation and cuDNN autotuning land here
+    _sync(device)
+    first_s = time.perf_counter() - t0
+    for _ in range(max(warmup - 1, 0)):
+        step()
+    timer = Timer(device)
+    timer.mark()
+    for _ in range(iters):
+        step()
+        timer.mark()
+    return timer.intervals_ms(), first_s
+
+
+def _iqr(values: list[float]) -> float:
+    if len(values) < 2:
+        return 0.0
+    q = statistics.quantiles(values, n=4)
+    return q[2] - q[0]
+
+
+@dataclass
+class ProfileResult:
+    rows: list[dict[str, Any]]
+    layers: list[dict[str, Any]] = field(default_factory=list)
+    top_ops: list[dict[str, Any]] = field(default_factory=list)
+    grads: list[dict[str, Any]] = field(default_factory=list)
+    csv_path: Path | None = None
+
+
+def profile(config: ProfileConfig) -> ProfileResult:
+    import torch
+
+    from cnnbench.summary import count_flops, resolve_input
+    from cnnbench.train import resolve_device
+
+    config.validate()
+    device = resolve_device(config.device)
+    info = get_model_info(config.model)
+    shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
+    fwd_flops, train_flops = count_flops(info.name, config.options, shape, classes)
+    env = environment(device)
+    peak, basis = (
+        peak_tflops(env["gpu_name"], config.precision)
+        if device.startswith("cuda")
+        else (None, config.precision)
+    )
+    if device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    out = ensure_dir(Path(config.out))
+    rows = []
+    for mode in config.modes:
+        for batch in sorted(config.batch_sizes):
+            row = {
+                "model": info.name, "options": format_options(info.parse_options(config.options)),
+                "input_size": format_input_size(shape), "num_classes": classes, "mode": mode, "batch_size": batch,
+                "precision": config.precision, "channels_last": config.channels_last, "compile": config.compile,
+                "warmup_steps": config.warmup, "timed_steps": config.iters, "status": "ok",
+            }  # fmt: skip
+            try:
+                row.update(_measure(config, info.name, shape, classes, mode, batch, device,
+                                    fwd_flops if mode == "infer" else train_flops, peak))  # fmt: skip
+            except torch.cuda.OutOfMemoryError:
+                row["status"] = "out of memory"
+            finally:
+                if device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+            row.update({"peak_basis": basis, "peak_TFLOPs": peak, **env})
+            rows.append(row)
+            append_row(out / "profile.csv", row)
+    result = ProfileResult(rows, csv_path=out / "profile.csv")
+    if config.layers or config.trace:
+        result.layers, result.top_ops = layer_profile(config, info.name, shape, classes, device)
+    if config.grads:
+        result.grads = gradient_norms(
+            info.name, config.options, shape, classes, device, batch=min(config.batch_sizes[-1], 32)
+        )
+    return result
+
+
+def _prepare(
+    config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, batch: int, device: str
+):
+    import torch
+
+    from cnnbench.summary import build
+
+    torch.manual_seed(0)
+    model, _ = build(name, config.options, shape, classes)
+    model = model.to(device)
+    x = torch.randn(batch, *shape, device=device)
+    y = torch.randint(0, classes, (batch,), device=device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    forward_model = torch.compile(model) if config.compile else model
+    return model, forward_model, x, y
+
+
+def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, mode: str, batch: int,
+             device: str, flops_per_sample: int, peak: float | None) -> dict[str, Any]:  # fmt: skip
+    import torch
+
+    _, forward_model, x, y = _prepare(config, name, shape, classes, batch, device)
+    step = make_step(forward_model, mode, x, y, config.precision, device)
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    times, first_s = time_steps(step, device, config.warmup, config.iters)
+    median = statistics.median(times)
+    flops_step = flops_per_sample * batch
+    achieved = flops_step / (median / 1e3) / 1e12
+    return {
+        "step_ms_median": median,
+        "step_ms_iqr": _iqr(times),
+        "step_ms_min": min(times),
+        "samples_per_s": batch / (median / 1e3),
+        "peak_mem_MiB": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else math.nan,
+        "FLOPs_per_step": flops_step,
+        "achieved_TFLOPs": achieved,
+        "MFU_pct": 100 * achieved / peak if peak else math.nan,
+        "first_step_s": first_s,
+        "compile_s": first_s if config.compile else math.nan,
+    }
+
+
+def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, device: str):
+    """Per-module forward (and backward, in train mode) time, and the top operators from torch.profiler."""
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    batch = max(config.batch_sizes)
+    mode = "train" if "train" in config.modes else "infer"
+    model, _, x, y = _prepare(config, name, shape, classes, batch, device)
+    for module in model.modules():  # full backward hooks cannot wrap outputs that are modified in place
+        if hasattr(module, "inplace"):
+            module.inplace = False
+    leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
+    marks: dict[tuple[str, str], list[Any]] = {}
+    cuda = device.startswith("cuda")
+
+    def stamp() -> Any:
+        if cuda:
+            event = torch.cuda.Event(enable_timing=True)
+            event.record()
+            return event
+        return time.perf_counter()
+
+    def elapsed_ms(a: Any, b: Any) -> float:
+        return a.elapsed_time(b) if cuda else (b - a) * 1e3
+
+    handles = []
+    for leaf_name, module in leaves:
+
+        def pre(_m: Any, _i: Any, n: str = leaf_name) -> None:
+            marks.setdefault((n, "forward"), []).append([stamp(), None])
+
+        def post(_m: Any, _i: Any, _o: Any, n: str = leaf_name) -> None:
+            marks[(n, "forward")][-1][1] = stamp()
+
+        handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
+        if (
+            mode == "train"
+            and any(p.requires_grad for p in module.parameters(recurse=False))
+            or mode == "train"
+        ):
+
+            def bpre(_m: Any, _g: Any, n: str = leaf_name) -> None:
+                marks.setdefault((n, "backward"), []).append([stamp(), None])
+
+            def bpost(_m: Any, _gi: Any, _go: Any, n: str = leaf_name) -> None:
+                if (n, "backward") in marks:
+                    marks[(n, "backward")][-1][1] = stamp()
+
+            handles += [
+                module.register_full_backward_pre_hook(bpre),
+                module.register_full_backward_hook(bpost),
+            ]
+    x.requires_grad_(mode == "train")  # so the first layer's backward hook fires
+    step = make_step(model, mode, x, y, config.precision, device)
+    repeats = 5
+    for _ in range(2):
+        step()
+    marks.clear()
+    whole = Timer(device)
+    whole.mark()
+    for _ in range(repeats):
+        step()
+        whole.mark()
+    whole_ms = statistics.median(whole.intervals_ms())
+    for h in handles:
+        h.remove()
+    layers = []
+    for leaf_name, module in leaves:
+        row = {"layer": leaf_name, "type": type(module).__name__}
+        for phase in ("forward", "backward"):
+            spans = [elapsed_ms(a, b) for a, b in marks.get((leaf_name, phase), []) if b is not None]
+            row[f"{phase}_ms"] = (
+                statistics.median(spans)
+                if spans
+                else (math.nan if phase == "backward" and mode == "infer" else 0.0)
+            )
+        layers.append(row)
+    attributed = sum(
+        r["forward_ms"] + (0 if math.isnan(r["backward_ms"]) else r["backward_ms"]) for r in layers
+    )
+    layers.append({"layer": "(step total, measured)", "type": mode, "forward_ms": whole_ms, "backward_ms": math.nan,
+                   "attributed_ms": attributed})  # fmt: skip
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with torch_profile(activities=activities) as prof:
+        for _ in range(3):
+            step()
+        if cuda:
+            torch.cuda.synchronize()
+    if config.trace:
+        prof.export_chrome_trace(str(config.trace))
+    top = []
+    for evt in prof.key_averages():
+        self_device = getattr(evt, "self_device_time_total", None)
+        if self_device is None:
+            self_device = getattr(evt, "self_cuda_time_total", 0)
+        top.append({"op": evt.key, "calls": evt.count, "self_device_ms": self_device / 1e3 / 3,
+                    "self_cpu_ms": evt.self_cpu_time_total / 1e3 / 3})  # fmt: skip
+    top.sort(key=lambda r: r["self_device_ms"] if cuda else r["self_cpu_ms"], reverse=True)
+    return layers, top[:15]
+
+
+def gradient_norms(name: str, options: dict[str, str], shape: tuple[int, int, int], classes: int, device: str,
+                   batch: int = 32, seed: int = 0) -> list[dict[str, Any]]:  # fmt: skip
+    """L2 norm of each weight's gradient for one batch at initialisation, input to output."""
+    import torch
+
+    from cnnbench.summary import build
+
+    torch.manual_seed(seed)
+    model, _ = build(name, options, shape, classes)
+    model = model.to(device).train()
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(batch, *shape, generator=gen).to(device)
+    y = torch.randint(0, classes, (batch,), generator=gen).to(device)
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    rows = []
+    for param_name, param in model.named_parameters():
+        if param_name.endswith("weight") and param.dim() > 1 and param.grad is not None:
+            rows.append({"parameter": param_name, "shape": "x".join(map(str, param.shape)),
+                         "grad_norm": float(param.grad.norm()), "weight_norm": float(param.detach().norm())})  # fmt: skip
+    return rows
