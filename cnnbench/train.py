@@ -533,7 +533,8 @@ class Trainer:
             for epoch in range(start_epoch, c.epochs + 1):
                 if self.device.startswith("cuda"):
                     torch.cuda.reset_peak_memory_stats(self.device)
-                lr = float(opt.param_groups[0]["lr"])
+                # A tensor LR (CUDA graphs) is float32: 1e-3 reads back as 0.0010000000475.
+                lr = float(f"{float(opt.param_groups[0]['lr']):.7g}")
                 _sync(self.device)
                 t0 = time.perf_counter()
                 train_loss, train_acc = self._train_epoch(epoch, opt, sched)
