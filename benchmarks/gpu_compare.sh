@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# One device call: the speed run and the chapter's comparisons on the CIFAR-10 copy.
+# Usage (device machine, repo root): bash benchmarks/gpu_compare.sh OUTDIR
+set -u
+out=${1:?OUTDIR}
+res=/tmp/res
+mkdir -p "$out" "$res"
+python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data
+python3 .data/make_cifar10.py /tmp/data >/dev/null
+save() { tar czf "$out/results.tgz" -C "$res" . ; }
+python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.log" 2>&1; tail -2 "$out/gpu_tests.log"
+
+# Issue 4's speed target: start to end, from process start, 60 epochs, files written.
+start=$(date +%s.%N)
+python3 -m cnnbench compare lenet vgg resnet --epochs 20 --precision bf16 --channels-last --name architectures_bf16 --out "$res" -q > "$out/architectures_bf16.log" 2>&1
+end=$(date +%s.%N)
+echo "wall_s=$(python3 -c "print(round($end-$start, 2))") command='cnnbench compare lenet vgg resnet --epochs 20 --precision bf16 --channels-last' gpu='$(nvidia-smi --query-gpu=name --format=csv,noheader)'" | tee "$res/compare/architectures_bf16/wall_time.txt"
+save
+for args in "lenet vgg resnet --name architectures" "resnet:skip=true,false --name skip_connections" \
+            "cifar10net:batch_norm=true,false --name batch_norm" "cnn_dropout:dropout=0,0.3,0.5,0.7 --name dropout"; do
+  python3 -m cnnbench compare $args --epochs 20 --out "$res" -q --no-checkpoint > "$out/compare.log" 2>&1
+  grep -E "^\│|reused|error" "$out/compare.log" | cut -c1-160
+  save
+done
+python3 -m cnnbench train resnet -e 3 --channels-last -q --no-checkpoint --out /tmp/explore 2>&1 | tail -3
+save
