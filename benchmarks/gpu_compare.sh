@@ -6,7 +6,7 @@ out=${1:?OUTDIR}
 res=/tmp/res
 mkdir -p "$out" "$res"
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data
+export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data COLUMNS=250
 python3 .data/make_cifar10.py /tmp/data >/dev/null
 save() { tar czf "$out/results.tgz" -C "$res" . ; }
 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.log" 2>&1; tail -2 "$out/gpu_tests.log"
