@@ -11,4 +11,4 @@ python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.log
 python3 benchmarks/profile_fidelity.py --out /tmp/res/profile_fidelity.csv 2>&1 | tee "$out/profile_fidelity.log" | tail -12
 python3 benchmarks/profile_chapter.py --out /tmp/res/profile_chapter > "$out/profile_chapter.log" 2>&1; tail -34 "$out/profile_chapter.log"
 python3 benchmarks/train_speed.py --data-dir /tmp/data --out /tmp/res/train_speed > "$out/train_speed.log" 2>&1; tail -9 "$out/train_speed.log"
-tar czf "$out/results.tgz" -C /tmp/res .
+tar czf "$out/results.tgz" --exclude='*.pt' -C /tmp/res .

@@ -318,7 +318,10 @@ def compare(
     input_size: InputSizeOpt = None,
     num_classes: NumClassesOpt = None,
     out: OutOpt = None,
-    no_checkpoint: NoCheckpointOpt = False,
+    checkpoint: Annotated[
+        bool,
+        typer.Option("--checkpoint", help="Write best/last checkpoints per run (off: compare reuses runs)."),
+    ] = False,
     no_cuda_graphs: NoGraphsOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -340,7 +343,7 @@ def compare(
             batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay,
             scheduler=scheduler.value, label_smoothing=label_smoothing, precision=precision.value,
             channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or Path("results"),
-            input_size=_input_size(input_size), num_classes=num_classes, checkpoints=not no_checkpoint,
+            input_size=_input_size(input_size), num_classes=num_classes, checkpoints=checkpoint,
             cuda_graphs=not no_cuda_graphs,
         )  # fmt: skip
         config = comparing.CompareConfig(variants=models, base=base, seeds=seeds, name=name, rerun=rerun)
