@@ -369,7 +369,7 @@ def write_outputs(result: CompareResult) -> None:
     table = display_table(result.aggregated)
     notes = "".join(f"- {n}\n" for n in result.notes)
     (folder / "table.md").write_text(
-        f"# {result.name}\n\nConditions: {conditions_text(result.conditions)}\n\n{table.to_markdown(index=False)}\n"
+        f"# {result.name}\n\nConditions: {conditions_text(result.conditions)}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n"
         + (f"\nNotes:\n{notes}" if notes else "")
     )
     latex = table.style.hide(axis="index").to_latex(
@@ -395,17 +395,17 @@ def _plots(result: CompareResult) -> None:
             fig.savefig(folder / f"{stem}.{ext}", dpi=150)
         plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    if not epochs.empty:
+    if not epochs.empty:  # a comparison rendered from its tidy rows alone has no curves to draw
+        fig, ax = plt.subplots(figsize=(7, 4.5))
         for variant, group in epochs.groupby("variant", sort=False):
             stats = group.groupby("epoch").test_acc.agg(["mean", "min", "max"])
             line = ax.plot(stats.index, stats["mean"], label=variant)[0]
             if group.seed.nunique() > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    save(fig, "accuracy_per_epoch")
+        ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        save(fig, "accuracy_per_epoch")
 
     valid = agg.dropna(subset=["best_test_acc_pct_mean"])
     for column, label, stem in (
@@ -425,7 +425,12 @@ def _plots(result: CompareResult) -> None:
                 textcoords="offset points",
             )
         ax.set_xscale("log")
-        ax.set(xlabel=f"{label} (log scale)", ylabel="best test accuracy (%)", title=f"Accuracy vs {label}")
+        ax.margins(x=0.2, y=0.1)
+        ax.set(
+            xlabel=f"{label} (log scale)",
+            ylabel="best test accuracy (%)",
+            title=f"Accuracy vs {label} ({subtitle})",
+        )
         ax.grid(alpha=0.3)
         save(fig, stem)
 
