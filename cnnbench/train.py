@@ -34,11 +34,15 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULERS = ("step", "cosine", "onecycle", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")
 
+# The recipe: TrainConfig fields recorded as they are given.
+_RECIPE_FIELDS = (
+    "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "scheduler", "step_size", "gamma",
+    "label_smoothing", "precision", "channels_last", "compile", "seed",
+)  # fmt: skip
 # Conditions that decide what a run computes; two runs equal in these are interchangeable.
 _CONDITION_FIELDS = (
-    "model", "options", "dataset", "input_size", "num_classes", "epochs", "batch_size", "optimizer", "lr",
-    "momentum", "weight_decay", "scheduler", "step_size", "gamma", "label_smoothing", "precision",
-    "channels_last", "compile", "seed", "augment", "synthetic_size", "cuda_graphs",
+    "model", "options", "dataset", "input_size", "num_classes", *_RECIPE_FIELDS, "augment", "synthetic_size",
+    "cuda_graphs",
 )  # fmt: skip
 
 
@@ -165,9 +169,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
         "dataset": spec.name,
         "input_size": format_input_size(shape),
         "num_classes": int(config.num_classes or spec.num_classes) if synthetic else spec.num_classes,
-        **{k: getattr(config, k) for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-                                          "scheduler", "step_size", "gamma", "label_smoothing", "precision",
-                                          "channels_last", "compile", "seed")},
+        **{k: getattr(config, k) for k in _RECIPE_FIELDS},
         "augment": spec.augment if config.augment is None else config.augment,
         "synthetic_size": config.synthetic_size if synthetic else None,
         "cuda_graphs": uses_cuda_graphs(config, device),
@@ -662,9 +664,7 @@ def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int 
         out=Path(out), device=device or saved["device"],
         input_size=tuple(int(v) for v in saved["input_size"].split("x")) if saved["dataset"] == "synthetic" else None,
         num_classes=saved["num_classes"] if saved["dataset"] == "synthetic" else None,
-        **{k: saved[k] for k in ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay",
-                                 "scheduler", "step_size", "gamma", "label_smoothing", "precision",
-                                 "channels_last", "compile", "seed", "augment", "synthetic_size", "cuda_graphs")},
+        **{k: saved[k] for k in (*_RECIPE_FIELDS, "augment", "synthetic_size", "cuda_graphs")},
     )  # fmt: skip
     if epochs is not None and epochs != config.epochs:
         raise InvalidArgumentError(
