@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import CnnbenchError, InvalidArgumentError, InvalidOptionError
+from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.models import get_model_info
 from cnnbench.results import ensure_dir, write_frame_atomic
 from cnnbench.train import Callbacks, TrainConfig, planned_conditions
@@ -172,10 +172,17 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     import pandas as pd
     import torch
 
-    from cnnbench.train import Trainer
+    from cnnbench.data import load_split
+    from cnnbench.train import Trainer, resolve_device
 
     config.validate()
     config.base.validate()
+    # Problems every variant would share (no GPU, no data) stop the command before anything trains.
+    resolve_device(config.base.device)
+    for split in ("train", "test"):
+        b = config.base
+        load_split(b.dataset, split, b.data_dir, synthetic_shape=b.input_size, synthetic_classes=b.num_classes,
+                   synthetic_size=b.synthetic_size)  # fmt: skip
     variants = parse_variants(config.variants)
     out = ensure_dir(Path(config.base.out))
     name = config.name or "_".join(dict.fromkeys(v.model for v in variants))[:80]
@@ -207,7 +214,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
                         epochs = [dataclasses.asdict(e) for e in result.epochs]
                 except torch.cuda.OutOfMemoryError:
                     status = "out of memory"
-                except (InvalidOptionError, CnnbenchError) as exc:
+                except CnnbenchError as exc:
                     status = f"error: {exc}"
                 except Exception as exc:  # one variant's failure must not lose the others' rows
                     status = f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"

@@ -14,7 +14,8 @@ SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "2", "-b", "64", "--device", 
 
 
 def compare(out, *args):
-    return runner.invoke(app, ["compare", *args, *SYNTH, "--out", str(out)], env={"COLUMNS": "200"})
+    # Defaults first, so a test's own options win.
+    return runner.invoke(app, ["compare", *SYNTH, "--out", str(out), *args], env={"COLUMNS": "200"})
 
 
 @pytest.fixture(autouse=True)
@@ -146,6 +147,7 @@ def test_a_failing_variant_keeps_the_others(tmp_path, monkeypatch):
         (["lenet", "--seeds", "0"], "expected --seeds >= 1, got 0"),
         (["vgg17"], "unknown model 'vgg17'"),
         ([], "expected at least one MODEL"),
+        (["lenet", "--device", "tpu"], "expected --device auto|cpu|cuda[:N], got 'tpu'"),
     ],
 )
 def test_bad_compare_input(tmp_path, args, message):
@@ -153,3 +155,29 @@ def test_bad_compare_input(tmp_path, args, message):
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
+    from cnnbench.errors import DatasetError
+
+    def no_download(name, data_dir):
+        raise DatasetError(f"dataset {name} not found and the download failed (no network): expected ...")
+
+    monkeypatch.setattr("cnnbench.data._download", no_download)
+    result = runner.invoke(
+        app,
+        [
+            "compare",
+            "lenet",
+            "cnn_dropout",
+            "-d",
+            "mnist",
+            "--data-dir",
+            str(tmp_path / "none"),
+            "--out",
+            str(tmp_path),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "dataset mnist not found" in result.output
+    assert not (tmp_path / "runs.csv").exists()
