@@ -114,3 +114,11 @@ def test_version_and_help():
     out = runner.invoke(app, ["--help"]).output
     for command in ("list", "summary", "train", "compare", "profile"):
         assert command in out
+
+
+def test_summary_csv_format_prints_the_row(results_dir):
+    result = runner.invoke(app, ["summary", "resnet", "-f", "csv", "--out", str(results_dir)])
+    assert result.exit_code == 0, result.output
+    printed = pd.read_csv(__import__("io").StringIO(result.output))
+    assert printed.model.tolist() == ["simple_resnet"] and printed.params.tolist() == [2_777_674]
+    assert printed.input_size.tolist() == ["3x32x32"]

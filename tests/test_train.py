@@ -179,3 +179,27 @@ def _no_download(name, data_dir):
     raise DatasetError(
         f"dataset {name} not found and the download failed (no network): expected {_expected_files(name, data_dir)}"
     )
+
+
+def test_progress_output_shows_each_epoch(results_dir):
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "lenet",
+            "-d",
+            "synthetic",
+            "-i",
+            "3x16x16",
+            "-e",
+            "2",
+            "--device",
+            "cpu",
+            "--out",
+            str(results_dir),
+        ],
+        env={"COLUMNS": "200"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "epoch   1" in result.output and "epoch   2" in result.output
+    assert "ok lenet5-synthetic-s0" in result.output and "median epoch" in result.output
