@@ -24,5 +24,5 @@ for args in "lenet vgg resnet --name architectures" "resnet:skip=true,false --na
   grep -E "^\│|reused|error" "$out/compare.log" | cut -c1-160
   save
 done
-python3 -m cnnbench train resnet -e 3 --channels-last -q --no-checkpoint --out /tmp/explore 2>&1 | tail -3
+python3 benchmarks/speed_explore.py --out "$res/speed_explore.csv" 2>&1 | tail -12
 save
