@@ -28,6 +28,7 @@ from torchvision import transforms
 from cnnbench.data import load_split
 from cnnbench.models import get_model
 from cnnbench.results import environment
+from cnnbench.stats import iqr
 from cnnbench.train import TrainConfig, train
 
 MODELS = ("lenet5", "cifar10net", "simple_resnet")
@@ -100,13 +101,6 @@ def chapter_loop(model_name: str, data_dir: Path, epochs: int, device: str) -> l
         scheduler.step()
         print(f"  chapter {model_name}: {times[-1]:.2f} s", flush=True)
     return times
-
-
-def iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    q = statistics.quantiles(values, n=4)
-    return q[2] - q[0]
 
 
 def main() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.models import get_model_info
 from cnnbench.results import ensure_dir, write_frame_atomic
+from cnnbench.stats import iqr
 from cnnbench.train import Callbacks, TrainConfig, planned_conditions
 
 # Statuses of finished runs whose numbers can stand in for a new run with the same conditions.
@@ -107,13 +108,6 @@ def _convergence_epoch(accs: list[float]) -> float:
     return float(next(i for i, a in enumerate(accs, start=1) if a >= target))
 
 
-def _iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0 if values else math.nan
-    q = statistics.quantiles(values, n=4)
-    return q[2] - q[0]
-
-
 def _tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epochs: list[dict[str, Any]],
               status: str, reused: bool) -> dict[str, Any]:  # fmt: skip
     s = summary or {}
@@ -133,7 +127,7 @@ def _tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epoch
         "train_FLOPs_per_sample": s.get("train_FLOPs_per_sample", math.nan),
         "epochs_done": len(epochs),
         "median_epoch_time_s": statistics.median(times) if times else math.nan,
-        "iqr_epoch_time_s": _iqr(times),
+        "iqr_epoch_time_s": iqr(times),
         "total_train_time_s": sum(times) if times else math.nan,
         "best_test_acc_pct": max(accs) if accs else math.nan,
         "final_test_acc_pct": last.get("test_acc", math.nan),
@@ -173,7 +167,8 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     import torch
 
     from cnnbench.data import load_split
-    from cnnbench.train import Trainer, resolve_device
+    from cnnbench.device import resolve_device
+    from cnnbench.train import Trainer
 
     config.validate()
     config.base.validate()

@@ -7,7 +7,6 @@ for ``infer``; forward + backward for ``train``, whose step also includes the op
 
 from __future__ import annotations
 
-import contextlib
 import math
 import statistics
 import time
@@ -17,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size
+from cnnbench.device import autocast, resolve_device, synchronize
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
+from cnnbench.stats import iqr
 
 MODES = ("infer", "train")
 
@@ -122,15 +123,6 @@ class Timer:
         return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
-def _autocast(precision: str, device: str) -> Any:
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
-
-
 def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str) -> Callable[[], None]:
     """One inference forward, or one training step (forward, loss, backward, Adam update)."""
     import torch
@@ -139,7 +131,7 @@ def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str
         model.eval()
 
         def infer() -> None:
-            with torch.no_grad(), _autocast(precision, device):
+            with torch.no_grad(), autocast(precision, device):
                 model(x)
 
         return infer
@@ -149,7 +141,7 @@ def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
 
     def train_step() -> None:
-        with _autocast(precision, device):
+        with autocast(precision, device):
             loss = criterion(model(x), y)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -161,12 +153,10 @@ def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str
 
 def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -> tuple[list[float], float]:
     """(per-step milliseconds, seconds of the first call): warm-up untimed, then ``iters`` timed steps."""
-    from cnnbench.train import _sync
-
-    _sync(device)
+    synchronize(device)
     t0 = time.perf_counter()
     step()  # the first call: compilation and cuDNN autotuning land here
-    _sync(device)
+    synchronize(device)
     first_s = time.perf_counter() - t0
     for _ in range(max(warmup - 1, 0)):
         step()
@@ -176,13 +166,6 @@ def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -
         step()
         timer.mark()
     return timer.intervals_ms(), first_s
-
-
-def _iqr(values: list[float]) -> float:
-    if len(values) < 2:
-        return 0.0
-    q = statistics.quantiles(values, n=4)
-    return q[2] - q[0]
 
 
 @dataclass
@@ -198,7 +181,6 @@ def profile(config: ProfileConfig) -> ProfileResult:
     import torch
 
     from cnnbench.summary import count_flops, resolve_input
-    from cnnbench.train import resolve_device
 
     config.validate()
     device = resolve_device(config.device)
@@ -277,7 +259,7 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
     achieved = flops_step / (median / 1e3) / 1e12
     return {
         "step_ms_median": median,
-        "step_ms_iqr": _iqr(times),
+        "step_ms_iqr": iqr(times),
         "step_ms_min": min(times),
         "samples_per_s": batch / (median / 1e3),
         "peak_mem_MiB": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else math.nan,

@@ -26,9 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size, get_dataset_spec
-from cnnbench.errors import DeviceError, InvalidArgumentError
+from cnnbench.device import autocast, resolve_device, synchronize
+from cnnbench.errors import InvalidArgumentError
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
+from cnnbench.stats import iqr
 
 OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULERS = ("step", "cosine", "onecycle", "none")
@@ -99,27 +101,6 @@ class TrainConfig:
         get_model_info(self.model).parse_options(self.options)
 
 
-def resolve_device(name: str) -> str:
-    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; reject CUDA requests without a GPU."""
-    import torch
-
-    name = (name or "auto").lower()
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cpu":
-        return "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"expected a CUDA GPU for --device {name}, got none (torch sees no GPU); use --device cpu"
-            )
-        index = name.partition(":")[2]
-        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
-            raise DeviceError(f"expected --device cuda:N with N < {torch.cuda.device_count()}, got {name!r}")
-        return name
-    raise DeviceError(f"expected --device auto|cpu|cuda[:N], got {name!r}")
-
-
 @dataclass
 class EpochRow:
     epoch: int
@@ -184,18 +165,6 @@ def conditions_hash(conditions: dict[str, Any]) -> str:
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _autocast(precision: str, device: str):
-    import contextlib
-
-    import torch
-
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    # The cast cache must be off for CUDA graph capture; one forward reuses each weight once anyway.
-    return torch.autocast(device_type=device.split(":")[0], dtype=dtype, cache_enabled=False)
-
-
 def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
     """Whether the training step is captured once as a CUDA graph and replayed.
 
@@ -239,13 +208,6 @@ def _make_optimizer(
     else:
         sched = None
     return opt, sched
-
-
-def _sync(device: str) -> None:
-    import torch
-
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
 
 
 def _rng_state(device: str) -> dict[str, Any]:
@@ -356,7 +318,7 @@ class Trainer:
 
     def _step(self, x: Any, y: Any, opt: Any) -> Any:
         """One training step; also the body that is captured as a CUDA graph."""
-        with _autocast(self.config.precision, self.device):
+        with autocast(self.config.precision, self.device):
             out = self.forward_model(x)
             loss = self.criterion(out, y)
         # Under CUDA graphs the gradients must stay at the addresses the graph captured.
@@ -383,7 +345,7 @@ class Trainer:
         model_state = copy.deepcopy(self.model.state_dict())
         rng = _rng_state(self.device)
         x_all, y_all = next(self.train_loader.epoch(0))
-        _sync(self.device)
+        synchronize(self.device)
         t0 = time.perf_counter()
         stream = torch.cuda.Stream(self.device) if self.device.startswith("cuda") else None
         if stream is not None:
@@ -394,13 +356,13 @@ class Trainer:
                 for _ in range(c.warmup_steps if bs == c.batch_size else 1):
                     self._step(x_all[:bs], y_all[:bs], opt)
             self.forward_model.eval()
-            with torch.no_grad(), _autocast(c.precision, self.device):
+            with torch.no_grad(), autocast(c.precision, self.device):
                 for x, _ in self.test_loader.epoch(0):
                     self.forward_model(x)
                     break
         if stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(stream)
-        _sync(self.device)
+        synchronize(self.device)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             for name, value in self.model.state_dict().items():
@@ -429,7 +391,7 @@ class Trainer:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.static_loss = self._step(self.static_x, self.static_y, opt)
-        _sync(self.device)
+        synchronize(self.device)
         return time.perf_counter() - t0
 
     def _keep_lr_on_device(self, opt: Any) -> None:
@@ -468,7 +430,7 @@ class Trainer:
         self.forward_model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        with torch.no_grad(), _autocast(c.precision, self.device):
+        with torch.no_grad(), autocast(c.precision, self.device):
             for x, y in self.test_loader.epoch(0):
                 out = self.forward_model(x)
                 loss_sum += self.eval_criterion(out.float(), y)
@@ -537,10 +499,10 @@ class Trainer:
                     torch.cuda.reset_peak_memory_stats(self.device)
                 # A tensor LR (CUDA graphs) is float32: 1e-3 reads back as 0.0010000000475.
                 lr = float(f"{float(opt.param_groups[0]['lr']):.7g}")
-                _sync(self.device)
+                synchronize(self.device)
                 t0 = time.perf_counter()
                 train_loss, train_acc = self._train_epoch(epoch, opt, sched)
-                _sync(self.device)
+                synchronize(self.device)
                 epoch_s = time.perf_counter() - t0
                 if sched is not None and c.scheduler != "onecycle":
                     sched.step()
@@ -548,7 +510,7 @@ class Trainer:
                         self._keep_lr_on_device(opt)
                 t1 = time.perf_counter()
                 test_loss, test_acc = self._evaluate()
-                _sync(self.device)
+                synchronize(self.device)
                 eval_s = time.perf_counter() - t1
                 peak = (
                     torch.cuda.max_memory_allocated(self.device) / 2**20
@@ -608,13 +570,6 @@ class Trainer:
     def _summary(self, run_id: str, run_dir: Path, status: str, rows: list[EpochRow], best_acc: float,
                  best_epoch: int, warmup_s: float, wall_s: float) -> dict[str, Any]:  # fmt: skip
         times = [r.epoch_time_s for r in rows]
-        q = (
-            statistics.quantiles(times, n=4)
-            if len(times) >= 2
-            else [times[0]] * 3
-            if times
-            else [float("nan")] * 3
-        )
         last = rows[-1] if rows else None
         summary = {
             "run_id": run_id,
@@ -625,7 +580,7 @@ class Trainer:
             "final_test_acc": last.test_acc if last else float("nan"),
             "final_train_acc": last.train_acc if last else float("nan"),
             "median_epoch_s": statistics.median(times) if times else float("nan"),
-            "iqr_epoch_s": q[2] - q[0],
+            "iqr_epoch_s": iqr(times),
             "total_train_s": sum(times),
             "total_eval_s": sum(r.eval_time_s for r in rows),
             "warmup_s": warmup_s,
