@@ -247,7 +247,6 @@ class DeviceLoader:
         self.channels_last = channels_last
         std = torch.tensor(data.spec.std, device=self.device).view(1, -1, 1, 1)
         mean = torch.tensor(data.spec.mean, device=self.device).view(1, -1, 1, 1)
-        # (x/255 - mean)/std as one multiply-add
         self.scale = 1.0 / (255.0 * std)
         self.shift = -mean / std
         self.pad = 4
@@ -289,8 +288,22 @@ class DeviceLoader:
             x = self.images[idx]
             if self.augment:
                 x = self._crop_flip(x, offsets[start : start + chunk], flips[start : start + chunk])
-            images[start : start + chunk] = x.float().mul_(self.scale).add_(self.shift)
+            images[start : start + chunk] = self._normalise(x)
         return images, labels
+
+    def head(self, n: int) -> tuple[Any, Any]:
+        """The first ``n`` images, normalised, in dataset order: real inputs of the right shape for
+        warm-up and graph capture, without building a whole epoch."""
+        import torch
+
+        x = self._normalise(self.images[:n])
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, self.labels[:n].clone()
+
+    def _normalise(self, x: Any) -> Any:
+        # (x/255 - mean)/std as one multiply-add on a fresh float copy
+        return x.float().mul_(self.scale).add_(self.shift)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
         images, labels = self.epoch_tensors(epoch)

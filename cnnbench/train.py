@@ -344,7 +344,8 @@ class Trainer:
             return 0.0
         model_state = copy.deepcopy(self.model.state_dict())
         rng = _rng_state(self.device)
-        x_all, y_all = next(self.train_loader.epoch(0))
+        x_all, y_all = self.train_loader.head(c.batch_size)
+        x_eval, _ = self.test_loader.head(c.eval_batch_size)
         synchronize(self.device)
         t0 = time.perf_counter()
         stream = torch.cuda.Stream(self.device) if self.device.startswith("cuda") else None
@@ -357,9 +358,7 @@ class Trainer:
                     self._step(x_all[:bs], y_all[:bs], opt)
             self.forward_model.eval()
             with torch.no_grad(), autocast(c.precision, self.device):
-                for x, _ in self.test_loader.epoch(0):
-                    self.forward_model(x)
-                    break
+                self.forward_model(x_eval)
         if stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(stream)
         synchronize(self.device)
@@ -381,11 +380,8 @@ class Trainer:
 
         c = self.config
         t0 = time.perf_counter()
-        x, y = next(self.train_loader.epoch(0))
-        self.static_x = torch.empty_like(x[: c.batch_size])
-        self.static_y = torch.empty_like(y[: c.batch_size])
-        self.static_x.copy_(x[: c.batch_size])
-        self.static_y.copy_(y[: c.batch_size])
+        # Fresh tensors that live as long as the graph: each replay reads its batch from them.
+        self.static_x, self.static_y = self.train_loader.head(c.batch_size)
         self.lr_tensors = [group["lr"] for group in opt.param_groups]
         self.forward_model.train()
         self.graph = torch.cuda.CUDAGraph()
