@@ -272,13 +272,12 @@ def train(
                     from cnnbench.errors import InvalidArgumentError
 
                     raise InvalidArgumentError("expected a MODEL argument or --resume RUN, got neither")
-                config = training.TrainConfig(
-                    model=model, options=_options(option), dataset=dataset, data_dir=data_dir, epochs=epochs,
-                    batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay,
-                    scheduler=scheduler.value, label_smoothing=label_smoothing, precision=precision.value,
+                config = _train_config(
+                    model, _options(option), checkpoints=not no_checkpoint, dataset=dataset, data_dir=data_dir,
+                    epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+                    scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
                     channels_last=channels_last, compile=compile, device=device, seed=seed, out=out_dir,
-                    input_size=_input_size(input_size), num_classes=num_classes, checkpoints=not no_checkpoint,
-                    cuda_graphs=not no_cuda_graphs,
+                    input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
                 )  # fmt: skip
                 result = training.train(config, progress)
     except KeyboardInterrupt:
@@ -327,7 +326,6 @@ def compare(
 ) -> None:
     """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
     from cnnbench import compare as comparing
-    from cnnbench import train as training
     from cnnbench.display import TrainProgress, console, print_compare
 
     if from_ is not None:
@@ -338,13 +336,12 @@ def compare(
             from cnnbench.errors import InvalidArgumentError
 
             raise InvalidArgumentError("expected at least one MODEL (or --from DIR), got none")
-        base = training.TrainConfig(
-            model=models[0].partition(":")[0], dataset=dataset, data_dir=data_dir, epochs=epochs,
-            batch_size=batch_size, optimizer=optimizer.value, lr=lr, weight_decay=weight_decay,
-            scheduler=scheduler.value, label_smoothing=label_smoothing, precision=precision.value,
+        base = _train_config(
+            models[0].partition(":")[0], {}, checkpoints=checkpoint, dataset=dataset, data_dir=data_dir,
+            epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
+            scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
             channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or Path("results"),
-            input_size=_input_size(input_size), num_classes=num_classes, checkpoints=checkpoint,
-            cuda_graphs=not no_cuda_graphs,
+            input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
         )  # fmt: skip
         config = comparing.CompareConfig(variants=models, base=base, seeds=seeds, name=name, rerun=rerun)
         progress = TrainProgress(quiet)
@@ -414,6 +411,28 @@ def profile(
         trace=trace, grads=grads, out=out or Path("results"),
     )  # fmt: skip
     print_profile(profiling.profile(config), fmt.value)
+
+
+def _train_config(
+    model: str,
+    options: dict[str, str],
+    *,
+    checkpoints: bool,
+    optimizer: Optimizer,
+    scheduler: Scheduler,
+    precision: Precision,
+    input_size: str | None,
+    no_cuda_graphs: bool,
+    **recipe: Any,
+) -> Any:
+    """The one translation of the shared training options (train, compare) into a TrainConfig."""
+    from cnnbench.train import TrainConfig
+
+    return TrainConfig(
+        model=model, options=options, optimizer=optimizer.value, scheduler=scheduler.value,
+        precision=precision.value, input_size=_input_size(input_size), cuda_graphs=not no_cuda_graphs,
+        checkpoints=checkpoints, **recipe,
+    )  # fmt: skip
 
 
 def _options(items: list[str] | None) -> dict[str, str]:
