@@ -98,25 +98,18 @@ def test_a_run_at_chance_is_flagged_not_learning(results_dir):
     assert result.status == "not learning"
 
 
-@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
-def test_lenet_learns_fashion_mnist_in_one_epoch(results_dir):
+def train_one_epoch(results_dir, *args):
+    """`cnnbench train lenet` for one epoch on real data; its row of runs.csv."""
     result = runner.invoke(
-        app,
-        [
-            "train",
-            "lenet",
-            "-d",
-            "fashion-mnist",
-            "-e",
-            "1",
-            "--out",
-            str(results_dir),
-            "-q",
-            "--no-checkpoint",
-        ],
+        app, ["train", "lenet", *args, "-e", "1", "--out", str(results_dir), "-q", "--no-checkpoint"]
     )
     assert result.exit_code == 0, result.output
-    row = pd.read_csv(results_dir / "runs.csv").iloc[0]
+    return pd.read_csv(results_dir / "runs.csv").iloc[0]
+
+
+@pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
+def test_lenet_learns_fashion_mnist_in_one_epoch(results_dir):
+    row = train_one_epoch(results_dir, "-d", "fashion-mnist")
     assert row.status == "ok" and row.best_test_acc > 70.0
     assert row.data_source == str(FASHION)
 
@@ -126,24 +119,7 @@ def test_lenet_learns_fashion_mnist_in_one_epoch(results_dir):
     "CNNBENCH_CIFAR10_DIR" not in os.environ, reason="set CNNBENCH_CIFAR10_DIR to a CIFAR-10 copy"
 )
 def test_lenet_on_the_real_cifar10_copy(results_dir):
-    data_dir = os.environ["CNNBENCH_CIFAR10_DIR"]
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "lenet",
-            "--data-dir",
-            data_dir,
-            "-e",
-            "1",
-            "--out",
-            str(results_dir),
-            "-q",
-            "--no-checkpoint",
-        ],
-    )
-    assert result.exit_code == 0, result.output
-    row = pd.read_csv(results_dir / "runs.csv").iloc[0]
+    row = train_one_epoch(results_dir, "--data-dir", os.environ["CNNBENCH_CIFAR10_DIR"])
     assert (row.train_samples, row.test_samples, row.params) == (50_000, 10_000, 62_006)
     assert row.best_test_acc > 30.0  # chance is 10%
 
