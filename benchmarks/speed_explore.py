@@ -25,7 +25,8 @@ SETTINGS = {
     "bf16+channels_last, eager (no CUDA graphs)": dict(
         precision="bf16", channels_last=True, cuda_graphs=False
     ),
-    "bf16+channels_last+compile (no CUDA graphs)": dict(precision="bf16", channels_last=True, compile=True),
+    "fp32+compile": dict(precision="fp32", compile=True),
+    "bf16+channels_last+compile": dict(precision="bf16", channels_last=True, compile=True),
 }
 
 

@@ -171,7 +171,8 @@ def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
     Small CNNs are bound by kernel-launch overhead on the host, not by the GPU: replaying one graph
     per step removes it. Requires static shapes and an optimizer whose state and learning rate live on
     the device (Adam/AdamW with capturable=True and a tensor LR); per-batch schedules that change
-    betas (onecycle), fp16 loss scaling (host-side inf checks) and torch.compile keep the eager loop.
+    betas (onecycle) and fp16 loss scaling (host-side inf checks) keep the eager loop. With
+    ``compile`` the compiled full-batch step is what the graph captures.
     """
     return (
         config.cuda_graphs
@@ -179,7 +180,6 @@ def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
         and config.optimizer in ("adam", "adamw")
         and config.scheduler in ("step", "cosine", "none")
         and config.precision in ("fp32", "bf16")
-        and not config.compile
     )
 
 
@@ -275,7 +275,9 @@ class Trainer:
         self.model = model.to(self.device)
         if c.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.forward_model = torch.compile(self.model) if c.compile else self.model
+        # Compiled for the full training batch only (dynamic=False: one static graph, best kernels);
+        # the last partial batch and evaluation run the same weights eagerly instead of recompiling.
+        self.step_model = torch.compile(self.model, dynamic=False) if c.compile else self.model
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
         self.eval_criterion = torch.nn.CrossEntropyLoss(reduction="sum")
         self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.precision == "fp16")
@@ -318,8 +320,9 @@ class Trainer:
 
     def _step(self, x: Any, y: Any, opt: Any) -> Any:
         """One training step; also the body that is captured as a CUDA graph."""
+        model = self.step_model if y.shape[0] == self.config.batch_size else self.model
         with autocast(self.config.precision, self.device):
-            out = self.forward_model(x)
+            out = model(x)
             loss = self.criterion(out, y)
         # Under CUDA graphs the gradients must stay at the addresses the graph captured.
         opt.zero_grad(set_to_none=not self.use_graphs)
@@ -352,13 +355,13 @@ class Trainer:
         if stream is not None:
             stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
-            self.forward_model.train()
+            self.model.train()
             for bs in sorted(self.train_loader.batch_sizes(), reverse=True):
                 for _ in range(c.warmup_steps if bs == c.batch_size else 1):
                     self._step(x_all[:bs], y_all[:bs], opt)
-            self.forward_model.eval()
+            self.model.eval()
             with torch.no_grad(), autocast(c.precision, self.device):
-                self.forward_model(x_eval)
+                self.model(x_eval)
         if stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(stream)
         synchronize(self.device)
@@ -383,7 +386,7 @@ class Trainer:
         # Fresh tensors that live as long as the graph: each replay reads its batch from them.
         self.static_x, self.static_y = self.train_loader.head(c.batch_size)
         self.lr_tensors = [group["lr"] for group in opt.param_groups]
-        self.forward_model.train()
+        self.model.train()
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.static_loss = self._step(self.static_x, self.static_y, opt)
@@ -399,7 +402,7 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, opt: Any, sched: Any) -> tuple[float, float]:
         c = self.config
-        self.forward_model.train()
+        self.model.train()
         self.loss_sum.zero_()
         self.correct.zero_()
         images, labels = self.train_loader.epoch_tensors(epoch)
@@ -423,12 +426,12 @@ class Trainer:
         import torch
 
         c = self.config
-        self.forward_model.eval()
+        self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         with torch.no_grad(), autocast(c.precision, self.device):
             for x, y in self.test_loader.epoch(0):
-                out = self.forward_model(x)
+                out = self.model(x)
                 loss_sum += self.eval_criterion(out.float(), y)
                 correct += (out.argmax(1) == y).sum()
         n = self.test_loader.num_samples

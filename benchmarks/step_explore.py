@@ -1,0 +1,140 @@
+"""Per-step time of one CUDA-graph-captured training step under settings that might cut epoch time.
+
+The step is cnnbench's (forward under autocast, cross-entropy, backward, Adam with capturable state),
+on random CIFAR-shaped data at the chapter's batch size, captured once and replayed; timed with CUDA
+events over --iters replays after warm-up. Compilation time is reported apart. A short torch.profiler
+table of the heaviest kernels in the eager bf16 step says where the time goes.
+
+    python benchmarks/step_explore.py [--models simple_resnet vgg16] [--out results/step_explore.csv]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from cnnbench.results import environment
+from cnnbench.stats import iqr
+from cnnbench.summary import build
+
+# label: (precision, channels_last, compile mode or None, fused Adam)
+SETTINGS = {
+    "fp32": ("fp32", False, None, False),
+    "fp32+CL": ("fp32", True, None, False),
+    "bf16+CL": ("bf16", True, None, False),
+    "bf16+CL+fusedAdam": ("bf16", True, None, True),
+    "fp32+compile": ("fp32", False, "default", False),
+    "fp32+CL+compile": ("fp32", True, "default", False),
+    "bf16+CL+compile": ("bf16", True, "default", False),
+    "bf16+CL+compile-max-autotune": ("bf16", True, "max-autotune-no-cudagraphs", False),
+}
+
+
+def make_step(model_name: str, precision: str, channels_last: bool, compile_mode: str | None, fused: bool,
+              batch: int):  # fmt: skip
+    torch.manual_seed(0)
+    model, _ = build(model_name, {}, (3, 32, 32), 10)
+    model = model.cuda()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    step_model = torch.compile(model, dynamic=False, mode=compile_mode) if compile_mode else model
+    lr = torch.tensor(1e-3, device="cuda")
+    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4, capturable=True,
+                           fused=True if fused else None)  # fmt: skip
+    x = torch.randn(batch, 3, 32, 32, device="cuda").to(memory_format=fmt)
+    y = torch.randint(0, 10, (batch,), device="cuda")
+    crit = torch.nn.CrossEntropyLoss()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+
+    def step() -> None:
+        with torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16", cache_enabled=False):
+            loss = crit(step_model(x), y)
+        opt.zero_grad(set_to_none=False)
+        loss.backward()
+        opt.step()
+
+    return model, step
+
+
+def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
+    precision, cl, mode, fused = SETTINGS[label]
+    torch.backends.cudnn.benchmark = True
+    model, step = make_step(model_name, precision, cl, mode, fused, batch)
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    first_s = time.perf_counter() - t0
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    for _ in range(20):
+        graph.replay()
+    times = []
+    for _ in range(iters):
+        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        a.record()
+        graph.replay()
+        b.record()
+        b.synchronize()
+        times.append(a.elapsed_time(b))
+    med = statistics.median(times)
+    return {"model": model_name, "setting": label, "batch_size": batch, "precision": precision,
+            "channels_last": cl, "compile_mode": mode or "", "fused_adam": fused, "step_ms_median": med,
+            "step_ms_iqr": iqr(times), "epoch_s_at_391_steps": med * 391 / 1000,
+            "warmup_and_compile_s": first_s, "iters": iters, **environment("cuda")}  # fmt: skip
+
+
+def kernel_table(model_name: str, batch: int) -> str:
+    torch.backends.cudnn.benchmark = True
+    _, step = make_step(model_name, "bf16", True, None, False, batch)
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(10):
+            step()
+        torch.cuda.synchronize()
+    return prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--models", nargs="*", default=["simple_resnet", "vgg16"])
+    parser.add_argument("--settings", nargs="*", default=list(SETTINGS))
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--out", type=Path, default=Path("results/step_explore.csv"))
+    parser.add_argument("--kernels", action="store_true", help="also print the top kernels (eager bf16+CL)")
+    args = parser.parse_args()
+    rows = []
+    for model_name in args.models:
+        if args.kernels:
+            print(f"== {model_name}: top kernels, eager bf16 channels-last, 10 steps", flush=True)
+            print(kernel_table(model_name, args.batch_size), flush=True)
+        for label in args.settings:
+            try:
+                row = time_setting(model_name, label, args.batch_size, args.iters)
+            except Exception as exc:  # one failing setting must not lose the others
+                print(f"{model_name:14s} {label:30s} failed: {type(exc).__name__}: {exc}"[:300], flush=True)
+                continue
+            rows.append(row)
+            print(f"{model_name:14s} {label:30s} {row['step_ms_median']:.3f} ms/step "
+                  f"(IQR {row['step_ms_iqr']:.3f}) ~{row['epoch_s_at_391_steps']:.2f} s/epoch, "
+                  f"warm-up+compile {row['warmup_and_compile_s']:.1f} s", flush=True)  # fmt: skip
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            pd.DataFrame(rows).to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
