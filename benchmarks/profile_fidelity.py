@@ -30,7 +30,7 @@ def hand_loop(blocks: int = 5, steps: int = 20, warmup: int = 10) -> list[float]
     model = model.cuda().to(memory_format=torch.channels_last).train()
     x = torch.randn(BATCH, *SHAPE, device="cuda").contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (BATCH,), device="cuda")
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
     criterion = torch.nn.CrossEntropyLoss()
 
     def step() -> None:

@@ -8,6 +8,9 @@ re-encoded copy (checksums), so a Dataset with the same __getitem__ (PIL image f
 then the transform) reads the same batch files.
 
 Both loops time the training pass over one epoch only (evaluation apart), synchronised.
+cnnbench settings: its defaults at the chapter's recipe (fp32; on CUDA that means channels-last and
+fused Adam), the same with NCHW (``--no-channels-last``, the memory format the chapter uses), bf16 +
+channels-last, and bf16 + channels-last + ``--compile`` (compilation is in the warm-up column).
 
     python benchmarks/train_speed.py --data-dir DIR --out results/train_speed [--chapter-epochs 3] [--epochs 20]
 """
@@ -110,6 +113,7 @@ def main() -> None:
     parser.add_argument("--chapter-epochs", type=int, default=3)
     parser.add_argument("--epochs", type=int, default=20, help="cnnbench fp32 epochs (the accuracy check)")
     parser.add_argument("--fast-epochs", type=int, default=20, help="cnnbench bf16 + channels-last epochs")
+    parser.add_argument("--nchw-epochs", type=int, default=5, help="cnnbench fp32 NCHW epochs (timing only)")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
@@ -120,13 +124,15 @@ def main() -> None:
     for name in args.models:
         chapter = chapter_loop(name, args.data_dir, args.chapter_epochs, device)
         runs = {}
-        for label, precision, channels_last, epochs in (
-            ("fp32", "fp32", False, args.epochs),
-            ("bf16+channels_last", "bf16", True, args.fast_epochs),
+        for label, precision, channels_last, compile_model, epochs in (
+            ("fp32 (defaults)", "fp32", None, False, args.epochs),
+            ("fp32 NCHW", "fp32", False, False, args.nchw_epochs),
+            ("bf16+channels_last", "bf16", True, False, args.fast_epochs),
+            ("bf16+channels_last+compile", "bf16", True, True, args.fast_epochs),
         ):
             config = TrainConfig(
                 model=name, dataset="cifar10", data_dir=args.data_dir, epochs=epochs, precision=precision,
-                channels_last=channels_last, out=args.out, device=device, checkpoints=False,
+                channels_last=channels_last, compile=compile_model, out=args.out, device=device, checkpoints=False,
             )  # fmt: skip
             result = train(config)
             runs[label] = result
@@ -141,7 +147,8 @@ def main() -> None:
                 "cnnbench_median_epoch_s": s["median_epoch_s"], "cnnbench_iqr_epoch_s": s["iqr_epoch_s"],
                 "cnnbench_epochs_timed": s["epochs_done"], "speedup_x": base / s["median_epoch_s"],
                 "cnnbench_best_test_acc": s["best_test_acc"], "cnnbench_warmup_s": s["warmup_s"],
-                "cnnbench_run_id": s["run_id"], "batch_size": 128, **env,
+                "cnnbench_run_id": s["run_id"], "channels_last": s["channels_last"], "compile": s["compile"],
+                "optimizer_impl": s["optimizer_impl"], "batch_size": 128, **env,
             })  # fmt: skip
         pd.DataFrame(rows).to_csv(args.out / "speed.csv", index=False)
     table = pd.DataFrame(rows)[
@@ -150,6 +157,7 @@ def main() -> None:
             "cnnbench_setting",
             "chapter_median_epoch_s",
             "cnnbench_median_epoch_s",
+            "cnnbench_epochs_timed",
             "speedup_x",
             "cnnbench_best_test_acc",
         ]

@@ -211,7 +211,12 @@ WeightDecayOpt = Annotated[float, typer.Option("--weight-decay", help="Weight de
 SchedulerOpt = Annotated[Scheduler, typer.Option("--scheduler", help="LR schedule (step: StepLR(20, 0.5)).")]
 LabelSmoothingOpt = Annotated[float, typer.Option("--label-smoothing", help="Cross-entropy label smoothing.")]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]
-ChannelsLastOpt = Annotated[bool, typer.Option("--channels-last", help="NHWC memory format.")]
+ChannelsLastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last", help="NHWC memory format [default: on for CUDA, off on CPU]."
+    ),
+]
 CompileOpt = Annotated[
     bool, typer.Option("--compile", help="torch.compile the model (compile time reported apart).")
 ]
@@ -241,7 +246,7 @@ def train(
     scheduler: SchedulerOpt = Scheduler.step,
     label_smoothing: LabelSmoothingOpt = 0.0,
     precision: PrecisionOpt = Precision.fp32,
-    channels_last: ChannelsLastOpt = False,
+    channels_last: ChannelsLastOpt = None,
     compile: CompileOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
@@ -310,7 +315,7 @@ def compare(
     scheduler: SchedulerOpt = Scheduler.step,
     label_smoothing: LabelSmoothingOpt = 0.0,
     precision: PrecisionOpt = Precision.fp32,
-    channels_last: ChannelsLastOpt = False,
+    channels_last: ChannelsLastOpt = None,
     compile: CompileOpt = False,
     device: DeviceOpt = "auto",
     seed: SeedOpt = 0,
@@ -384,7 +389,7 @@ def profile(
         Mode, typer.Option("--mode", help="Inference forward, training step, or both.")
     ] = Mode.both,
     precision: PrecisionOpt = Precision.fp32,
-    channels_last: ChannelsLastOpt = False,
+    channels_last: ChannelsLastOpt = None,
     compile: CompileOpt = False,
     device: DeviceOpt = "auto",
     warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps before timing.")] = 10,

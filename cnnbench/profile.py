@@ -7,6 +7,7 @@ for ``infer``; forward + backward for ``train``, whose step also includes the op
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size
-from cnnbench.device import autocast, resolve_device, synchronize
+from cnnbench.device import autocast, resolve_device, synchronize, use_channels_last
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
@@ -64,7 +65,7 @@ class ProfileConfig:
     batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 128, 512])
     modes: list[str] = field(default_factory=lambda: ["infer", "train"])
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: NHWC on CUDA, NCHW on the CPU
     compile: bool = False
     device: str = "auto"
     warmup: int = 10
@@ -136,7 +137,8 @@ def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str
 
         return infer
     model.train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    # Fused on CUDA, as cnnbench train runs it (see train.optimizer_impl).
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True if device.startswith("cuda") else None)
     criterion = torch.nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
 
@@ -184,6 +186,7 @@ def profile(config: ProfileConfig) -> ProfileResult:
 
     config.validate()
     device = resolve_device(config.device)
+    config = dataclasses.replace(config, channels_last=use_channels_last(config.channels_last, device))
     info = get_model_info(config.model)
     shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
     fwd_flops, train_flops = count_flops(info.name, config.options, shape, classes)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size, get_dataset_spec
-from cnnbench.device import autocast, resolve_device, synchronize
+from cnnbench.device import autocast, resolve_device, synchronize, use_channels_last
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
@@ -44,7 +44,7 @@ _RECIPE_FIELDS = (
 # Conditions that decide what a run computes; two runs equal in these are interchangeable.
 _CONDITION_FIELDS = (
     "model", "options", "dataset", "input_size", "num_classes", *_RECIPE_FIELDS, "augment", "synthetic_size",
-    "cuda_graphs",
+    "cuda_graphs", "optimizer_impl",
 )  # fmt: skip
 
 
@@ -67,7 +67,7 @@ class TrainConfig:
     gamma: float = 0.5
     label_smoothing: float = 0.0
     precision: str = "fp32"
-    channels_last: bool = False
+    channels_last: bool | None = None  # None: NHWC on CUDA, NCHW on the CPU
     compile: bool = False
     device: str = "auto"
     seed: int = 0
@@ -153,7 +153,9 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
         **{k: getattr(config, k) for k in _RECIPE_FIELDS},
         "augment": spec.augment if config.augment is None else config.augment,
         "synthetic_size": config.synthetic_size if synthetic else None,
+        "channels_last": use_channels_last(config.channels_last, device),
         "cuda_graphs": uses_cuda_graphs(config, device),
+        "optimizer_impl": optimizer_impl(config, device),
         "device_kind": gpu or "cpu",
     }  # fmt: skip
     conditions["conditions_hash"] = conditions_hash(conditions)
@@ -183,16 +185,27 @@ def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
     )
 
 
+def optimizer_impl(config: TrainConfig, device: str) -> str:
+    """Adam/AdamW run fused on CUDA: one kernel for all parameters instead of a dozen multi-tensor
+    passes (VGG-16's bf16 step on an H200: 3.13 -> 2.32 ms). Same update rule, other rounding."""
+    return "fused" if device.startswith("cuda") and config.optimizer in ("adam", "adamw") else "foreach"
+
+
 def _make_optimizer(
     config: TrainConfig, params: Any, steps_per_epoch: int, graphs: bool = False, device: str = "cpu"
 ):
     import torch
 
     lr: Any = torch.tensor(config.lr, device=device) if graphs else config.lr
+    fused = True if optimizer_impl(config, device) == "fused" else None
     if config.optimizer == "adam":
-        opt = torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay, capturable=graphs)
+        opt = torch.optim.Adam(
+            params, lr=lr, weight_decay=config.weight_decay, capturable=graphs, fused=fused
+        )
     elif config.optimizer == "adamw":
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=config.weight_decay, capturable=graphs)
+        opt = torch.optim.AdamW(
+            params, lr=lr, weight_decay=config.weight_decay, capturable=graphs, fused=fused
+        )
     else:
         opt = torch.optim.SGD(
             params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -248,6 +261,7 @@ class Trainer:
 
         c = self.config
         self.device = resolve_device(c.device)
+        self.channels_last = use_channels_last(c.channels_last, self.device)
         ensure_dir(Path(c.out))
         spec = get_dataset_spec(c.dataset)
         load = dict(
@@ -260,10 +274,10 @@ class Trainer:
         self.spec = train.spec
         augment = spec.augment if c.augment is None else c.augment
         self.train_loader = DeviceLoader(
-            train, c.batch_size, self.device, True, augment, c.seed, c.channels_last
+            train, c.batch_size, self.device, True, augment, c.seed, self.channels_last
         )
         self.test_loader = DeviceLoader(
-            test, c.eval_batch_size, self.device, False, False, 0, c.channels_last
+            test, c.eval_batch_size, self.device, False, False, 0, self.channels_last
         )
         self.data_load_s = time.perf_counter() - t0
 
@@ -273,7 +287,7 @@ class Trainer:
         model, _ = build(info.name, c.options, shape, classes)
         fwd_flops, train_flops = count_flops(info.name, c.options, shape, classes)
         self.model = model.to(self.device)
-        if c.channels_last:
+        if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         # Compiled for the full training batch only (dynamic=False: one static graph, best kernels);
         # the last partial batch and evaluation run the same weights eagerly instead of recompiling.

@@ -47,3 +47,20 @@ def test_resume_under_cuda_graphs(tmp_path):
         train(_config(tmp_path / "b", run_name="r"), Stop())
     resumed = resume(tmp_path / "b", "r")
     assert resumed.epochs[-1].test_acc == pytest.approx(straight.epochs[-1].test_acc, abs=3.0)
+
+
+def test_cuda_defaults_are_channels_last_and_fused_adam(tmp_path):
+    run = train(_config(tmp_path, epochs=1))
+    assert run.summary["channels_last"] is True and run.summary["optimizer_impl"] == "fused"
+    nchw = train(_config(tmp_path / "n", epochs=1, channels_last=False))
+    assert nchw.summary["channels_last"] is False
+
+
+def test_compiled_step_is_captured_and_learns(tmp_path):
+    # Compiled full-batch step under a CUDA graph; the partial last batch (1000 % 64 = 40) and
+    # evaluation run eagerly. Dropout in the compiled graph must still draw new masks each replay.
+    compiled = train(_config(tmp_path / "c", compile=True, precision="bf16"))
+    eager = train(_config(tmp_path / "e", precision="bf16"))
+    assert compiled.summary["cuda_graphs"] and compiled.summary["compile"]
+    assert compiled.epochs[-1].test_acc > 50
+    assert compiled.epochs[-1].train_loss == pytest.approx(eager.epochs[-1].train_loss, rel=0.25)
