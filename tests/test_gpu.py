@@ -56,11 +56,20 @@ def test_cuda_defaults_are_channels_last_and_fused_adam(tmp_path):
     assert nchw.summary["channels_last"] is False
 
 
-def test_compiled_step_is_captured_and_learns(tmp_path):
+def test_compiled_step_is_captured_and_matches_eager(tmp_path):
     # Compiled full-batch step under a CUDA graph; the partial last batch (1000 % 64 = 40) and
-    # evaluation run eagerly. Dropout in the compiled graph must still draw new masks each replay.
-    compiled = train(_config(tmp_path / "c", compile=True, precision="bf16"))
-    eager = train(_config(tmp_path / "e", precision="bf16"))
+    # evaluation run eagerly. Without dropout both loops compute the same thing up to rounding.
+    no_dropout = {"dropout": "0"}
+    compiled = train(_config(tmp_path / "c", options=no_dropout, compile=True))
+    eager = train(_config(tmp_path / "e", options=no_dropout))
     assert compiled.summary["cuda_graphs"] and compiled.summary["compile"]
-    assert compiled.epochs[-1].test_acc > 50
-    assert compiled.epochs[-1].train_loss == pytest.approx(eager.epochs[-1].train_loss, rel=0.25)
+    for c, e in zip(compiled.epochs, eager.epochs, strict=True):
+        assert c.train_loss == pytest.approx(e.train_loss, rel=0.05)
+
+
+def test_compiled_step_with_dropout_learns(tmp_path):
+    # Seen on an H200, bf16, 3 epochs of 1,000 images: train loss 0.564 compiled vs 0.445 eager
+    # (other dropout masks); what must hold is that it learns.
+    run = train(_config(tmp_path, compile=True, precision="bf16"))
+    assert run.epochs[-1].train_loss < 0.75 * run.epochs[0].train_loss
+    assert run.epochs[-1].test_acc > 50
