@@ -10,7 +10,7 @@ export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data 
 python3 .data/make_cifar10.py /tmp/data >/dev/null
 # Checkpoints stay behind: one VGG-16 run's are gigabytes, and $OUT brings back 16 MB a file.
 save() { tar czf "$out/results.tgz" --exclude='*.pt' -C "$res" . ; }
-python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.log" 2>&1; tail -2 "$out/gpu_tests.log"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.log" 2>&1; tail -2 "$out/gpu_tests.log"
 
 # Issue 4's speed target: start to end, from process start, 60 epochs, files written.
 start=$(date +%s.%N)
@@ -20,9 +20,8 @@ echo "wall_s=$(python3 -c "print(round($end-$start, 2))") command='cnnbench comp
 save
 for args in "lenet vgg resnet --name architectures" "resnet:skip=true,false --name skip_connections" \
             "cifar10net:batch_norm=true,false --name batch_norm" "cnn_dropout:dropout=0,0.3,0.5,0.7 --name dropout"; do
-  python3 -m cnnbench compare $args --epochs 20 --out "$res" -q > "$out/compare.log" 2>&1
-  grep -E "^\│|reused|error" "$out/compare.log" | cut -c1-160
+  log="$out/compare_${args##* }.log"
+  python3 -m cnnbench compare $args --epochs 20 --out "$res" -q > "$log" 2>&1
+  grep -E "^\│|reused|error" "$log" | cut -c1-160
   save
 done
-python3 benchmarks/speed_explore.py --out "$res/speed_explore.csv" 2>&1 | tail -12
-save
