@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size, get_dataset_spec
-from cnnbench.device import autocast, resolve_device, synchronize, use_channels_last
+from cnnbench.device import autocast, cudnn_autotune, resolve_device, synchronize, use_channels_last
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
@@ -295,8 +295,6 @@ class Trainer:
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
         self.eval_criterion = torch.nn.CrossEntropyLoss(reduction="sum")
         self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.precision == "fp16")
-        if self.device.startswith("cuda"):
-            torch.backends.cudnn.benchmark = True
         self.use_graphs = uses_cuda_graphs(c, self.device)
         self.graph: Any = None
         self.loss_sum = torch.zeros((), device=self.device)
@@ -334,13 +332,15 @@ class Trainer:
 
     def _step(self, x: Any, y: Any, opt: Any) -> Any:
         """One training step; also the body that is captured as a CUDA graph."""
-        model = self.step_model if y.shape[0] == self.config.batch_size else self.model
-        with autocast(self.config.precision, self.device):
-            out = model(x)
-            loss = self.criterion(out, y)
-        # Under CUDA graphs the gradients must stay at the addresses the graph captured.
-        opt.zero_grad(set_to_none=not self.use_graphs)
-        self.scaler.scale(loss).backward()
+        full = y.shape[0] == self.config.batch_size
+        model = self.step_model if full else self.model
+        with cudnn_autotune(full and self.device.startswith("cuda")):
+            with autocast(self.config.precision, self.device):
+                out = model(x)
+                loss = self.criterion(out, y)
+            # Under CUDA graphs the gradients must stay at the addresses the graph captured.
+            opt.zero_grad(set_to_none=not self.use_graphs)
+            self.scaler.scale(loss).backward()
         self.scaler.step(opt)
         self.scaler.update()
         self.loss_sum += loss.detach().float() * y.shape[0]
@@ -374,7 +374,7 @@ class Trainer:
                 for _ in range(c.warmup_steps if bs == c.batch_size else 1):
                     self._step(x_all[:bs], y_all[:bs], opt)
             self.model.eval()
-            with torch.no_grad(), autocast(c.precision, self.device):
+            with torch.no_grad(), autocast(c.precision, self.device), cudnn_autotune(False):
                 self.model(x_eval)
         if stream is not None:
             torch.cuda.current_stream(self.device).wait_stream(stream)
@@ -443,7 +443,7 @@ class Trainer:
         self.model.eval()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
-        with torch.no_grad(), autocast(c.precision, self.device):
+        with torch.no_grad(), autocast(c.precision, self.device), cudnn_autotune(False):
             for x, y in self.test_loader.epoch(0):
                 out = self.model(x)
                 loss_sum += self.eval_criterion(out.float(), y)
