@@ -302,6 +302,10 @@ def compare(
     seeds: Annotated[int, typer.Option("--seeds", help="Repeat each variant with this many seeds.")] = 1,
     name: Annotated[str | None, typer.Option("--name", help="Folder name under results/compare/.")] = None,
     rerun: Annotated[bool, typer.Option("--rerun", help="Train even when identical runs exist.")] = False,
+    note: Annotated[
+        list[str] | None,
+        typer.Option("--note", help="A note for the tables (repeatable), e.g. which copy of the data."),
+    ] = None,
     from_: Annotated[
         Path | None, typer.Option("--from", help="Render a saved comparison (folder or tidy.csv).")
     ] = None,
@@ -335,6 +339,7 @@ def compare(
 
     if from_ is not None:
         result = comparing.load_compare(from_)
+        comparing.add_notes(result, note or [])
         comparing.write_outputs(result)
     else:
         if not models:
@@ -348,7 +353,9 @@ def compare(
             channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or Path("results"),
             input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
         )  # fmt: skip
-        config = comparing.CompareConfig(variants=models, base=base, seeds=seeds, name=name, rerun=rerun)
+        config = comparing.CompareConfig(
+            variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or []
+        )
         progress = TrainProgress(quiet)
         try:
             with progress:

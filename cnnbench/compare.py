@@ -83,6 +83,7 @@ class CompareConfig:
     seeds: int = 1
     name: str | None = None
     rerun: bool = False
+    notes: list[str] = field(default_factory=list)  # the user's own, e.g. which copy of the data
 
     def validate(self) -> None:
         if self.seeds < 1:
@@ -184,7 +185,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     folder = ensure_dir(out / "compare" / name)
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
-    notes: list[str] = []
+    notes: list[str] = list(config.notes)
     conditions: dict[str, Any] = {}
     try:
         for variant in variants:
@@ -291,6 +292,17 @@ def load_compare(source: Path) -> CompareResult:
     )
     return CompareResult(
         folder.name, folder, tidy, epochs, aggregate(tidy), meta.get("conditions", {}), meta.get("notes", [])
+    )
+
+
+def add_notes(result: CompareResult, notes: list[str]) -> None:
+    """Append notes not already there and save them with the conditions (for ``--from --note``)."""
+    new = [n for n in dict.fromkeys(notes) if n not in result.notes]
+    if not new:
+        return
+    result.notes.extend(new)
+    (result.folder / "conditions.json").write_text(
+        json.dumps({"conditions": result.conditions, "notes": result.notes}, indent=2, default=str)
     )
 
 

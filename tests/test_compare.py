@@ -1,5 +1,7 @@
 """cnnbench compare: the variant grammar, files against the runs they came from, --from, failures."""
 
+import json
+
 import pandas as pd
 import pytest
 import torch
@@ -108,6 +110,13 @@ def test_two_models_two_seeds_files_match_their_runs(tmp_path):
     assert rendered.exit_code == 0, rendered.output
     assert {f: (folder / f).read_text() for f in before} == before
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 4  # nothing retrained
+
+    # --note adds provenance to a saved comparison, once however often it is given
+    for _ in range(2):
+        noted = runner.invoke(app, ["compare", "--from", str(folder), "--note", "data: copy X"])
+        assert noted.exit_code == 0, noted.output
+    assert (folder / "table.md").read_text().count("- data: copy X") == 1
+    assert json.loads((folder / "conditions.json").read_text())["notes"] == ["data: copy X"]
 
     # identical conditions are reused; --rerun trains again
     again = compare(tmp_path, "lenet", "--seeds", "2", "--name", "t2")
