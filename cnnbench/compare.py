@@ -398,6 +398,7 @@ def _plots(result: CompareResult) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     folder, agg, epochs = result.folder, result.aggregated, result.epochs
     device = result.conditions.get("gpu_name") or result.conditions.get("device") or ""
@@ -417,6 +418,7 @@ def _plots(result: CompareResult) -> None:
             if group.seed.nunique() > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
         ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         save(fig, "accuracy_per_epoch")
