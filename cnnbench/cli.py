@@ -214,11 +214,11 @@ PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast p
 ChannelsLastOpt = Annotated[
     bool | None,
     typer.Option(
-        "--channels-last/--no-channels-last", help="NHWC memory format [default: on for CUDA, off on CPU]."
+        "--channels-last/--no-channels-last", help="NHWC memory format (default: on for CUDA, off on CPU)."
     ),
 ]
 CompileOpt = Annotated[
-    bool, typer.Option("--compile", help="torch.compile the model (compile time reported apart).")
+    bool, typer.Option("--compile", help="torch.compile the full-batch training step (compile time counted in the warm-up).")
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N].")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weights, data order, augmentation).")]

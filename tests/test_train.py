@@ -55,6 +55,8 @@ def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
                    "torch_version", "cuda_version", "date", "batch_size", "conditions_hash"):  # fmt: skip
         assert column in runs.columns
     assert (row.optimizer, row.batch_size, row.precision, row.seed) == ("adam", 64, "fp32", 0)
+    # On the CPU the defaults are NCHW and the multi-tensor (foreach) Adam; CUDA's are in test_gpu.py.
+    assert (row.channels_last, row.optimizer_impl) == (False, "foreach")
     assert json.loads((result.run_dir / "config.json").read_text())["model"] == "lenet5"
     assert (result.run_dir / "last.pt").exists() and (result.run_dir / "best.pt").exists()
 
@@ -96,6 +98,16 @@ def test_divergence_stops_the_run(results_dir):
 def test_a_run_at_chance_is_flagged_not_learning(results_dir):
     result = train(synthetic_config(results_dir, lr=1e-12, epochs=1, seed=1))
     assert result.status == "not learning"
+
+
+@pytest.mark.parametrize(
+    "flag, expected", [([], False), (["--channels-last"], True), (["--no-channels-last"], False)]
+)
+def test_channels_last_flag_is_recorded(results_dir, flag, expected):
+    args = ["train", "lenet", "-d", "synthetic", "-e", "1", "--device", "cpu", "-q", "--no-checkpoint"]
+    result = runner.invoke(app, [*args, *flag, "--out", str(results_dir)])
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(results_dir / "runs.csv").iloc[0].channels_last == expected
 
 
 def train_one_epoch(results_dir, *args):
