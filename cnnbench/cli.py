@@ -218,7 +218,10 @@ ChannelsLastOpt = Annotated[
     ),
 ]
 CompileOpt = Annotated[
-    bool, typer.Option("--compile", help="torch.compile the full-batch training step (compile time counted in the warm-up).")
+    bool,
+    typer.Option(
+        "--compile", help="torch.compile the full-batch training step (compile time counted in the warm-up)."
+    ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N].")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weights, data order, augmentation).")]
