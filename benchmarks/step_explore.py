@@ -22,7 +22,7 @@ from cnnbench.results import environment
 from cnnbench.stats import iqr
 from cnnbench.summary import build
 
-# label: (precision, channels_last, compile mode or None, fused Adam)
+# label: (precision, channels_last, compile mode or None, fused Adam[, cuDNN benchmark_limit])
 SETTINGS = {
     "fp32": ("fp32", False, None, False),
     "fp32+CL": ("fp32", True, None, False),
@@ -32,6 +32,10 @@ SETTINGS = {
     "fp32+CL+compile": ("fp32", True, "default", False),
     "bf16+CL+compile": ("bf16", True, "default", False),
     "bf16+CL+compile-max-autotune": ("bf16", True, "max-autotune-no-cudagraphs", False),
+    "fp32+CL+fusedAdam": ("fp32", True, None, True),
+    "bf16+fusedAdam": ("bf16", False, None, True),
+    # benchmark_limit 0: cuDNN autotuning tries every algorithm, not just the first 10 heuristics offer
+    "bf16+CL+fusedAdam+all-algos": ("bf16", True, None, True, 0),
 }
 
 
@@ -62,8 +66,9 @@ def make_step(model_name: str, precision: str, channels_last: bool, compile_mode
 
 
 def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
-    precision, cl, mode, fused = SETTINGS[label]
+    precision, cl, mode, fused, *limit = SETTINGS[label]
     torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.benchmark_limit = limit[0] if limit else 10
     model, step = make_step(model_name, precision, cl, mode, fused, batch)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -90,7 +95,8 @@ def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
         times.append(a.elapsed_time(b))
     med = statistics.median(times)
     return {"model": model_name, "setting": label, "batch_size": batch, "precision": precision,
-            "channels_last": cl, "compile_mode": mode or "", "fused_adam": fused, "step_ms_median": med,
+            "channels_last": cl, "compile_mode": mode or "", "fused_adam": fused,
+            "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit, "step_ms_median": med,
             "step_ms_iqr": iqr(times), "epoch_s_at_391_steps": med * 391 / 1000,
             "warmup_and_compile_s": first_s, "iters": iters, **environment("cuda")}  # fmt: skip
 
