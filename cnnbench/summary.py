@@ -110,11 +110,26 @@ def build(
         return info.builder(shape, num_classes, **parsed), parsed
 
 
-def count_flops(model_name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int):
-    """(forward FLOPs per sample, training FLOPs per sample, ops the counter has no formula for).
+_FLOPS_CACHE: dict[tuple[Any, ...], tuple[int, int]] = {}
 
-    Measured with FlopCounterMode on the meta device: exact shapes, no arithmetic, no memory.
+
+def count_flops(
+    model_name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int]:
+    """(forward FLOPs per sample, training FLOPs per sample).
+
+    Measured with FlopCounterMode on the meta device: exact shapes, no arithmetic, no memory. Kept per
+    process, so a comparison's seeds and repeated variants count once.
     """
+    key = (model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
+    if key not in _FLOPS_CACHE:
+        _FLOPS_CACHE[key] = _count_flops(model_name, options, shape, num_classes)
+    return _FLOPS_CACHE[key]
+
+
+def _count_flops(
+    model_name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
