@@ -225,9 +225,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
         tidy = pd.DataFrame(tidy_rows)
         epochs_df = pd.DataFrame(epoch_rows)
         if not tidy.empty:
-            (folder / "conditions.json").write_text(
-                json.dumps({"conditions": conditions, "notes": notes}, indent=2, default=str)
-            )
+            _write_meta(folder, conditions, notes)
             write_frame_atomic(tidy, folder / "tidy.csv")
             write_frame_atomic(epochs_df, folder / "epochs.csv")
     result = CompareResult(name, folder, tidy, epochs_df, aggregate(tidy), conditions, notes)
@@ -298,11 +296,15 @@ def load_compare(source: Path) -> CompareResult:
 def add_notes(result: CompareResult, notes: list[str]) -> None:
     """Append notes not already there and save them with the conditions (for ``--from --note``)."""
     new = [n for n in dict.fromkeys(notes) if n not in result.notes]
-    if not new:
-        return
-    result.notes.extend(new)
-    (result.folder / "conditions.json").write_text(
-        json.dumps({"conditions": result.conditions, "notes": result.notes}, indent=2, default=str)
+    if new:
+        result.notes.extend(new)
+        _write_meta(result.folder, result.conditions, result.notes)
+
+
+def _write_meta(folder: Path, conditions: dict[str, Any], notes: list[str]) -> None:
+    """conditions.json: what ``--from`` reads back besides the CSVs."""
+    (folder / "conditions.json").write_text(
+        json.dumps({"conditions": conditions, "notes": notes}, indent=2, default=str)
     )
 
 
