@@ -105,23 +105,29 @@ class Timer:
         self.cuda = device.startswith("cuda")
         self.marks: list[Any] = []
 
-    def mark(self) -> None:
+    def stamp(self) -> Any:
+        """A point in time: a recorded CUDA event on the GPU, the host clock on the CPU."""
         import torch
 
         if self.cuda:
             event = torch.cuda.Event(enable_timing=True)
             event.record()
-            self.marks.append(event)
-        else:
-            self.marks.append(time.perf_counter())
+            return event
+        return time.perf_counter()
+
+    def elapsed_ms(self, a: Any, b: Any) -> float:
+        """Milliseconds between two stamps (CUDA events must have completed)."""
+        return a.elapsed_time(b) if self.cuda else (b - a) * 1e3
+
+    def mark(self) -> None:
+        self.marks.append(self.stamp())
 
     def intervals_ms(self) -> list[float]:
         import torch
 
         if self.cuda:
             torch.cuda.synchronize()
-            return [a.elapsed_time(b) for a, b in zip(self.marks, self.marks[1:], strict=False)]
-        return [(b - a) * 1e3 for a, b in zip(self.marks, self.marks[1:], strict=False)]
+        return [self.elapsed_ms(a, b) for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
 def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str) -> Callable[[], None]:
@@ -289,16 +295,8 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     marks: dict[tuple[str, str], list[Any]] = {}
     cuda = device.startswith("cuda")
-
-    def stamp() -> Any:
-        if cuda:
-            event = torch.cuda.Event(enable_timing=True)
-            event.record()
-            return event
-        return time.perf_counter()
-
-    def elapsed_ms(a: Any, b: Any) -> float:
-        return a.elapsed_time(b) if cuda else (b - a) * 1e3
+    clock = Timer(device)
+    stamp = clock.stamp
 
     handles = []
     for leaf_name, module in leaves:
@@ -310,11 +308,7 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
             marks[(n, "forward")][-1][1] = stamp()
 
         handles += [module.register_forward_pre_hook(pre), module.register_forward_hook(post)]
-        if (
-            mode == "train"
-            and any(p.requires_grad for p in module.parameters(recurse=False))
-            or mode == "train"
-        ):
+        if mode == "train":
 
             def bpre(_m: Any, _g: Any, n: str = leaf_name) -> None:
                 marks.setdefault((n, "backward"), []).append([stamp(), None])
@@ -345,7 +339,7 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
     for leaf_name, module in leaves:
         row = {"layer": leaf_name, "type": type(module).__name__}
         for phase in ("forward", "backward"):
-            spans = [elapsed_ms(a, b) for a, b in marks.get((leaf_name, phase), []) if b is not None]
+            spans = [clock.elapsed_ms(a, b) for a, b in marks.get((leaf_name, phase), []) if b is not None]
             row[f"{phase}_ms"] = (
                 statistics.median(spans)
                 if spans
