@@ -8,6 +8,14 @@ from typing import Any
 
 from cnnbench.errors import DeviceError
 
+PRECISIONS = ("fp32", "bf16", "fp16")  # what autocast() below accepts
+
+
+def optimizer_impl(optimizer: str, device: str) -> str:
+    """Adam/AdamW run fused on CUDA: one kernel for all parameters instead of a dozen multi-tensor
+    passes (VGG-16's bf16 step on an H200: 3.13 -> 2.32 ms). Same update rule, other rounding."""
+    return "fused" if device.startswith("cuda") and optimizer in ("adam", "adamw") else "foreach"
+
 
 def use_channels_last(requested: bool | None, device: str) -> bool:
     """NHWC unless asked otherwise on CUDA, where cuDNN's tensor-core convolutions are NHWC-native

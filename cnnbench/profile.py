@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size
-from cnnbench.device import autocast, resolve_device, synchronize, use_channels_last
+from cnnbench.device import (
+    PRECISIONS,
+    autocast,
+    optimizer_impl,
+    resolve_device,
+    synchronize,
+    use_channels_last,
+)
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
@@ -84,8 +91,8 @@ class ProfileConfig:
             raise InvalidArgumentError(
                 f"expected --warmup >= 0 and --iters >= 1, got {self.warmup} and {self.iters}"
             )
-        if self.precision not in ("fp32", "bf16", "fp16"):
-            raise InvalidArgumentError(f"expected --precision fp32|bf16|fp16, got {self.precision!r}")
+        if self.precision not in PRECISIONS:
+            raise InvalidArgumentError(f"expected --precision {'|'.join(PRECISIONS)}, got {self.precision!r}")
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -143,8 +150,8 @@ def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str
 
         return infer
     model.train()
-    # Fused on CUDA, as cnnbench train runs it (see train.optimizer_impl).
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True if device.startswith("cuda") else None)
+    fused = True if optimizer_impl("adam", device) == "fused" else None  # as cnnbench train runs it
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
     criterion = torch.nn.CrossEntropyLoss()
     scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
 
