@@ -8,6 +8,7 @@ All per-sample figures are for one input of the stated size, in fp32.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from dataclasses import asdict, dataclass, field
@@ -110,9 +111,6 @@ def build(
         return info.builder(shape, num_classes, **parsed), parsed
 
 
-_FLOPS_CACHE: dict[tuple[Any, ...], tuple[int, int]] = {}
-
-
 def count_flops(
     model_name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
 ) -> tuple[int, int]:
@@ -121,19 +119,17 @@ def count_flops(
     Measured with FlopCounterMode on the meta device: exact shapes, no arithmetic, no memory. Kept per
     process, so a comparison's seeds and repeated variants count once.
     """
-    key = (model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
-    if key not in _FLOPS_CACHE:
-        _FLOPS_CACHE[key] = _count_flops(model_name, options, shape, num_classes)
-    return _FLOPS_CACHE[key]
+    return _count_flops(model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
 
 
+@functools.cache
 def _count_flops(
-    model_name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
+    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
 ) -> tuple[int, int]:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    model, _ = build(model_name, options, shape, num_classes, device="meta")
+    model, _ = build(model_name, dict(options), shape, num_classes, device="meta")
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(torch.empty(1, *shape, device="meta"))
