@@ -18,7 +18,7 @@ from typing import Any
 
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.models import get_model_info
-from cnnbench.results import ensure_dir, write_frame_atomic
+from cnnbench.results import ensure_dir, format_number, missing, write_frame_atomic
 from cnnbench.stats import iqr
 from cnnbench.train import Callbacks, TrainConfig, planned_conditions
 
@@ -312,36 +312,29 @@ def _write_meta(folder: Path, conditions: dict[str, Any], notes: list[str]) -> N
 
 
 def _fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
-    if isinstance(mean, float) and math.isnan(mean):
+    if missing(mean):
         return "-"
-    return (
-        f"{mean:.{digits}f}"
-        if (isinstance(std, float) and math.isnan(std))
-        else f"{mean:.{digits}f} ± {std:.{digits}f}"
-    )
+    return f"{mean:.{digits}f}" if missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 def display_table(aggregated: Any) -> Any:
     """The aggregated table as text cells with units in the column names (for Markdown and LaTeX)."""
     import pandas as pd
 
-    def num(v: float, fmt: str) -> str:
-        return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
-
     rows = []
     for _, r in aggregated.iterrows():
         rows.append({
             "variant": r.variant,
-            "params": num(r.params, ",.0f"),
-            "fwd MACs/sample (M)": num(r.forward_MACs_per_sample / 1e6, ",.1f"),
-            "train FLOPs/sample (M)": num(r.train_FLOPs_per_sample / 1e6, ",.1f"),
-            "epoch time (s, median)": num(r.median_epoch_time_s, ".3f"),
-            "epoch time IQR (s)": num(r.iqr_epoch_time_s, ".3f"),
-            "train time (s)": num(r.total_train_time_s, ".1f"),
+            "params": format_number(r.params, ",.0f"),
+            "fwd MACs/sample (M)": format_number(r.forward_MACs_per_sample / 1e6, ",.1f"),
+            "train FLOPs/sample (M)": format_number(r.train_FLOPs_per_sample / 1e6, ",.1f"),
+            "epoch time (s, median)": format_number(r.median_epoch_time_s, ".3f"),
+            "epoch time IQR (s)": format_number(r.iqr_epoch_time_s, ".3f"),
+            "train time (s)": format_number(r.total_train_time_s, ".1f"),
             "best test acc (%)": _fmt_mean_std(r.best_test_acc_pct_mean, r.best_test_acc_pct_std),
             "final test acc (%)": _fmt_mean_std(r.final_test_acc_pct_mean, r.final_test_acc_pct_std),
-            "epochs to 95% of best": num(r.epochs_to_95pct_of_best, ".1f"),
-            "train-test gap (pp)": num(r.train_test_gap_pct_points, ".2f"),
+            "epochs to 95% of best": format_number(r.epochs_to_95pct_of_best, ".1f"),
+            "train-test gap (pp)": format_number(r.train_test_gap_pct_points, ".2f"),
             "seeds": str(r.seeds),
             "status": r.status,
         })  # fmt: skip

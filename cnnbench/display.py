@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -10,6 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cnnbench.models._api import format_options
+from cnnbench.results import format_number, missing
 
 console = Console()
 err_console = Console(stderr=True)
@@ -17,7 +17,7 @@ err_console = Console(stderr=True)
 
 def si(value: float | int | None, unit: str = "", digits: int = 3) -> str:
     """1819065856 -> '1.82 G' (decimal prefixes)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if missing(value):
         return "-"
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(value) >= factor:
@@ -199,12 +199,6 @@ def print_compare(result: Any) -> None:
     )
 
 
-def _num(value: Any, fmt: str) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, fmt)
-
-
 def print_profile(result: Any, fmt: str = "table") -> None:
     import json
 
@@ -226,25 +220,30 @@ def print_profile(result: Any, fmt: str = "table") -> None:
         highlight=False,
     )
     rows = [
-        (r["mode"], r["batch_size"], _num(r.get("step_ms_median"), ".3f"), _num(r.get("step_ms_iqr"), ".3f"),
-         _num(r.get("samples_per_s"), ",.0f"), _num(r.get("peak_mem_MiB"), ",.0f"), _num(r.get("achieved_TFLOPs"), ".2f"),
-         _num(r.get("MFU_pct"), ".1f"), _num(r.get("compile_s"), ".1f"), r["status"])
+        (r["mode"], r["batch_size"], format_number(r.get("step_ms_median"), ".3f"), format_number(r.get("step_ms_iqr"), ".3f"),
+         format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("peak_mem_MiB"), ",.0f"), format_number(r.get("achieved_TFLOPs"), ".2f"),
+         format_number(r.get("MFU_pct"), ".1f"), format_number(r.get("compile_s"), ".1f"), r["status"])
         for r in result.rows
     ]  # fmt: skip
     basis = first.get("peak_basis")
     console.print(simple_table(
         f"step = {'forward' if len(set(r['mode'] for r in result.rows)) == 1 and first['mode'] == 'infer' else 'forward (infer) / forward+backward+Adam (train)'}; "
-        f"MFU against the {basis} dense peak ({_num(first.get('peak_TFLOPs'), '.0f')} TFLOP/s)",
+        f"MFU against the {basis} dense peak ({format_number(first.get('peak_TFLOPs'), '.0f')} TFLOP/s)",
         ("mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "TFLOP/s", "MFU %", "compile s", "status"),
         rows,
     ))  # fmt: skip
     if result.layers:
         total = result.layers[-1]
         rows = [
-            (r["layer"], r["type"], _num(r["forward_ms"], ".4f"), _num(r["backward_ms"], ".4f"))
+            (
+                r["layer"],
+                r["type"],
+                format_number(r["forward_ms"], ".4f"),
+                format_number(r["backward_ms"], ".4f"),
+            )
             for r in result.layers[:-1]
         ]
-        rows.append((total["layer"], total["type"], _num(total["forward_ms"], ".4f"), "-"))
+        rows.append((total["layer"], total["type"], format_number(total["forward_ms"], ".4f"), "-"))
         console.print(simple_table(
             f"per-module time (ms, median of 5 steps; modules sum to {total['attributed_ms']:.3f} ms of "
             f"{total['forward_ms']:.3f} ms measured; hooks add their own overhead)",
@@ -253,7 +252,7 @@ def print_profile(result: Any, fmt: str = "table") -> None:
         console.print(simple_table(
             "top operators by device time (ms per step, self)",
             ("operator", "calls", "device ms", "cpu ms"),
-            [(o["op"][:60], o["calls"], _num(o["self_device_ms"], ".4f"), _num(o["self_cpu_ms"], ".4f")) for o in result.top_ops],
+            [(o["op"][:60], o["calls"], format_number(o["self_device_ms"], ".4f"), format_number(o["self_cpu_ms"], ".4f")) for o in result.top_ops],
         ))  # fmt: skip
     if result.grads:
         top = result.grads[-1]["grad_norm"] or float("nan")

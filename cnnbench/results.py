@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import os
 import platform
 from collections.abc import Iterable, Mapping, Sequence
@@ -13,6 +14,16 @@ from cnnbench import __version__
 from cnnbench.errors import InvalidArgumentError
 
 DEFAULT_RESULTS_DIR = Path("results")
+
+
+def missing(value: Any) -> bool:
+    """No number: None or NaN (what a failed or skipped measurement leaves in a row)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def format_number(value: Any, fmt: str) -> str:
+    """A table cell: ``format(value, fmt)``, or '-' where there is no number."""
+    return "-" if missing(value) else format(value, fmt)
 
 
 def environment(device: str = "cpu") -> dict[str, Any]:
