@@ -199,25 +199,25 @@ def _load_split(
         files = train_files if split == "train" else test_files
         root = next((c for c in candidates if all((c / f).is_file() for f in files)), None)
         if root is None:
-            if download:
-                _download(spec.name, data_dir)
-                return load_split(name, split, data_dir, download=False)
-            raise DatasetError(
-                f"dataset {spec.name} not found: expected {_expected_files(spec.name, data_dir)}"
-            )
+            return _fetch_missing(spec.name, split, data_dir, download)
         images, labels = _read_cifar(root, files, key)
         return ArrayDataset(images, labels, spec, str(root))
     dirs = _idx_dirs(spec.name, data_dir)
     img_stem, lbl_stem = _IDX[split]
     img_path, lbl_path = _find_idx(dirs, img_stem), _find_idx(dirs, lbl_stem)
     if img_path is None or lbl_path is None:
-        if download:
-            _download(spec.name, data_dir)
-            return load_split(name, split, data_dir, download=False)
-        raise DatasetError(f"dataset {spec.name} not found: expected {_expected_files(spec.name, data_dir)}")
+        return _fetch_missing(spec.name, split, data_dir, download)
     images = read_idx(img_path)[:, None, :, :]
     labels = read_idx(lbl_path).astype(np.int64)
     return ArrayDataset(images, labels, spec, str(img_path.parent))
+
+
+def _fetch_missing(name: str, split: str, data_dir: Path, download: bool) -> ArrayDataset:
+    """Files not found: download them and read again, or say which files are expected where."""
+    if download:
+        _download(name, data_dir)
+        return load_split(name, split, data_dir, download=False)
+    raise DatasetError(f"dataset {name} not found: expected {_expected_files(name, data_dir)}")
 
 
 class DeviceLoader:
@@ -250,6 +250,9 @@ class DeviceLoader:
         self.scale = 1.0 / (255.0 * std)
         self.shift = -mean / std
         self.pad = 4
+        self._unchanging: tuple[Any, Any] | None = (
+            None  # the epoch of a loader that neither shuffles nor augments
+        )
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
@@ -268,6 +271,14 @@ class DeviceLoader:
         A handful of large kernels per epoch instead of a dozen small ones per batch: batches are then
         slices (views) of these tensors, which costs the training loop no kernel launches at all.
         """
+        if not (self.shuffle or self.augment):
+            # Every epoch is the same (evaluation): normalise once, not once per epoch.
+            if self._unchanging is None:
+                self._unchanging = self._build_epoch(epoch)
+            return self._unchanging
+        return self._build_epoch(epoch)
+
+    def _build_epoch(self, epoch: int) -> tuple[Any, Any]:
         import torch
 
         n = self.num_samples

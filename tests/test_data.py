@@ -97,3 +97,5 @@ def test_loader_without_augmentation_is_plain_normalisation(tmp_path):
     ) / torch.tensor(data.spec.std).view(1, 3, 1, 1)
     assert torch.allclose(x, expected, atol=1e-5)
     assert len(loader) == 2 and loader.batch_sizes() == {3, 1}
+    # Evaluation epochs are all alike: built once, then the same tensors every epoch.
+    assert loader.epoch_tensors(1)[0] is loader.epoch_tensors(0)[0]
