@@ -1,15 +1,7 @@
 #!/usr/bin/env bash
 # One device call: the speed run and the chapter's comparisons on the CIFAR-10 copy.
 # Usage (device machine, repo root): bash benchmarks/gpu_compare.sh OUTDIR
-set -u
-out=${1:?OUTDIR}
-res=/tmp/res
-mkdir -p "$out" "$res"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data COLUMNS=250
-python3 .data/make_cifar10.py /tmp/data >/dev/null
-# Checkpoints stay behind: one VGG-16 run's are gigabytes, and $OUT brings back 16 MB a file.
-save() { tar czf "$out/results.tgz" --exclude='*.pt' -C "$res" . ; }
+source "$(dirname "$0")/device_env.sh" "$@"
 timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py > "$out/gpu_tests.log" 2>&1; tail -2 "$out/gpu_tests.log"
 
 # Issue 4's speed target: start to end, from process start, 60 epochs, files written.

@@ -1,14 +1,7 @@
 #!/usr/bin/env bash
 # One device call: issue 4's speed run alone (start to end), then the same with --compile.
 # Usage (device machine, repo root): bash benchmarks/gpu_compare_speed.sh OUTDIR
-set -u
-out=${1:?OUTDIR}
-res=/tmp/res
-mkdir -p "$out" "$res"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data COLUMNS=250
-python3 .data/make_cifar10.py /tmp/data >/dev/null
-save() { tar czf "$out/results.tgz" --exclude='*.pt' -C "$res" . ; }
+source "$(dirname "$0")/device_env.sh" "$@"
 gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader)
 for extra in "" "--compile"; do
   name=architectures_bf16${extra:+_compile}

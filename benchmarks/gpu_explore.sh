@@ -1,12 +1,7 @@
 #!/usr/bin/env bash
 # One device call: where SimpleResNet's and VGG-16's step time goes, and what compile buys.
 # Usage (device machine, repo root): bash benchmarks/gpu_explore.sh OUTDIR
-set -u
-out=${1:?OUTDIR}
-mkdir -p "$out"
-python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
-export PYTHONPATH=/tmp/site:$PWD PYTHONUNBUFFERED=1 CNNBENCH_DATA_DIR=/tmp/data COLUMNS=250
-python3 .data/make_cifar10.py /tmp/data >/dev/null
+source "$(dirname "$0")/device_env.sh" "$@"
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv
 fast="fp32 fp32+CL bf16+CL bf16+CL+fusedAdam fp32+compile fp32+CL+compile bf16+CL+compile"
 timeout 330 python3 benchmarks/step_explore.py --kernels --models simple_resnet vgg16 --settings $fast \
