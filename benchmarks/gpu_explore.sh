@@ -4,7 +4,7 @@
 source "$(dirname "$0")/device_env.sh" "$@"
 nvidia-smi --query-gpu=name,clocks.max.sm,power.limit --format=csv
 fast="fp32 fp32+CL bf16+CL bf16+CL+fusedAdam fp32+compile fp32+CL+compile bf16+CL+compile"
-timeout 330 python3 benchmarks/step_explore.py --kernels --models simple_resnet vgg16 --settings $fast \
+timeout 330 python3 benchmarks/step_explore.py --kernels bf16 --models simple_resnet vgg16 --settings $fast \
   --out "$out/step_explore.csv" > "$out/step_explore.log" 2>&1
 grep -E "ms/step|failed" "$out/step_explore.log"
 # The Trainer's compile path (compiled full-batch step captured as a CUDA graph), end to end.

@@ -22,7 +22,7 @@ from cnnbench.results import environment
 from cnnbench.stats import iqr
 from cnnbench.summary import build
 
-# label: (precision, channels_last, compile mode or None, fused Adam[, cuDNN benchmark_limit])
+# label: (precision, channels_last, compile mode or None, fused Adam[, cuDNN benchmark_limit, None: no autotuning])
 SETTINGS = {
     "fp32": ("fp32", False, None, False),
     "fp32+CL": ("fp32", True, None, False),
@@ -36,7 +36,12 @@ SETTINGS = {
     "bf16+fusedAdam": ("bf16", False, None, True),
     # benchmark_limit 0: cuDNN autotuning tries every algorithm, not just the first 10 heuristics offer
     "bf16+CL+fusedAdam+all-algos": ("bf16", True, None, True, 0),
+    # cuDNN's heuristics alone: no autotuning, so no autotuning time in the warm-up
+    "bf16+CL+fusedAdam+heuristics": ("bf16", True, None, True, None),
+    # fp16 without a GradScaler: timing only (gradients may underflow); BatchNorm may take cuDNN's path
+    "fp16+CL+fusedAdam": ("fp16", True, None, True),
 }
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_step(model_name: str, precision: str, channels_last: bool, compile_mode: str | None, fused: bool,
@@ -53,10 +58,10 @@ def make_step(model_name: str, precision: str, channels_last: bool, compile_mode
     x = torch.randn(batch, 3, 32, 32, device="cuda").to(memory_format=fmt)
     y = torch.randint(0, 10, (batch,), device="cuda")
     crit = torch.nn.CrossEntropyLoss()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    dtype = DTYPES[precision]
 
     def step() -> None:
-        with torch.autocast("cuda", dtype=dtype, enabled=precision == "bf16", cache_enabled=False):
+        with torch.autocast("cuda", dtype=dtype, enabled=precision != "fp32", cache_enabled=False):
             loss = crit(step_model(x), y)
         opt.zero_grad(set_to_none=False)
         loss.backward()
@@ -67,8 +72,8 @@ def make_step(model_name: str, precision: str, channels_last: bool, compile_mode
 
 def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
     precision, cl, mode, fused, *limit = SETTINGS[label]
-    torch.backends.cudnn.benchmark = True
-    torch.backends.cudnn.benchmark_limit = limit[0] if limit else 10
+    torch.backends.cudnn.benchmark = not limit or limit[0] is not None
+    torch.backends.cudnn.benchmark_limit = limit[0] if limit and limit[0] is not None else 10
     model, step = make_step(model_name, precision, cl, mode, fused, batch)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
@@ -96,14 +101,15 @@ def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
     med = statistics.median(times)
     return {"model": model_name, "setting": label, "batch_size": batch, "precision": precision,
             "channels_last": cl, "compile_mode": mode or "", "fused_adam": fused,
+            "cudnn_benchmark": torch.backends.cudnn.benchmark,
             "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit, "step_ms_median": med,
             "step_ms_iqr": iqr(times), "epoch_s_at_391_steps": med * 391 / 1000,
             "warmup_and_compile_s": first_s, "iters": iters, **environment("cuda")}  # fmt: skip
 
 
-def kernel_table(model_name: str, batch: int) -> str:
+def kernel_table(model_name: str, batch: int, precision: str) -> str:
     torch.backends.cudnn.benchmark = True
-    _, step = make_step(model_name, "bf16", True, None, False, batch)
+    _, step = make_step(model_name, precision, True, None, True, batch)
     for _ in range(5):
         step()
     torch.cuda.synchronize()
@@ -121,13 +127,18 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("results/step_explore.csv"))
-    parser.add_argument("--kernels", action="store_true", help="also print the top kernels (eager bf16+CL)")
+    parser.add_argument(
+        "--kernels", choices=list(DTYPES), help="also print the top kernels (eager, CL, fused Adam)"
+    )
     args = parser.parse_args()
     rows = []
     for model_name in args.models:
         if args.kernels:
-            print(f"== {model_name}: top kernels, eager bf16 channels-last, 10 steps", flush=True)
-            print(kernel_table(model_name, args.batch_size), flush=True)
+            print(
+                f"== {model_name}: top kernels, eager {args.kernels} channels-last fused Adam, 10 steps",
+                flush=True,
+            )
+            print(kernel_table(model_name, args.batch_size, args.kernels), flush=True)
         for label in args.settings:
             try:
                 row = time_setting(model_name, label, args.batch_size, args.iters)
