@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call: issue 4's speed run (start to end) in the given modes, in order:
 #   eager          the command as the issue states it
+#   eager-again    the same on a machine that has run these models before (driver and cuDNN caches)
 #   compile        the same with --compile (empty Inductor cache on a fresh machine)
 #   compile-again  --compile once more, now that this machine's Inductor cache holds the compiled steps
 # Usage (device machine, repo root): bash benchmarks/gpu_compare_speed.sh OUTDIR [MODE...]  (default: eager compile)
@@ -12,6 +13,7 @@ gpu=$(nvidia-smi --query-gpu=name --format=csv,noheader)
 for mode in "${modes[@]}"; do
   case $mode in
     eager) extra="" name=architectures_bf16 ;;
+    eager-again) extra="" name=architectures_bf16_again ;;
     compile) extra="--compile" name=architectures_bf16_compile ;;
     compile-again) extra="--compile" name=architectures_bf16_compile_again ;;
     *) echo "unknown mode $mode"; exit 1 ;;

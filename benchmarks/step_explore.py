@@ -38,6 +38,8 @@ SETTINGS = {
     "bf16+CL+fusedAdam+all-algos": ("bf16", True, None, True, 0),
     # cuDNN's heuristics alone: no autotuning, so no autotuning time in the warm-up
     "bf16+CL+fusedAdam+heuristics": ("bf16", True, None, True, None),
+    # autotuning over fewer candidates: less warm-up, perhaps the same choice
+    **{f"bf16+CL+fusedAdam+limit{n}": ("bf16", True, None, True, n) for n in (1, 2, 3, 5)},
     # fp16 without a GradScaler: timing only (gradients may underflow); BatchNorm may take cuDNN's path
     "fp16+CL+fusedAdam": ("fp16", True, None, True),
 }
