@@ -10,7 +10,8 @@ then the transform) reads the same batch files.
 Both loops time the training pass over one epoch only (evaluation apart), synchronised.
 cnnbench settings: its defaults at the chapter's recipe (fp32; on CUDA that means channels-last and
 fused Adam), the same with NCHW (``--no-channels-last``, the memory format the chapter uses), bf16 +
-channels-last, and bf16 + channels-last + ``--compile`` (compilation is in the warm-up column).
+channels-last, and bf16 + channels-last + ``--compile`` (compilation is in the warm-up column); on
+request (``--settings``) also fp16 + channels-last, whose BatchNorm PyTorch sends to cuDNN.
 
     python benchmarks/train_speed.py --data-dir DIR --out results/train_speed [--chapter-epochs 3] [--epochs 20]
 """
@@ -35,6 +36,13 @@ from cnnbench.stats import iqr
 from cnnbench.train import TrainConfig, train
 
 MODELS = ("lenet5", "cifar10net", "simple_resnet")
+SETTINGS = (
+    "fp32 (defaults)",
+    "fp32 NCHW",
+    "bf16+channels_last",
+    "bf16+channels_last+compile",
+    "fp16+channels_last",
+)
 
 
 class PickledCIFAR10(Dataset):
@@ -115,6 +123,9 @@ def main() -> None:
     parser.add_argument("--fast-epochs", type=int, default=20, help="cnnbench bf16 + channels-last epochs")
     parser.add_argument("--nchw-epochs", type=int, default=5, help="cnnbench fp32 NCHW epochs (timing only)")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
+    parser.add_argument(
+        "--settings", nargs="*", default=[*SETTINGS[:4]], choices=SETTINGS, help="cnnbench settings to time"
+    )
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
     device = args.device
@@ -124,12 +135,15 @@ def main() -> None:
     for name in args.models:
         chapter = chapter_loop(name, args.data_dir, args.chapter_epochs, device)
         runs = {}
-        for label, precision, channels_last, compile_model, epochs in (
-            ("fp32 (defaults)", "fp32", None, False, args.epochs),
-            ("fp32 NCHW", "fp32", False, False, args.nchw_epochs),
-            ("bf16+channels_last", "bf16", True, False, args.fast_epochs),
-            ("bf16+channels_last+compile", "bf16", True, True, args.fast_epochs),
-        ):
+        settings = {
+            "fp32 (defaults)": ("fp32", None, False, args.epochs),
+            "fp32 NCHW": ("fp32", False, False, args.nchw_epochs),
+            "bf16+channels_last": ("bf16", True, False, args.fast_epochs),
+            "bf16+channels_last+compile": ("bf16", True, True, args.fast_epochs),
+            "fp16+channels_last": ("fp16", True, False, args.fast_epochs),
+        }
+        for label in args.settings:
+            precision, channels_last, compile_model, epochs = settings[label]
             config = TrainConfig(
                 model=name, dataset="cifar10", data_dir=args.data_dir, epochs=epochs, precision=precision,
                 channels_last=channels_last, compile=compile_model, out=args.out, device=device, checkpoints=False,
