@@ -180,15 +180,15 @@ def uses_cuda_graphs(config: TrainConfig, device: str) -> bool:
     Small CNNs are bound by kernel-launch overhead on the host, not by the GPU: replaying one graph
     per step removes it. Requires static shapes and an optimizer whose state and learning rate live on
     the device (Adam/AdamW with capturable=True and a tensor LR); per-batch schedules that change
-    betas (onecycle) and fp16 loss scaling (host-side inf checks) keep the eager loop. With
-    ``compile`` the compiled full-batch step is what the graph captures.
+    betas (onecycle) keep the eager loop. fp16 loss scaling is captured too: with fused Adam (always
+    on CUDA) the scaler's inf check, the skipped step and the scale update all stay on the device.
+    With ``compile`` the compiled full-batch step is what the graph captures.
     """
     return (
         config.cuda_graphs
         and device.startswith("cuda")
         and config.optimizer in ("adam", "adamw")
         and config.scheduler in ("step", "cosine", "none")
-        and config.precision in ("fp32", "bf16")
     )
 
 
@@ -295,7 +295,7 @@ class Trainer:
         self.step_model = torch.compile(self.model, dynamic=False) if c.compile else self.model
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=c.label_smoothing)
         self.eval_criterion = torch.nn.CrossEntropyLoss(reduction="sum")
-        self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.precision == "fp16")
+        self.scaler = self._new_scaler()
         self.use_graphs = uses_cuda_graphs(c, self.device)
         self.graph: Any = None
         self.loss_sum = torch.zeros((), device=self.device)
@@ -389,8 +389,20 @@ class Trainer:
                     if isinstance(value, torch.Tensor):
                         value.zero_()
         _set_rng_state(rng, self.device)
-        self.scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=c.precision == "fp16")
+        self.scaler = self._new_scaler()
         return seconds
+
+    def _new_scaler(self) -> Any:
+        """fp16's loss scaler (a no-op otherwise), its scale and growth tensors already allocated.
+
+        Allocated lazily, they would be created inside the CUDA graph capture, and every replay
+        would then reset the scale to its initial value.
+        """
+        import torch
+
+        scaler = torch.amp.GradScaler(self.device.split(":")[0], enabled=self.config.precision == "fp16")
+        scaler.scale(torch.zeros((), device=self.device))
+        return scaler
 
     def _capture(self, opt: Any) -> float:
         """Capture one full-batch training step (forward, backward, optimizer, statistics) as a graph."""

@@ -15,7 +15,7 @@ def _config(out, **kw):
     return TrainConfig(**base)
 
 
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
     graph = train(_config(tmp_path / "g", precision=precision))
     eager = train(_config(tmp_path / "e", precision=precision, cuda_graphs=False))
@@ -73,3 +73,17 @@ def test_compiled_step_with_dropout_learns(tmp_path):
     run = train(_config(tmp_path, compile=True, precision="bf16"))
     assert run.epochs[-1].train_loss < 0.75 * run.epochs[0].train_loss
     assert run.epochs[-1].test_acc > 50
+
+
+def test_fp16_loss_scale_carries_over_between_graph_replays(tmp_path, monkeypatch):
+    # Starting at 1 and doubling after every step without an overflow, a scale that carries over
+    # reaches 2**10 within 48 steps (fp16 gradients would need to exceed 64 to stop it sooner). A scale
+    # tensor created inside the capture would be refilled with 1 on every replay and end near 2.
+    make_scaler = torch.amp.GradScaler
+    monkeypatch.setattr(
+        torch.amp, "GradScaler", lambda *a, **k: make_scaler(*a, init_scale=1.0, growth_interval=1, **k)
+    )
+    run = train(_config(tmp_path, precision="fp16"))
+    assert run.summary["cuda_graphs"]
+    scale = torch.load(run.run_dir / "last.pt", weights_only=False)["scaler"]["scale"]
+    assert scale >= 2**10
