@@ -191,3 +191,21 @@ def test_progress_output_shows_each_epoch(results_dir):
     assert result.exit_code == 0, result.output
     assert "epoch   1" in result.output and "epoch   2" in result.output
     assert "ok lenet5-synthetic-s0" in result.output and "median epoch" in result.output
+
+
+@pytest.mark.parametrize(
+    ("options", "device", "captured"),
+    [
+        ({}, "cuda", True),
+        ({"precision": "fp16"}, "cuda", True),  # loss scaling stays on the device with fused Adam
+        ({"precision": "bf16", "optimizer": "adamw", "scheduler": "cosine"}, "cuda:0", True),
+        ({"optimizer": "sgd"}, "cuda", False),  # its LR is a Python float the graph cannot see change
+        ({"scheduler": "onecycle"}, "cuda", False),  # changes betas every step
+        ({"cuda_graphs": False}, "cuda", False),
+        ({}, "cpu", False),
+    ],
+)
+def test_which_runs_replay_a_captured_cuda_graph(tmp_path, options, device, captured):
+    from cnnbench.train import uses_cuda_graphs
+
+    assert uses_cuda_graphs(synthetic_config(tmp_path, **options), device) is captured
