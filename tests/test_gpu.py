@@ -31,7 +31,8 @@ def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
     assert [r.lr for r in graph.epochs] == [1e-3, 1e-3, 5e-4]  # exactly, as recorded in the CSV
 
 
-def test_resume_under_cuda_graphs(tmp_path):
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16: the loss scale comes back with the run
+def test_resume_under_cuda_graphs(tmp_path, precision):
     from cnnbench.train import resume
 
     class Stop:
@@ -42,10 +43,11 @@ def test_resume_under_cuda_graphs(tmp_path):
             if epoch == 3:
                 raise KeyboardInterrupt
 
-    straight = train(_config(tmp_path / "a"))
+    straight = train(_config(tmp_path / "a", precision=precision))
     with pytest.raises(KeyboardInterrupt):
-        train(_config(tmp_path / "b", run_name="r"), Stop())
+        train(_config(tmp_path / "b", run_name="r", precision=precision), Stop())
     resumed = resume(tmp_path / "b", "r")
+    assert resumed.summary["cuda_graphs"] and resumed.summary["precision"] == precision
     assert resumed.epochs[-1].test_acc == pytest.approx(straight.epochs[-1].test_acc, abs=3.0)
 
 
