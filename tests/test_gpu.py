@@ -17,18 +17,19 @@ def _config(out, **kw):
 
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
 def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
-    graph = train(_config(tmp_path / "g", precision=precision))
-    eager = train(_config(tmp_path / "e", precision=precision, cuda_graphs=False))
+    # Without dropout both loops compute the same steps up to rounding (with it, their masks differ:
+    # seen on an H200, fp32 epoch losses 0.827 vs 0.761). Rounding compounds as the model memorises
+    # 1,000 images, so the first epoch is where "the same computation" shows.
+    no_dropout = {"dropout": "0"}
+    graph = train(_config(tmp_path / "g", precision=precision, options=no_dropout))
+    eager = train(_config(tmp_path / "e", precision=precision, options=no_dropout, cuda_graphs=False))
     assert graph.summary["cuda_graphs"] and not eager.summary["cuda_graphs"]
-    for g, e in zip(graph.epochs, eager.epochs, strict=True):
-        assert g.lr == e.lr  # StepLR(2, 0.5) reaches the captured graph
-        # Seen on an H200: fp32 within 5%, bf16 0.490 vs 0.453 (8%) in one epoch.
-        assert g.train_loss == pytest.approx(e.train_loss, rel=0.05 if precision == "fp32" else 0.15)
-    # Dropout masks differ between the two loops, so early test accuracy on 1,000 images moves by
-    # several points (seen: 48.4 vs 39.6 after one epoch); both must have learned by the end.
-    assert graph.epochs[-1].test_acc > 50 and eager.epochs[-1].test_acc > 50
+    assert graph.epochs[0].train_loss == pytest.approx(eager.epochs[0].train_loss, rel=0.05)
+    for run in (graph, eager):
+        assert run.epochs[-1].train_loss < 0.5 * run.epochs[0].train_loss
     assert graph.epochs[-1].test_acc == pytest.approx(eager.epochs[-1].test_acc, abs=10.0)
-    assert [r.lr for r in graph.epochs] == [1e-3, 1e-3, 5e-4]  # exactly, as recorded in the CSV
+    # StepLR(2, 0.5) reaches the captured graph, exactly as recorded in the CSV
+    assert [r.lr for r in graph.epochs] == [r.lr for r in eager.epochs] == [1e-3, 1e-3, 5e-4]
 
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16: the loss scale comes back with the run
