@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from step_explore import capture, event_times_ms, make_step  # the same step, capture and timing
 from torch import nn
 
 from cnnbench.results import environment
 from cnnbench.stats import iqr
-from cnnbench.summary import build
 
 
 class CudnnBN(nn.BatchNorm2d):
@@ -36,16 +36,7 @@ class CudnnBN(nn.BatchNorm2d):
 
 
 def cuda_ms(fn, iters: int = 200) -> tuple[float, float]:
-    for _ in range(20):
-        fn()
-    times = []
-    for _ in range(iters):
-        a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        a.record()
-        fn()
-        b.record()
-        b.synchronize()
-        times.append(a.elapsed_time(b))
+    times = event_times_ms(fn, iters)
     return statistics.median(times), iqr(times)
 
 
@@ -69,35 +60,12 @@ def layer(shape: tuple[int, int, int, int], use_cudnn: bool) -> dict:
 
 def step_ms(use_cudnn: bool) -> tuple[float, float]:
     torch.backends.cudnn.benchmark = True
-    torch.manual_seed(0)
-    model, _ = build("simple_resnet", {}, (3, 32, 32), 10)
+    model, step = make_step("simple_resnet", "bf16", True, None, True, 128)
     if use_cudnn:
         for m in model.modules():
             if type(m) is nn.BatchNorm2d:
                 m.__class__ = CudnnBN
-    model = model.cuda().to(memory_format=torch.channels_last)
-    opt = torch.optim.Adam(model.parameters(), lr=torch.tensor(1e-3, device="cuda"), weight_decay=1e-4,
-                           capturable=True, fused=True)  # fmt: skip
-    x = torch.randn(128, 3, 32, 32, device="cuda").to(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (128,), device="cuda")
-    crit = nn.CrossEntropyLoss()
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=torch.bfloat16, cache_enabled=False):
-            loss = crit(model(x), y)
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
+    graph, _ = capture(step)
     return cuda_ms(graph.replay)
 
 

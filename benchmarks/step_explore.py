@@ -72,11 +72,11 @@ def make_step(model_name: str, precision: str, channels_last: bool, compile_mode
     return model, step
 
 
-def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
-    precision, cl, mode, fused, *limit = SETTINGS[label]
-    torch.backends.cudnn.benchmark = not limit or limit[0] is not None
-    torch.backends.cudnn.benchmark_limit = limit[0] if limit and limit[0] is not None else 10
-    model, step = make_step(model_name, precision, cl, mode, fused, batch)
+def capture(step) -> tuple[torch.cuda.CUDAGraph, float]:
+    """Three warm-up steps on a side stream (autotuning, compilation), then ``step`` captured as a graph.
+
+    Returns the graph and the seconds the warm-up steps took.
+    """
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     side = torch.cuda.Stream()
@@ -90,16 +90,31 @@ def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         step()
+    return graph, first_s
+
+
+def event_times_ms(fn, iters: int) -> list[float]:
+    """Milliseconds of each of ``iters`` calls of ``fn`` by CUDA events, after 20 untimed calls."""
     for _ in range(20):
-        graph.replay()
+        fn()
     times = []
     for _ in range(iters):
         a, b = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         a.record()
-        graph.replay()
+        fn()
         b.record()
         b.synchronize()
         times.append(a.elapsed_time(b))
+    return times
+
+
+def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
+    precision, cl, mode, fused, *limit = SETTINGS[label]
+    torch.backends.cudnn.benchmark = not limit or limit[0] is not None
+    torch.backends.cudnn.benchmark_limit = limit[0] if limit and limit[0] is not None else 10
+    model, step = make_step(model_name, precision, cl, mode, fused, batch)
+    graph, first_s = capture(step)
+    times = event_times_ms(graph.replay, iters)
     med = statistics.median(times)
     return {"model": model_name, "setting": label, "batch_size": batch, "precision": precision,
             "channels_last": cl, "compile_mode": mode or "", "fused_adam": fused,
