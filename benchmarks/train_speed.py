@@ -36,13 +36,14 @@ from cnnbench.stats import iqr
 from cnnbench.train import TrainConfig, train
 
 MODELS = ("lenet5", "cifar10net", "simple_resnet")
-SETTINGS = (
-    "fp32 (defaults)",
-    "fp32 NCHW",
-    "bf16+channels_last",
-    "bf16+channels_last+compile",
-    "fp16+channels_last",
-)
+# label: (precision, channels_last, compile, the argument that gives its number of epochs)
+SETTINGS = {
+    "fp32 (defaults)": ("fp32", None, False, "epochs"),
+    "fp32 NCHW": ("fp32", False, False, "nchw_epochs"),
+    "bf16+channels_last": ("bf16", True, False, "fast_epochs"),
+    "bf16+channels_last+compile": ("bf16", True, True, "fast_epochs"),
+    "fp16+channels_last": ("fp16", True, False, "fast_epochs"),
+}
 
 
 class PickledCIFAR10(Dataset):
@@ -124,7 +125,11 @@ def main() -> None:
     parser.add_argument("--nchw-epochs", type=int, default=5, help="cnnbench fp32 NCHW epochs (timing only)")
     parser.add_argument("--models", nargs="*", default=list(MODELS))
     parser.add_argument(
-        "--settings", nargs="*", default=[*SETTINGS[:4]], choices=SETTINGS, help="cnnbench settings to time"
+        "--settings",
+        nargs="*",
+        default=list(SETTINGS)[:4],
+        choices=list(SETTINGS),
+        help="cnnbench settings to time",
     )
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
@@ -135,15 +140,9 @@ def main() -> None:
     for name in args.models:
         chapter = chapter_loop(name, args.data_dir, args.chapter_epochs, device)
         runs = {}
-        settings = {
-            "fp32 (defaults)": ("fp32", None, False, args.epochs),
-            "fp32 NCHW": ("fp32", False, False, args.nchw_epochs),
-            "bf16+channels_last": ("bf16", True, False, args.fast_epochs),
-            "bf16+channels_last+compile": ("bf16", True, True, args.fast_epochs),
-            "fp16+channels_last": ("fp16", True, False, args.fast_epochs),
-        }
         for label in args.settings:
-            precision, channels_last, compile_model, epochs = settings[label]
+            precision, channels_last, compile_model, epochs_arg = SETTINGS[label]
+            epochs = getattr(args, epochs_arg)
             config = TrainConfig(
                 model=name, dataset="cifar10", data_dir=args.data_dir, epochs=epochs, precision=precision,
                 channels_last=channels_last, compile=compile_model, out=args.out, device=device, checkpoints=False,
