@@ -250,9 +250,8 @@ class DeviceLoader:
         self.scale = 1.0 / (255.0 * std)
         self.shift = -mean / std
         self.pad = 4
-        self._unchanging: tuple[Any, Any] | None = (
-            None  # the epoch of a loader that neither shuffles nor augments
-        )
+        # The epoch of a loader that neither shuffles nor augments, built once.
+        self._unchanging: tuple[Any, Any] | None = None
 
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
