@@ -5,7 +5,8 @@ torch is imported only inside commands, so ``cnnbench --help`` stays fast.
 
 from __future__ import annotations
 
-import json
+import shlex
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from typer.core import TyperGroup
 
 from cnnbench import __version__
 from cnnbench.errors import CnnbenchError
+from cnnbench.results import DEFAULT_RESULTS_DIR
 
 
 class _ErrorBoundary(TyperGroup):
@@ -36,6 +38,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain help: one line per option at 80 columns, and no <bool> placeholders on flags.
+    rich_markup_mode=None,
 )
 
 
@@ -47,20 +51,37 @@ class OutputFormat(str, Enum):
 
 
 # Shared option aliases, defined once.
-ModelArg = Annotated[str, typer.Argument(help="Registered model name or alias (see `cnnbench list`).")]
+ModelArg = Annotated[
+    str, typer.Argument(metavar="MODEL", help="Registered model name or alias (see `cnnbench list`).")
+]
 OptionsOpt = Annotated[
-    list[str] | None, typer.Option("--option", "-o", help="Model option key=value (repeatable).")
+    list[str] | None,
+    typer.Option("--option", "-o", metavar="KEY=VALUE", help="Model option (repeatable)."),
 ]
 InputSizeOpt = Annotated[
-    str | None, typer.Option("--input-size", "-i", help="Input size CxHxW, e.g. 3x224x224.")
+    str | None,
+    typer.Option("--input-size", "-i", metavar="CxHxW", help="Input size, e.g. 3x224x224."),
 ]
+DATASET_NAMES = "cifar10, cifar100, mnist, synthetic or fashion-mnist"
 DatasetOpt = Annotated[
-    str | None, typer.Option("--dataset", "-d", help="Dataset whose input size and classes to use.")
+    str | None,
+    typer.Option(
+        "--dataset",
+        "-d",
+        metavar="NAME",
+        help="Take input size and classes from cifar10, cifar100, mnist, imagenet or fashion-mnist.",
+    ),
 ]
 NumClassesOpt = Annotated[
-    int | None, typer.Option("--num-classes", help="Number of classes (default: the dataset's).")
+    int | None, typer.Option("--num-classes", metavar="N", help="Number of classes (default: the dataset's).")
 ]
-OutOpt = Annotated[Path | None, typer.Option("--out", help="Results directory (default: ./results).")]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", metavar="DIR", help="Results directory (default: ./results).")
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Show every column, however wide the table (default: fit the terminal)."),
+]
 
 
 def _version(value: bool) -> None:
@@ -86,8 +107,12 @@ def _input_size(text: str | None) -> tuple[int, int, int] | None:
 
 @app.command("list")
 def list_command(
-    patterns: Annotated[list[str] | None, typer.Argument(help="Glob patterns, e.g. 'vgg*'.")] = None,
-    options: Annotated[str | None, typer.Option("--options", help="List the options of this model.")] = None,
+    patterns: Annotated[
+        list[str] | None, typer.Argument(metavar="PATTERN...", help="Glob patterns, e.g. 'vgg*'.")
+    ] = None,
+    options: Annotated[
+        str | None, typer.Option("--options", metavar="MODEL", help="List the options of this model.")
+    ] = None,
 ) -> None:
     """List registered architectures (aliases, family, default input, description)."""
     from cnnbench.datasets import format_input_size, get_dataset_spec
@@ -136,9 +161,12 @@ def summary(
     input_size: InputSizeOpt = None,
     dataset: DatasetOpt = None,
     num_classes: NumClassesOpt = None,
-    depth: Annotated[int, typer.Option(min=1, help="Show layers down to this nesting depth.")] = 3,
+    depth: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Show layers down to this nesting depth.")
+    ] = 3,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     out: OutOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Per-layer table and totals: parameters, MACs, FLOPs (forward and training), memory."""
     from cnnbench.models import parse_option_strings
@@ -154,16 +182,17 @@ def summary(
     )
     result = summarize(config)
     save_summary(result, out)
-    _print_summary(result, fmt)
+    _print_summary(result, fmt, wide)
 
 
-def _print_summary(result: Any, fmt: OutputFormat) -> None:
+def _print_summary(result: Any, fmt: OutputFormat, wide: bool) -> None:
     import pandas as pd
 
-    from cnnbench.display import console, summary_table, summary_totals
+    from cnnbench.display import console, print_fitted, summary_table, summary_totals
+    from cnnbench.results import to_json
 
     if fmt is OutputFormat.json:
-        typer.echo(json.dumps(result.to_dict(), indent=2))
+        typer.echo(to_json(result.to_dict()))
     elif fmt is OutputFormat.csv:
         typer.echo(pd.DataFrame([result.csv_row()]).to_csv(index=False), nl=False)
     elif fmt is OutputFormat.markdown:
@@ -173,7 +202,7 @@ def _print_summary(result: Any, fmt: OutputFormat) -> None:
         totals = {k: v for k, v in result.csv_row().items()}
         typer.echo(pd.DataFrame(list(totals.items()), columns=["quantity", "value"]).to_markdown(index=False))
     else:
-        console.print(summary_table(result))
+        print_fitted(*summary_table(result, wide), wide=wide)
         console.print(summary_totals(result))
 
 
@@ -197,18 +226,23 @@ class Precision(str, Enum):
 
 
 TrainDatasetOpt = Annotated[
-    str, typer.Option("--dataset", "-d", help="cifar10|cifar100|mnist|fashion-mnist|synthetic.")
+    str, typer.Option("--dataset", "-d", metavar="NAME", help=f"One of: {DATASET_NAMES}.")
 ]
 DataDirOpt = Annotated[
-    Path | None, typer.Option("--data-dir", help="Dataset folder (default: $CNNBENCH_DATA_DIR, else ./data).")
+    Path | None,
+    typer.Option(
+        "--data-dir", metavar="DIR", help="Dataset folder (default: $CNNBENCH_DATA_DIR, else ./data)."
+    ),
 ]
-EpochsOpt = Annotated[int, typer.Option("--epochs", "-e", help="Epochs to train.")]
-BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", help="Training batch size.")]
+EpochsOpt = Annotated[int, typer.Option("--epochs", "-e", metavar="N", help="Epochs to train.")]
+BatchSizeOpt = Annotated[int, typer.Option("--batch-size", "-b", metavar="N", help="Training batch size.")]
 OptimizerOpt = Annotated[Optimizer, typer.Option("--optimizer", help="Optimizer.")]
-LrOpt = Annotated[float, typer.Option("--lr", help="Learning rate.")]
-WeightDecayOpt = Annotated[float, typer.Option("--weight-decay", help="Weight decay.")]
+LrOpt = Annotated[float, typer.Option("--lr", metavar="X", help="Learning rate.")]
+WeightDecayOpt = Annotated[float, typer.Option("--weight-decay", metavar="X", help="Weight decay.")]
 SchedulerOpt = Annotated[Scheduler, typer.Option("--scheduler", help="LR schedule (step: StepLR(20, 0.5)).")]
-LabelSmoothingOpt = Annotated[float, typer.Option("--label-smoothing", help="Cross-entropy label smoothing.")]
+LabelSmoothingOpt = Annotated[
+    float, typer.Option("--label-smoothing", metavar="X", help="Cross-entropy label smoothing.")
+]
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]
 ChannelsLastOpt = Annotated[
     bool | None,
@@ -222,25 +256,40 @@ CompileOpt = Annotated[
         "--compile", help="torch.compile the full-batch training step (compile time counted in the warm-up)."
     ),
 ]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N].")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (weights, data order, augmentation).")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda[:N]", help="Where to run.")]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", metavar="N", help="Random seed (weights, data order, augmentation).")
+]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.")]
 NoGraphsOpt = Annotated[
     bool,
     typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph."),
 ]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
+RepairOpt = Annotated[
+    bool,
+    typer.Option(
+        "--repair",
+        help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows.",
+    ),
+]
 
 
 @app.command()
 def train(
     model: Annotated[
-        str | None, typer.Argument(help="Registered model name or alias (omit with --resume).")
+        str | None,
+        typer.Argument(metavar="MODEL", help="Registered model name or alias (omit with --resume)."),
     ] = None,
     option: OptionsOpt = None,
     dataset: TrainDatasetOpt = "cifar10",
     data_dir: DataDirOpt = None,
-    epochs: EpochsOpt = 20,
+    epochs: Annotated[
+        int | None,
+        typer.Option(
+            "--epochs", "-e", metavar="N", help="Epochs to train (default: 20; with --resume, the run's own)."
+        ),
+    ] = None,
     batch_size: BatchSizeOpt = 128,
     optimizer: OptimizerOpt = Optimizer.adam,
     lr: LrOpt = 1e-3,
@@ -256,60 +305,100 @@ def train(
     num_classes: NumClassesOpt = None,
     out: OutOpt = None,
     resume: Annotated[
-        str | None, typer.Option("--resume", help="Continue an interrupted run (id or folder).")
+        str | None,
+        typer.Option(
+            "--resume", metavar="RUN_ID", help="Continue a run of --out/runs/ (to --epochs if given)."
+        ),
     ] = None,
     no_checkpoint: NoCheckpointOpt = False,
     no_cuda_graphs: NoGraphsOpt = False,
+    repair: RepairOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/."""
     from cnnbench import train as training
     from cnnbench.display import TrainProgress, print_run
 
-    out_dir = out or Path("results")
+    out_dir = out or DEFAULT_RESULTS_DIR
     progress = TrainProgress(quiet)
     try:
         with progress:
             if resume:
                 result = training.resume(
-                    out_dir, resume, progress, device=None if device == "auto" else device
-                )
+                    out_dir, resume, progress, epochs=epochs, model=model,
+                    device=None if device == "auto" else device, repair=repair,
+                )  # fmt: skip
             else:
                 if model is None:
                     from cnnbench.errors import InvalidArgumentError
 
-                    raise InvalidArgumentError("expected a MODEL argument or --resume RUN, got neither")
+                    raise InvalidArgumentError("expected a MODEL argument or --resume RUN_ID, got neither")
                 config = _train_config(
                     model, _options(option), checkpoints=not no_checkpoint, dataset=dataset, data_dir=data_dir,
-                    epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-                    scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
-                    channels_last=channels_last, compile=compile, device=device, seed=seed, out=out_dir,
-                    input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
+                    epochs=20 if epochs is None else epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+                    weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
+                    precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
+                    out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
                 )  # fmt: skip
-                result = training.train(config, progress)
+                result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
-        from cnnbench.display import err_console
-
-        err_console.print("[yellow]interrupted:[/] finished epochs and the last checkpoint are kept")
+        _interrupted_run(progress.run_id, out, checkpoints=not no_checkpoint or bool(resume))
         raise typer.Exit(130) from None
     print_run(result)
+
+
+def _interrupted_run(run_id: str | None, out: Path | None, checkpoints: bool) -> None:
+    """What Ctrl-C leaves, and the exact command that continues it."""
+    from cnnbench.display import err_console
+
+    if run_id is None:
+        err_console.print("[yellow]interrupted[/] before the run started; nothing was written")
+        return
+    where = f" --out {shlex.quote(str(out))}" if out is not None else ""
+    if checkpoints:
+        err_console.print(
+            f"[yellow]interrupted:[/] run {run_id} keeps its finished epochs and last checkpoint; "
+            f"continue it with: cnnbench train --resume {run_id}{where}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    else:
+        err_console.print(
+            f"[yellow]interrupted:[/] run {run_id} keeps its finished epochs, but it wrote no checkpoint "
+            "(--no-checkpoint), so it cannot be resumed",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @app.command()
 def compare(
     models: Annotated[
         list[str] | None,
-        typer.Argument(help="MODEL[:key=v1,v2...] variants, e.g. cnn_dropout:dropout=0,0.5."),
+        typer.Argument(metavar="VARIANT...", help="MODEL[:key=v1,v2...], e.g. cnn_dropout:dropout=0,0.5."),
     ] = None,
-    seeds: Annotated[int, typer.Option("--seeds", help="Repeat each variant with this many seeds.")] = 1,
-    name: Annotated[str | None, typer.Option("--name", help="Folder name under results/compare/.")] = None,
+    seeds: Annotated[
+        int, typer.Option("--seeds", metavar="K", help="Repeat each variant with this many seeds.")
+    ] = 1,
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--name", metavar="NAME", help="Folder name under OUT/compare/ (default: models and a hash)."
+        ),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replace an existing comparison of that --name.")
+    ] = False,
     rerun: Annotated[bool, typer.Option("--rerun", help="Train even when identical runs exist.")] = False,
     note: Annotated[
         list[str] | None,
-        typer.Option("--note", help="A note for the tables (repeatable), e.g. which copy of the data."),
+        typer.Option(
+            "--note", metavar="TEXT", help="A note for the tables (repeatable), e.g. the data's copy."
+        ),
     ] = None,
     from_: Annotated[
-        Path | None, typer.Option("--from", help="Render a saved comparison (folder or tidy.csv).")
+        Path | None,
+        typer.Option("--from", metavar="DIR", help="Render a saved comparison (folder or tidy.csv)."),
     ] = None,
     dataset: TrainDatasetOpt = "cifar10",
     data_dir: DataDirOpt = None,
@@ -333,6 +422,8 @@ def compare(
         typer.Option("--checkpoint", help="Write best/last checkpoints per run (off: compare reuses runs)."),
     ] = False,
     no_cuda_graphs: NoGraphsOpt = False,
+    repair: RepairOpt = False,
+    wide: WideOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
@@ -352,24 +443,42 @@ def compare(
             models[0].partition(":")[0], {}, checkpoints=checkpoint, dataset=dataset, data_dir=data_dir,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
             scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
-            channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or Path("results"),
+            channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or DEFAULT_RESULTS_DIR,
             input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
         )  # fmt: skip
         config = comparing.CompareConfig(
-            variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or []
-        )
+            variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or [], force=force,
+            repair=repair,
+        )  # fmt: skip
         progress = TrainProgress(quiet)
+
+        def for_variant(label: str) -> TrainProgress:
+            progress.variant = label
+            return progress
+
         try:
             with progress:
                 result = comparing.run_compare(
-                    config, callbacks=lambda _label: progress, log=lambda m: console.print(m, highlight=False)
+                    config, callbacks=for_variant, log=lambda m: console.print(m, highlight=False)
                 )
         except KeyboardInterrupt:
             from cnnbench.display import err_console
 
-            err_console.print("[yellow]interrupted:[/] finished runs and the partial tables are kept")
+            during = f" during run {progress.run_id}" if progress.run_id else ""
+            err_console.print(
+                f"[yellow]interrupted{during}:[/] finished runs and the partial tables are kept; the same "
+                f"command again reuses the finished runs and trains the rest: {_command_line()}",
+                highlight=False,
+                soft_wrap=True,
+            )
             raise typer.Exit(130) from None
-    print_compare(result)
+    print_compare(result, wide=wide)
+    if from_ is None and len(result.tidy) and not result.tidy.status.isin(comparing.FINISHED).any():
+        raise typer.Exit(1)  # every variant failed: a script must not take this for a result
+
+
+def _command_line() -> str:
+    return shlex.join(["cnnbench", *sys.argv[1:]])
 
 
 class Mode(str, Enum):
@@ -392,7 +501,7 @@ def profile(
     dataset: DatasetOpt = None,
     num_classes: NumClassesOpt = None,
     batch_sizes: Annotated[
-        str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")
+        str, typer.Option("--batch-sizes", metavar="N,N,...", help="Comma-separated batch sizes.")
     ] = "1,32,128,512",
     mode: Annotated[
         Mode, typer.Option("--mode", help="Inference forward, training step, or both.")
@@ -401,17 +510,21 @@ def profile(
     channels_last: ChannelsLastOpt = None,
     compile: CompileOpt = False,
     device: DeviceOpt = "auto",
-    warmup: Annotated[int, typer.Option("--warmup", help="Untimed steps before timing.")] = 10,
-    iters: Annotated[int, typer.Option("--iters", help="Timed steps.")] = 50,
+    warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Untimed steps before timing.")] = 10,
+    iters: Annotated[int, typer.Option("--iters", metavar="N", help="Timed steps.")] = 50,
     layers: Annotated[bool, typer.Option("--layers", help="Per-module times and the top operators.")] = False,
-    trace: Annotated[Path | None, typer.Option("--trace", help="Write a Chrome/Perfetto trace here.")] = None,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", metavar="FILE", help="Write a Chrome/Perfetto trace here.")
+    ] = None,
     grads: Annotated[
-        bool, typer.Option("--grads", help="Per-layer gradient norms for one batch at init.")
+        bool,
+        typer.Option("--grads", help="Only the per-layer gradient norms of one batch at initialisation."),
     ] = False,
     fmt: Annotated[
         ProfileFormat, typer.Option("--format", "-f", help="Output format.")
     ] = ProfileFormat.table,
     out: OutOpt = None,
+    wide: WideOpt = False,
 ) -> None:
     """Step time (median, IQR), throughput, memory, TFLOP/s and utilisation per batch size and mode."""
     from cnnbench import profile as profiling
@@ -422,9 +535,9 @@ def profile(
         num_classes=num_classes, batch_sizes=profiling.parse_batch_sizes(batch_sizes),
         modes=["infer", "train"] if mode is Mode.both else [mode.value], precision=precision.value,
         channels_last=channels_last, compile=compile, device=device, warmup=warmup, iters=iters, layers=layers,
-        trace=trace, grads=grads, out=out or Path("results"),
+        trace=trace, grads=grads, out=out or DEFAULT_RESULTS_DIR,
     )  # fmt: skip
-    print_profile(profiling.profile(config), fmt.value)
+    print_profile(profiling.profile(config), fmt.value, wide=wide)
 
 
 def _train_config(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
 import math
 import statistics
 from collections.abc import Callable
@@ -16,14 +15,35 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import CnnbenchError, InvalidArgumentError
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory, ResultsError
 from cnnbench.models import get_model_info
-from cnnbench.results import ensure_dir, format_number, missing, write_frame_atomic
+from cnnbench.results import (
+    atomic_path,
+    ensure_dir,
+    format_number,
+    missing,
+    plain,
+    read_frame,
+    read_json,
+    to_json,
+    write_frame_atomic,
+    write_text_atomic,
+)
+from cnnbench.runs import RunStore, plain_name, validate_runs_table
 from cnnbench.stats import iqr
-from cnnbench.train import Callbacks, TrainConfig, planned_conditions
+from cnnbench.train import Callbacks, TrainConfig, final_status, planned_conditions
 
 # Statuses of finished runs whose numbers can stand in for a new run with the same conditions.
 REUSABLE = ("ok", "not learning", "diverged")
+# Statuses of runs that ran to an answer (a compare where no run did is a failed command).
+FINISHED = REUSABLE
+# The columns of the tidy table that --from needs, and those of them that hold numbers.
+TIDY_COLUMNS = ("variant", "model", "options", "seed", "status", "run_id", "epochs_done")
+TIDY_NUMBERS = (
+    "seed", "epochs_done", "params", "forward_MACs_per_sample", "train_FLOPs_per_sample", "median_epoch_time_s",
+    "iqr_epoch_time_s", "total_train_time_s", "best_test_acc_pct", "final_test_acc_pct", "final_train_acc_pct",
+    "epochs_to_95pct_of_best", "train_test_gap_pct_points",
+)  # fmt: skip
 SHARED_CONDITIONS = (
     "dataset", "data_source", "input_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "scheduler", "step_size", "gamma", "label_smoothing", "precision", "channels_last", "compile", "cuda_graphs",
@@ -84,10 +104,14 @@ class CompareConfig:
     name: str | None = None
     rerun: bool = False
     notes: list[str] = field(default_factory=list)  # the user's own, e.g. which copy of the data
+    force: bool = False  # replace an existing comparison of the same --name
+    repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
 
     def validate(self) -> None:
         if self.seeds < 1:
             raise InvalidArgumentError(f"expected --seeds >= 1, got {self.seeds}")
+        if self.name is not None:
+            plain_name(self.name, "--name")
 
 
 @dataclass
@@ -141,23 +165,25 @@ def _tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epoch
 
 
 def _find_reusable(out: Path, conditions_hash: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
-    import pandas as pd
-
+    """The newest finished run with these conditions: its runs.csv row, with its conditions read back
+    from its own config.json (typed, no NaN for an empty cell), and its epoch rows."""
     runs_csv = out / "runs.csv"
     if not runs_csv.exists():
         return None
-    runs = pd.read_csv(runs_csv)
+    runs = read_frame(runs_csv)
     if "conditions_hash" not in runs.columns:
         return None
     match = runs[(runs.conditions_hash.astype(str) == conditions_hash) & runs.status.isin(REUSABLE)]
     for _, row in match.iloc[::-1].iterrows():
-        epochs_csv = Path(row.run_dir) / "epochs.csv"
-        if not epochs_csv.exists():
-            epochs_csv = out / "runs" / row.run_id / "epochs.csv"
-        if epochs_csv.exists():
-            epochs = pd.read_csv(epochs_csv).to_dict("records")
-            if len(epochs) == int(row.epochs_done):
-                return row.to_dict(), epochs
+        store = RunStore(out, str(row.run_id))
+        if not store.epochs_path.exists() or not store.config_path.exists():
+            continue
+        epochs = read_frame(store.epochs_path).to_dict("records")
+        if len(epochs) == int(row.epochs_done):
+            summary = {k: (None if missing(v) else plain(v)) for k, v in row.to_dict().items()}
+            saved = read_json(store.config_path)
+            summary.update({k: v for k, v in saved.items() if k in SHARED_CONDITIONS})
+            return summary, epochs
     return None
 
 
@@ -173,16 +199,26 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
 
     config.validate()
     config.base.validate()
-    # Problems every variant would share (no GPU, no data) stop the command before anything trains.
+    # Problems every variant would share (no GPU, no data, a damaged runs.csv, a name taken) stop the
+    # command before anything trains.
     resolve_device(config.base.device)
+    out = ensure_dir(Path(config.base.out))
+    repaired = validate_runs_table(out, config.repair)
+    if repaired:
+        log(f"repaired {repaired}")
     for split in ("train", "test"):
         b = config.base
         load_split(b.dataset, split, b.data_dir, synthetic_shape=b.input_size, synthetic_classes=b.num_classes,
                    synthetic_size=b.synthetic_size)  # fmt: skip
     variants = parse_variants(config.variants)
-    out = ensure_dir(Path(config.base.out))
-    name = config.name or "_".join(dict.fromkeys(v.model for v in variants))[:80]
-    folder = ensure_dir(out / "compare" / name)
+    name = config.name or default_name(config, variants)
+    folder = out / "compare" / name
+    if config.name is not None and (folder / "tidy.csv").exists() and not config.force:
+        raise InvalidArgumentError(
+            f"expected a new --name, got {name!r}, which holds a comparison already ({folder}); "
+            "--force replaces it, another --name writes beside it"
+        )
+    ensure_dir(folder)
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     notes: list[str] = list(config.notes)
@@ -208,13 +244,16 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
                         result = Trainer(run_config, callbacks(variant.label) if callbacks else None).run()
                         summary, status = result.summary, result.status
                         epochs = [dataclasses.asdict(e) for e in result.epochs]
-                except torch.cuda.OutOfMemoryError:
+                except (torch.cuda.OutOfMemoryError, OutOfMemory):
                     status = "out of memory"
-                except CnnbenchError as exc:
-                    status = f"error: {exc}"
-                except Exception as exc:  # one variant's failure must not lose the others' rows
-                    status = f"error: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-                if status.startswith("error") or status == "out of memory":
+                except (
+                    CnnbenchError,
+                    Exception,
+                ) as exc:  # one variant's failure must not lose the others' rows
+                    if isinstance(exc, ResultsError):
+                        raise  # the results store itself is in trouble: every variant would be
+                    status = final_status(exc)
+                if status not in FINISHED:
                     log(f"{variant.label} seed {seed}: {status}")
                 if summary is not None and not conditions:
                     conditions = {k: summary.get(k) for k in SHARED_CONDITIONS}
@@ -228,9 +267,23 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
             _write_meta(folder, conditions, notes)
             write_frame_atomic(tidy, folder / "tidy.csv")
             write_frame_atomic(epochs_df, folder / "epochs.csv")
+
     result = CompareResult(name, folder, tidy, epochs_df, aggregate(tidy), conditions, notes)
     write_outputs(result)
     return result
+
+
+def default_name(config: CompareConfig, variants: list[Variant]) -> str:
+    """The models, then a hash of the variants, seeds and shared conditions: two comparisons that
+    differ in anything get two folders, and the same comparison run again gets its own folder back."""
+    import hashlib
+
+    shared = {k: v for k, v in planned_conditions(config.base).items()
+              if k not in ("model", "options", "family", "seed", "conditions_hash")}  # fmt: skip
+    key = {"variants": [v.label for v in variants], "seeds": config.seeds, "seed": config.base.seed, **shared}
+    digest = hashlib.sha1(to_json(key, indent=None).encode()).hexdigest()[:8]
+    models = "_".join(dict.fromkeys(v.model for v in variants))[:60]
+    return f"{models}-{digest}"
 
 
 def aggregate(tidy: Any) -> Any:
@@ -269,7 +322,8 @@ def aggregate(tidy: Any) -> Any:
 
 
 def load_compare(source: Path) -> CompareResult:
-    """Re-render a comparison from its folder (or its tidy.csv) without training."""
+    """Re-render a comparison from its folder (or its tidy.csv) without training; every file it reads
+    is checked before anything is written."""
     import pandas as pd
 
     source = Path(source)
@@ -277,17 +331,24 @@ def load_compare(source: Path) -> CompareResult:
     tidy_path = source if source.suffix == ".csv" else folder / "tidy.csv"
     if not tidy_path.is_file():
         raise InvalidArgumentError(f"expected a compare folder or its tidy.csv, got {str(source)!r}")
-    tidy = pd.read_csv(tidy_path, keep_default_na=True)
-    tidy["options"] = tidy["options"].fillna("")
-    tidy["run_id"] = tidy["run_id"].fillna("")
-    epochs = (
-        pd.read_csv(folder / "epochs.csv")
-        if (folder / "epochs.csv").is_file() and (folder / "epochs.csv").stat().st_size > 1
-        else pd.DataFrame()
-    )
-    meta = (
-        json.loads((folder / "conditions.json").read_text()) if (folder / "conditions.json").is_file() else {}
-    )
+    tidy = read_frame(tidy_path)
+    absent = [c for c in TIDY_COLUMNS if c not in tidy.columns]
+    if tidy.empty or absent:
+        raise ResultsError(
+            f"expected a tidy table with {', '.join(absent or TIDY_COLUMNS)} in {tidy_path}, got none"
+        )
+    for column in TIDY_NUMBERS:
+        if column in tidy.columns and not pd.api.types.is_numeric_dtype(tidy[column]):
+            bad = tidy[column][pd.to_numeric(tidy[column], errors="coerce").isna() & tidy[column].notna()]
+            raise ResultsError(
+                f"expected numbers in column {column} of {tidy_path}, got {str(bad.iloc[0])!r} on line {bad.index[0] + 2}"
+            )
+    tidy["options"] = tidy["options"].fillna("").astype(str)
+    tidy["run_id"] = tidy["run_id"].fillna("").astype(str)
+    epochs_path = folder / "epochs.csv"
+    epochs = read_frame(epochs_path) if epochs_path.is_file() else pd.DataFrame()
+    meta_path = folder / "conditions.json"
+    meta = read_json(meta_path) if meta_path.is_file() else {}
     return CompareResult(
         folder.name, folder, tidy, epochs, aggregate(tidy), meta.get("conditions", {}), meta.get("notes", [])
     )
@@ -303,9 +364,7 @@ def add_notes(result: CompareResult, notes: list[str]) -> None:
 
 def _write_meta(folder: Path, conditions: dict[str, Any], notes: list[str]) -> None:
     """conditions.json: what ``--from`` reads back besides the CSVs."""
-    (folder / "conditions.json").write_text(
-        json.dumps({"conditions": conditions, "notes": notes}, indent=2, default=str)
-    )
+    write_text_atomic(folder / "conditions.json", to_json({"conditions": conditions, "notes": notes}))
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -353,6 +412,9 @@ TERMINAL_HEADERS = {
     "train-test gap (pp)": "gap pp",
     "seeds": "n",
 }
+# Which terminal columns stay when the table is too wide for the terminal, most important first.
+TERMINAL_PRIORITY = ["best acc %", "epoch s", "status", "params", "MACs (M)", "final acc %", "n", "gap pp",
+                     "conv. ep", "train FLOPs (M)", "IQR s", "total s"]  # fmt: skip
 
 
 def conditions_text(conditions: dict[str, Any]) -> str:
@@ -371,21 +433,81 @@ def conditions_text(conditions: dict[str, Any]) -> str:
     )
 
 
+def footnotes(result: CompareResult) -> list[str]:
+    """What a reader must know to read the table: how many seeds stand behind each number."""
+    seeds = result.aggregated.seeds.max() if len(result.aggregated) else 0
+    if seeds == 1:
+        return [
+            "One seed per variant: a difference smaller than the spread between seeds of such runs "
+            "(1-2 points of accuracy for the chapter's models on CIFAR-10) is not an answer; --seeds 3 or more measures it."
+        ]
+    return []
+
+
+def escape_markdown(text: Any) -> str:
+    """A Markdown table cell: pipes, backslashes and emphasis marks escaped, one line."""
+    out = str(text).replace("\\", "\\\\")
+    for ch in "|_*`#":
+        out = out.replace(ch, "\\" + ch)
+    return " ".join(out.splitlines())
+
+
+_LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&", "_": r"\_",
+          "$": r"\$", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}", "±": r"$\pm$"}  # fmt: skip
+
+
+def escape_latex(text: Any) -> str:
+    """A LaTeX cell: every special character escaped, one line."""
+    return "".join(_LATEX.get(ch, ch) for ch in " ".join(str(text).splitlines()))
+
+
+def markdown_table(frame: Any) -> str:
+    columns = [escape_markdown(c) for c in frame.columns]
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
+    lines += [
+        "| " + " | ".join(escape_markdown(v) for v in row) + " |" for row in frame.itertuples(index=False)
+    ]
+    return "\n".join(lines)
+
+
+def latex_table(frame: Any) -> str:
+    """A booktabs tabular: text columns left, numbers right."""
+    align = "l" + "r" * (len(frame.columns) - 2) + "l"
+    lines = [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(escape_latex(c) for c in frame.columns) + r" \\",
+             r"\midrule"]  # fmt: skip
+    lines += [" & ".join(escape_latex(v) for v in row) + r" \\" for row in frame.itertuples(index=False)]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    return "\n".join(lines) + "\n"
+
+
 def write_outputs(result: CompareResult) -> None:
-    """Markdown, LaTeX (booktabs), aggregated CSV and plots (PNG and SVG) in the compare folder."""
+    """Markdown, LaTeX (booktabs), aggregated CSV and plots (PNG and SVG) in the compare folder, each
+    written to a temporary file and renamed, so a failure leaves the earlier outputs whole."""
     folder = result.folder
     write_frame_atomic(result.aggregated, folder / "aggregated.csv")
     table = display_table(result.aggregated)
-    notes = "".join(f"- {n}\n" for n in result.notes)
-    (folder / "table.md").write_text(
-        f"# {result.name}\n\nConditions: {conditions_text(result.conditions)}\n\n{table.to_markdown(index=False, disable_numparse=True)}\n"
-        + (f"\nNotes:\n{notes}" if notes else "")
+    notes = "".join(f"- {escape_markdown(n)}\n" for n in [*footnotes(result), *result.notes])
+    write_text_atomic(
+        folder / "table.md",
+        f"# {escape_markdown(result.name)}\n\nConditions: {escape_markdown(conditions_text(result.conditions))}\n\n"
+        f"{markdown_table(table)}\n" + (f"\nNotes:\n{notes}" if notes else ""),
     )
-    latex = table.style.hide(axis="index").to_latex(
-        hrules=True, column_format="l" + "r" * (len(table.columns) - 2) + "l"
-    )
-    (folder / "table.tex").write_text(latex.replace("%", r"\%").replace("±", r"$\pm$"))
+    tex_notes = "".join(f"% {escape_latex(n)}\n" for n in [*footnotes(result), *result.notes])
+    write_text_atomic(folder / "table.tex", tex_notes + latex_table(table))
     _plots(result)
+
+
+def swept_option(tidy: Any) -> str | None:
+    """The one option whose values tell the variants of one model apart (a sweep), if that is what
+    the comparison is; None for a comparison of several models or of several options at once."""
+    if tidy.model.nunique() != 1:
+        return None
+    options = [
+        dict(kv.split("=", 1) for kv in str(o).split(";") if "=" in kv) for o in tidy.options.fillna("")
+    ]
+    keys = {k for o in options for k in o}
+    varying = [k for k in sorted(keys) if len({o.get(k) for o in options}) > 1]
+    return varying[0] if len(varying) == 1 else None
 
 
 def _plots(result: CompareResult) -> None:
@@ -396,22 +518,26 @@ def _plots(result: CompareResult) -> None:
     from matplotlib.ticker import MaxNLocator
 
     folder, agg, epochs = result.folder, result.aggregated, result.epochs
-    device = result.conditions.get("gpu_name") or result.conditions.get("device") or ""
-    subtitle = f"{result.conditions.get('dataset', '')}, {result.conditions.get('precision', '')}, {device}"
+    c = result.conditions
+    device = c.get("gpu_name") or c.get("device") or "device not recorded"
+    subtitle = ", ".join(str(v) for v in (c.get("dataset"), c.get("precision"), device) if v)
 
     def save(fig: Any, stem: str) -> None:
         fig.tight_layout()
         for ext in ("png", "svg"):
-            fig.savefig(folder / f"{stem}.{ext}", dpi=150)
+            with atomic_path(folder / f"{stem}.{ext}") as tmp:
+                fig.savefig(tmp, dpi=150, format=ext)
         plt.close(fig)
 
     if not epochs.empty:  # a comparison rendered from its tidy rows alone has no curves to draw
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for variant, group in epochs.groupby("variant", sort=False):
             stats = group.groupby("epoch").test_acc.agg(["mean", "min", "max"])
-            line = ax.plot(stats.index, stats["mean"], label=variant)[0]
+            line = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=variant)[0]
             if group.seed.nunique() > 1:
                 ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+        last = int(epochs.epoch.max())
+        ax.set_xlim(0.5, last + 0.5)  # one epoch is a point at 1, not a range around it
         ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
@@ -419,31 +545,32 @@ def _plots(result: CompareResult) -> None:
         save(fig, "accuracy_per_epoch")
 
     valid = agg.dropna(subset=["best_test_acc_pct_mean"])
-    for column, label, stem in (
-        ("params", "parameters", "accuracy_vs_params"),
-        ("forward_MACs_per_sample", "forward MACs per sample", "accuracy_vs_macs"),
-    ):
-        fig, ax = plt.subplots(figsize=(6, 4.5))
-        ax.errorbar(
-            valid[column], valid.best_test_acc_pct_mean, yerr=valid.best_test_acc_pct_std.fillna(0), fmt="o"
-        )
-        for _, r in valid.iterrows():
-            ax.annotate(
-                r.variant,
-                (r[column], r.best_test_acc_pct_mean),
-                fontsize=7,
-                xytext=(4, 4),
-                textcoords="offset points",
+    swept = swept_option(result.tidy)
+    if swept is not None and valid.params.nunique() <= 1:
+        _sweep_plot(valid, result.tidy, swept, subtitle, save)
+    else:
+        for column, label, stem in (
+            ("params", "parameters", "accuracy_vs_params"),
+            ("forward_MACs_per_sample", "forward MACs per sample", "accuracy_vs_macs"),
+        ):
+            fig, ax = plt.subplots(figsize=(6, 4.5))
+            ax.errorbar(
+                valid[column],
+                valid.best_test_acc_pct_mean,
+                yerr=valid.best_test_acc_pct_std.fillna(0),
+                fmt="o",
             )
-        ax.set_xscale("log")
-        ax.margins(x=0.2, y=0.1)
-        ax.set(
-            xlabel=f"{label} (log scale)",
-            ylabel="best test accuracy (%)",
-            title=f"Accuracy vs {label} ({subtitle})",
-        )
-        ax.grid(alpha=0.3)
-        save(fig, stem)
+            for _, r in valid.iterrows():
+                ax.annotate(
+                    r.variant, (r[column], r.best_test_acc_pct_mean), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points",
+                )  # fmt: skip
+            ax.set_xscale("log")
+            ax.margins(x=0.2, y=0.1)
+            ax.set(xlabel=f"{label} (log scale)", ylabel="best test accuracy (%)",
+                   title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
+            ax.grid(alpha=0.3)
+            save(fig, stem)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     timed = agg.dropna(subset=["median_epoch_time_s"])
@@ -452,3 +579,28 @@ def _plots(result: CompareResult) -> None:
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.grid(alpha=0.3, axis="y")
     save(fig, "epoch_time")
+
+
+def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, save: Callable[[Any, str], None]) -> None:
+    """Accuracy against the swept option's value (numbers on a numeric axis, others in order)."""
+    import matplotlib.pyplot as plt
+
+    value_of = {
+        row.variant: dict(kv.split("=", 1) for kv in str(row.options).split(";") if "=" in kv).get(key, "")
+        for row in tidy.itertuples()
+    }
+    values = [value_of.get(v, "") for v in valid.variant]
+    try:
+        x: list[Any] = [float(v) for v in values]
+    except ValueError:
+        x = list(range(len(values)))
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    ax.errorbar(
+        x, valid.best_test_acc_pct_mean, yerr=valid.best_test_acc_pct_std.fillna(0), fmt="o-", capsize=4
+    )
+    ax.set_xticks(x, values)
+    ax.margins(x=0.1, y=0.1)
+    ax.set(xlabel=key, ylabel="best test accuracy (%); bars: std over seeds",
+           title=f"Accuracy vs {key} ({subtitle})")  # fmt: skip
+    ax.grid(alpha=0.3)
+    save(fig, f"accuracy_vs_{key}")

@@ -11,16 +11,26 @@ from cnnbench.errors import DeviceError
 PRECISIONS = ("fp32", "bf16", "fp16")  # what autocast() below accepts
 
 
+def is_cuda(device: str) -> bool:
+    """Whether a resolved device name ('cpu', 'cuda', 'cuda:1') is a CUDA GPU."""
+    return str(device).startswith("cuda")
+
+
+def is_cpu_oom(exc: BaseException) -> bool:
+    """The CPU allocator's refusal, which torch raises as a plain RuntimeError."""
+    return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)
+
+
 def optimizer_impl(optimizer: str, device: str) -> str:
     """Adam/AdamW run fused on CUDA: one kernel for all parameters instead of a dozen multi-tensor
     passes (VGG-16's bf16 step on an H200: 3.13 -> 2.32 ms). Same update rule, other rounding."""
-    return "fused" if device.startswith("cuda") and optimizer in ("adam", "adamw") else "foreach"
+    return "fused" if is_cuda(device) and optimizer in ("adam", "adamw") else "foreach"
 
 
 def use_channels_last(requested: bool | None, device: str) -> bool:
     """NHWC unless asked otherwise on CUDA, where cuDNN's tensor-core convolutions are NHWC-native
     (SimpleResNet's fp32 training step on an H200: 6.06 -> 3.99 ms); NCHW on the CPU."""
-    return device.startswith("cuda") if requested is None else requested
+    return is_cuda(device) if requested is None else requested
 
 
 def resolve_device(name: str) -> str:
@@ -65,7 +75,7 @@ def cudnn_autotune(enabled: bool) -> Iterator[None]:
 def synchronize(device: str) -> None:
     import torch
 
-    if device.startswith("cuda"):
+    if is_cuda(device):
         torch.cuda.synchronize(device)
 
 

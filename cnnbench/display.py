@@ -44,12 +44,62 @@ def simple_table(
     return table
 
 
+def fitted_table(
+    title: str | None,
+    columns: list[str],
+    rows: Iterable[Iterable[Any]],
+    priority: list[str],
+    width: int | None = None,
+    wide: bool = False,
+) -> tuple[Table, list[str]]:
+    """A table that fits ``width`` columns without cutting a cell: the first column (the name of the
+    row) is never cut; when the table is too wide, the columns last in ``priority`` (and those not in
+    it) are left out. Returns the table and the names of the columns left out."""
+    rows = [[str(c) for c in row] for row in rows]
+    width = width or console.width
+    order = [c for c in priority if c in columns and c != columns[0]]
+    order += [c for c in columns[1:] if c not in order]
+    shown = [columns[0], *order]
+
+    def build(names: list[str]) -> Table:
+        keep = [columns.index(n) for n in columns if n in names]
+        table = simple_table(title, [columns[i] for i in keep], [[r[i] for i in keep] for r in rows])
+        for column in table.columns:
+            column.no_wrap = True
+        return table
+
+    if wide:
+        return build(columns), []
+    while len(shown) > 1 and _natural_width(build(shown)) > width:
+        shown.pop()
+    return build(shown), [c for c in columns if c not in shown]
+
+
 def _looks_numeric(text: str) -> bool:
     head = text.strip().lstrip("+-")[:1]
     return text.strip() in {"-", ""} or head.isdigit() or head == "."
 
 
-def summary_table(summary: Any) -> Table:
+def _natural_width(table: Table) -> int:
+    from rich.measure import Measurement
+
+    return Measurement.get(console, console.options.update(width=10_000), table).maximum
+
+
+def print_fitted(table: Table, hidden: list[str], wide: bool = False) -> None:
+    """Print a table from :func:`fitted_table`, and say which columns were left out."""
+    if wide:  # as wide as it needs, however narrow the terminal: cells are never cut
+        Console(width=max(console.width, _natural_width(table)), file=console.file).print(table)
+    else:
+        console.print(table)
+    if hidden:
+        console.print(
+            f"[dim]not shown at {console.width} columns: {', '.join(hidden)} (--wide shows all)[/]",
+            highlight=False,
+        )
+
+
+def summary_table(summary: Any, wide: bool = False) -> tuple[Table, list[str]]:
     rows = [
         (
             "  " * (layer.depth - 1) + layer.name,
@@ -60,10 +110,13 @@ def summary_table(summary: Any) -> Table:
         )
         for layer in summary.layers
     ]
-    return simple_table(
+    columns = ["layer", "type", "output shape", "params", "MACs"]
+    return fitted_table(
         f"{summary.model} at {summary.input_size}, {summary.num_classes} classes (per sample, fp32)",
-        ("layer", "type", "output shape", "params", "MACs"),
+        columns,
         rows,
+        priority=["params", "MACs", "output shape", "type"],
+        wide=wide,
     )
 
 
@@ -104,7 +157,11 @@ def summary_totals(summary: Any) -> Table:
 
 
 class TrainProgress:
-    """A rich progress bar with live loss and accuracy; silent with ``quiet``."""
+    """A rich progress bar on a terminal, and one line per epoch naming the run (also when piped);
+    silent with ``quiet``."""
+
+    cpu_note_shown = False  # the CPU note is said once per process, not once per run of a compare
+    CPU_ESTIMATE_STEPS = 5
 
     def __init__(self, quiet: bool = False) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -117,12 +174,17 @@ class TrainProgress:
             TimeElapsedColumn(),
             TextColumn("{task.fields[status]}"),
             console=err_console,
-            disable=quiet,
-            transient=False,
+            # A bar only where someone watches it; a pipe gets the epoch lines alone.
+            disable=quiet or not err_console.is_terminal,
+            transient=True,
         )
         self.task = None
         self.steps = 0
         self.last = ""
+        self.run_id: str | None = None
+        self.label = ""
+        self.variant: str | None = None  # compare's name for the run's variant
+        self.started = 0.0
 
     def __enter__(self) -> TrainProgress:
         self.progress.__enter__()
@@ -131,24 +193,47 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int) -> None:
+    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int, device: str) -> None:
+        import time
+
         self.steps = steps_per_epoch
         self.epochs = config.epochs
         self.run_id = run_id
+        self.device = device
+        from cnnbench.models import get_model_info
+
+        opts = "".join(f":{k}={v}" for k, v in config.options.items())
+        self.label = f"{self.variant or get_model_info(config.model).name + opts} seed {config.seed}"
+        self.started = time.perf_counter()
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(
-            f"{run_id} epoch {start_epoch}/{config.epochs}", total=steps_per_epoch, status=""
+            f"{self.label} epoch {start_epoch}/{config.epochs}", total=steps_per_epoch, status=""
         )
 
     def on_warmup(self, seconds: float) -> None:
         pass
 
     def on_step(self, epoch: int, step: int, loss: float | None) -> None:
+        if step == self.CPU_ESTIMATE_STEPS and self.device == "cpu" and not TrainProgress.cpu_note_shown:
+            self._cpu_note(step)
         if self.task is None:
             return
         fields = {"status": f"loss {loss:.3f} {self.last}"} if loss is not None else {}
-        self.progress.update(self.task, completed=step, description=f"epoch {epoch}/{self.epochs}", **fields)
+        self.progress.update(
+            self.task, completed=step, description=f"{self.label} epoch {epoch}/{self.epochs}", **fields
+        )
+
+    def _cpu_note(self, step: int) -> None:
+        import time
+
+        TrainProgress.cpu_note_shown = True
+        per_epoch = (time.perf_counter() - self.started) / step * self.steps
+        self.progress.console.print(
+            f"[yellow]training on the CPU[/] (no CUDA GPU in use): about {per_epoch:,.{1 if per_epoch < 10 else 0}f} s an epoch, "
+            f"judging by the first {step} steps",
+            highlight=False,
+        )
 
     def on_epoch(self, row: Any) -> None:
         self.last = f"| test acc {row.test_acc:.2f}% ({row.epoch_time_s:.2f} s/epoch)"
@@ -156,10 +241,11 @@ class TrainProgress:
             self.progress.update(self.task, status=f"train acc {row.train_acc:.1f}% {self.last}")
         if not self.quiet:
             self.progress.console.print(
-                f"epoch {row.epoch:>3}  train loss {row.train_loss:.4f} acc {row.train_acc:6.2f}%  "
-                f"test loss {row.test_loss:.4f} acc {row.test_acc:6.2f}%  {row.epoch_time_s:.2f} s  "
-                f"{row.images_per_s:,.0f} img/s",
+                f"{self.label} epoch {row.epoch}/{self.epochs}  train loss {row.train_loss:.4f} "
+                f"acc {row.train_acc:.2f}%  test loss {row.test_loss:.4f} acc {row.test_acc:.2f}%  "
+                f"{row.epoch_time_s:.2f} s  {row.images_per_s:,.0f} img/s",
                 highlight=False,
+                soft_wrap=True,
             )
 
 
@@ -178,60 +264,50 @@ def print_run(result: Any) -> None:
     )
 
 
-def print_compare(result: Any) -> None:
-    from cnnbench.compare import TERMINAL_HEADERS, conditions_text, display_table
+def print_compare(result: Any, wide: bool = False) -> None:
+    from cnnbench.compare import (
+        TERMINAL_HEADERS,
+        TERMINAL_PRIORITY,
+        conditions_text,
+        display_table,
+        footnotes,
+    )
 
     console.print(f"[bold]{result.name}[/]: {conditions_text(result.conditions)}", highlight=False)
     table = display_table(result.aggregated).rename(columns=TERMINAL_HEADERS)
-    console.print(
-        simple_table(
+    print_fitted(
+        *fitted_table(
             "per sample: MACs forward, FLOPs forward+backward; epoch time median and IQR; "
             "conv. ep = epochs to 95% of best; gap = final train - test accuracy",
             list(table.columns),
             table.itertuples(index=False),
-        )
+            priority=TERMINAL_PRIORITY,
+            wide=wide,
+        ),
+        wide=wide,
     )
-    for note in result.notes:
-        console.print(f"[dim]{note}[/]", highlight=False)
+    for note in [*footnotes(result), *result.notes]:
+        console.print(f"[dim]{note}[/]", highlight=False, markup=False)
     console.print(
         f"files: {result.folder}/ (tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
         highlight=False,
     )
 
 
-def print_profile(result: Any, fmt: str = "table") -> None:
-    import json
-
+def print_profile(result: Any, fmt: str = "table", wide: bool = False) -> None:
     import pandas as pd
 
+    from cnnbench.results import to_json
+
     if fmt == "json":
-        console.print_json(json.dumps({"rows": result.rows, "layers": result.layers, "top_ops": result.top_ops,
-                                       "grads": result.grads}, default=str))  # fmt: skip
+        print(to_json({"rows": result.rows, "layers": result.layers, "top_ops": result.top_ops,
+                       "grads": result.grads}))  # fmt: skip
         return
     if fmt == "csv":
         print(pd.DataFrame(result.rows).to_csv(index=False), end="")
         return
-    first = result.rows[0]
-    device = first["gpu_name"] or first["device"]
-    console.print(
-        f"[bold]{first['model']}[/] at {first['input_size']} on {device}, {first['precision']}"
-        f"{', channels-last' if first['channels_last'] else ''}{', compiled' if first['compile'] else ''}; "
-        f"{first['timed_steps']} timed steps after {first['warmup_steps']} warm-up; torch {first['torch_version']}",
-        highlight=False,
-    )
-    rows = [
-        (r["mode"], r["batch_size"], format_number(r.get("step_ms_median"), ".3f"), format_number(r.get("step_ms_iqr"), ".3f"),
-         format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("peak_mem_MiB"), ",.0f"), format_number(r.get("achieved_TFLOPs"), ".2f"),
-         format_number(r.get("MFU_pct"), ".1f"), format_number(r.get("compile_s"), ".1f"), r["status"])
-        for r in result.rows
-    ]  # fmt: skip
-    basis = first.get("peak_basis")
-    console.print(simple_table(
-        f"step = {'forward' if len(set(r['mode'] for r in result.rows)) == 1 and first['mode'] == 'infer' else 'forward (infer) / forward+backward+Adam (train)'}; "
-        f"MFU against the {basis} dense peak ({format_number(first.get('peak_TFLOPs'), '.0f')} TFLOP/s)",
-        ("mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "TFLOP/s", "MFU %", "compile s", "status"),
-        rows,
-    ))  # fmt: skip
+    if result.rows:
+        _print_profile_rows(result.rows, wide)
     if result.layers:
         total = result.layers[-1]
         rows = [
@@ -263,3 +339,45 @@ def print_profile(result: Any, fmt: str = "table") -> None:
         ))  # fmt: skip
     if result.csv_path:
         console.print(f"rows appended to {result.csv_path}", highlight=False)
+
+
+def _print_profile_rows(rows: list[dict[str, Any]], wide: bool) -> None:
+    first = rows[0]
+    device = first["gpu_name"] or first["device"]
+    console.print(
+        f"[bold]{first['model']}[/] at {first['input_size']} on {device}, {first['precision']}"
+        f"{', channels-last' if first['channels_last'] else ''}{', compiled' if first['compile'] else ''}; "
+        f"{first['timed_steps']} timed steps after {first['warmup_steps']} warm-up; torch {first['torch_version']}",
+        highlight=False,
+    )
+    cells = [
+        (r["mode"], r["batch_size"], format_number(r.get("step_ms_median"), ".3f"), format_number(r.get("step_ms_iqr"), ".3f"),
+         format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("peak_mem_MiB"), ",.0f"), format_number(r.get("achieved_TFLOPs"), ".2f"),
+         format_number(r.get("MFU_pct"), ".1f"), format_number(r.get("compile_s"), ".1f"), r["status"])
+        for r in rows
+    ]  # fmt: skip
+    only_infer = {r["mode"] for r in rows} == {"infer"}
+    step = "forward" if only_infer else "forward (infer) / forward+backward+Adam (train)"
+    columns = ["mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "TFLOP/s", "MFU %",
+               "compile s", "status"]  # fmt: skip
+    print_fitted(
+        *fitted_table(
+            f"step = {step}; MFU against the {first.get('peak_basis')} dense peak "
+            f"({format_number(first.get('peak_TFLOPs'), '.0f')} TFLOP/s)",
+            columns,
+            cells,
+            priority=[
+                "batch",
+                "step ms (median)",
+                "status",
+                "samples/s",
+                "IQR ms",
+                "peak MiB",
+                "TFLOP/s",
+                "MFU %",
+                "compile s",
+            ],  # fmt: skip
+            wide=wide,
+        ),
+        wide=wide,
+    )

@@ -27,3 +27,11 @@ class InvalidArgumentError(CnnbenchError):
 
 class DeviceError(CnnbenchError):
     pass
+
+
+class ResultsError(CnnbenchError):
+    """A results file that cannot be read, validated or written."""
+
+
+class OutOfMemory(CnnbenchError):
+    """The device (or the host) ran out of memory during a run."""

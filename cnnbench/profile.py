@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -20,14 +21,23 @@ from cnnbench.datasets import format_input_size
 from cnnbench.device import (
     PRECISIONS,
     autocast,
+    is_cpu_oom,
+    is_cuda,
     optimizer_impl,
     resolve_device,
     synchronize,
     use_channels_last,
 )
-from cnnbench.errors import InvalidArgumentError
+from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError
 from cnnbench.models import format_options, get_model_info
-from cnnbench.results import DEFAULT_RESULTS_DIR, append_row, ensure_dir, environment
+from cnnbench.results import (
+    DEFAULT_RESULTS_DIR,
+    append_row,
+    check_table,
+    ensure_dir,
+    environment,
+    write_error,
+)
 from cnnbench.stats import iqr
 
 MODES = ("infer", "train")
@@ -109,7 +119,7 @@ class Timer:
     """Per-step timing: CUDA events on the GPU (no host sync between steps), host clock on the CPU."""
 
     def __init__(self, device: str) -> None:
-        self.cuda = device.startswith("cuda")
+        self.cuda = is_cuda(device)
         self.marks: list[Any] = []
 
     def stamp(self) -> Any:
@@ -192,7 +202,9 @@ class ProfileResult:
     csv_path: Path | None = None
 
 
-def profile(config: ProfileConfig) -> ProfileResult:
+def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
+    """The sweep over modes and batch sizes, one row each appended to OUT/profile.csv; with ``grads``,
+    only the gradient report of one batch."""
     import torch
 
     from cnnbench.summary import count_flops, resolve_input
@@ -202,16 +214,22 @@ def profile(config: ProfileConfig) -> ProfileResult:
     config = dataclasses.replace(config, channels_last=use_channels_last(config.channels_last, device))
     info = get_model_info(config.model)
     shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
+    if config.grads:
+        batch = min(config.batch_sizes[-1], 32)
+        return ProfileResult(
+            [], grads=gradient_norms(info.name, config.options, shape, classes, device, batch=batch)
+        )
+    if config.trace is not None:
+        _check_writable(Path(config.trace))
+    out = ensure_dir(Path(config.out))
+    check_table(out / "profile.csv", repair)
     fwd_flops, train_flops = count_flops(info.name, config.options, shape, classes)
     env = environment(device)
     peak, basis = (
-        peak_tflops(env["gpu_name"], config.precision)
-        if device.startswith("cuda")
-        else (None, config.precision)
+        peak_tflops(env["gpu_name"], config.precision) if is_cuda(device) else (None, config.precision)
     )
-    if device.startswith("cuda"):
+    if is_cuda(device):
         torch.backends.cudnn.benchmark = True
-    out = ensure_dir(Path(config.out))
     rows = []
     for mode in config.modes:
         for batch in sorted(config.batch_sizes):
@@ -224,10 +242,16 @@ def profile(config: ProfileConfig) -> ProfileResult:
             try:
                 row.update(_measure(config, info.name, shape, classes, mode, batch, device,
                                     fwd_flops if mode == "infer" else train_flops, peak))  # fmt: skip
-            except torch.cuda.OutOfMemoryError:
+            except (torch.cuda.OutOfMemoryError, MemoryError, InputSizeError) as exc:
                 row["status"] = "out of memory"
+                row["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            except RuntimeError as exc:
+                if not is_cpu_oom(exc):
+                    raise
+                row["status"] = "out of memory"
+                row["error"] = str(exc).strip().splitlines()[0]
             finally:
-                if device.startswith("cuda"):
+                if is_cuda(device):
                     torch.cuda.empty_cache()
             row.update({"peak_basis": basis, "peak_TFLOPs": peak, **env})
             rows.append(row)
@@ -235,11 +259,16 @@ def profile(config: ProfileConfig) -> ProfileResult:
     result = ProfileResult(rows, csv_path=out / "profile.csv")
     if config.layers or config.trace:
         result.layers, result.top_ops = layer_profile(config, info.name, shape, classes, device)
-    if config.grads:
-        result.grads = gradient_norms(
-            info.name, config.options, shape, classes, device, batch=min(config.batch_sizes[-1], 32)
-        )
     return result
+
+
+def _check_writable(path: Path) -> None:
+    """Refuse, before any work, a trace path that cannot be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise ResultsError(f"expected a file path for --trace, got a directory: {path}")
+    if not folder.is_dir() or not os.access(folder, os.W_OK):
+        raise ResultsError(f"expected --trace in a writable folder, got {path} ({folder} cannot be written)")
 
 
 def _prepare(
@@ -250,7 +279,7 @@ def _prepare(
     from cnnbench.summary import build
 
     torch.manual_seed(0)
-    model, _ = build(name, config.options, shape, classes)
+    model, _ = build(name, config.options, shape, classes, check_memory=(batch, device))
     model = model.to(device)
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, classes, (batch,), device=device)
@@ -267,7 +296,7 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
 
     _, forward_model, x, y = _prepare(config, name, shape, classes, batch, device)
     step = make_step(forward_model, mode, x, y, config.precision, device)
-    if device.startswith("cuda"):
+    if is_cuda(device):
         torch.cuda.reset_peak_memory_stats()
     times, first_s = time_steps(step, device, config.warmup, config.iters)
     median = statistics.median(times)
@@ -278,7 +307,7 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
         "step_ms_iqr": iqr(times),
         "step_ms_min": min(times),
         "samples_per_s": batch / (median / 1e3),
-        "peak_mem_MiB": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else math.nan,
+        "peak_mem_MiB": torch.cuda.max_memory_allocated() / 2**20 if is_cuda(device) else math.nan,
         "FLOPs_per_step": flops_step,
         "achieved_TFLOPs": achieved,
         "MFU_pct": 100 * achieved / peak if peak else math.nan,
@@ -301,7 +330,7 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
             module.inplace = False
     leaves = [(n, m) for n, m in model.named_modules() if n and not list(m.children())]
     marks: dict[tuple[str, str], list[Any]] = {}
-    cuda = device.startswith("cuda")
+    cuda = is_cuda(device)
     clock = Timer(device)
     stamp = clock.stamp
 
@@ -366,7 +395,10 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
         if cuda:
             torch.cuda.synchronize()
     if config.trace:
-        prof.export_chrome_trace(str(config.trace))
+        try:
+            prof.export_chrome_trace(str(config.trace))
+        except OSError as exc:
+            raise write_error(Path(config.trace), exc) from None
     top = []
     for evt in prof.key_averages():
         self_device = getattr(evt, "self_device_time_total", None)

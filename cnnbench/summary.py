@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
+import os
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -100,15 +102,71 @@ def resolve_input(
 
 
 def build(
-    model: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, device: Any = None
-):
-    """Build a registered model (optionally directly on ``device``, e.g. 'meta') with parsed options."""
+    model: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, device: Any = None,
+    check_memory: tuple[int, str] | None = None,
+):  # fmt: skip
+    """Build a registered model (optionally directly on ``device``, e.g. 'meta') with parsed options.
+
+    ``check_memory=(batch, device)`` first measures the model on the meta device and refuses, with one
+    line, a size whose parameters and activations cannot fit that device's memory.
+    """
     import torch
 
     info = get_model_info(model)
     parsed = info.parse_options(options)
+    if check_memory is not None:
+        with torch.device("meta"):
+            meta = info.builder(shape, num_classes, **parsed)
+        _check_fits(info.name, meta, shape, *check_memory)
     with torch.device(device or "cpu"):
         return info.builder(shape, num_classes, **parsed), parsed
+
+
+def forward_bytes(model: Any, shape: tuple[int, int, int], batch: int) -> int:
+    """Bytes of the input and of every leaf module's output for one fp32 forward of ``batch``,
+    measured on the meta device (shapes only): an upper bound on inference activations."""
+    import torch
+
+    total = batch * math.prod(shape) * 4
+
+    def count(_m: Any, _i: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty(batch, *shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def device_memory_bytes(device: str) -> int:
+    """All the memory of ``device``: the GPU's, or the host's RAM."""
+    import torch
+
+    from cnnbench.device import is_cuda
+
+    if is_cuda(device):
+        return torch.cuda.mem_get_info(torch.device(device))[1]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits(name: str, meta_model: Any, shape: tuple[int, int, int], batch: int, device: str) -> None:
+    from cnnbench.errors import InputSizeError
+
+    params = sum(p.numel() * p.element_size() for p in meta_model.parameters())
+    need = params + forward_bytes(meta_model, shape, batch)
+    have = device_memory_bytes(device)
+    if need > have:
+        raise InputSizeError(
+            f"{name} at {format_input_size(shape)} needs about {need / 2**30:,.1f} GiB for its parameters and "
+            f"the activations of a batch of {batch}; expected a size that fits in {have / 2**30:,.1f} GiB ({device})"
+        )
 
 
 def count_flops(
@@ -165,7 +223,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
     shape, num_classes = resolve_input(config.model, config.input_size, config.dataset, config.num_classes)
     info = get_model_info(config.model)
     torch.manual_seed(0)
-    model, parsed = build(info.name, config.options, shape, num_classes)
+    model, parsed = build(info.name, config.options, shape, num_classes, check_memory=(1, "cpu"))
     model.eval()
     x = torch.randn(1, *shape)
 

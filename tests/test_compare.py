@@ -143,7 +143,7 @@ def test_a_failing_variant_keeps_the_others(tmp_path, monkeypatch):
     tidy = pd.read_csv(tmp_path / "compare" / "f" / "tidy.csv").set_index("variant")
     assert tidy.loc["lenet5:pool=avg", "status"] == "ok"
     assert tidy.loc["lenet5:pool=max", "status"] == "ok"
-    assert tidy.loc["lenet5:pool=median", "status"].startswith("error: bad value for option pool")
+    assert tidy.loc["lenet5:pool=median", "status"].startswith("failed: bad value for option pool")
     assert tidy.loc["cnn_dropout", "status"] == "out of memory"
     assert tidy.loc["cnn_dropout", "epochs_done"] == 0
     assert "out of memory" in (tmp_path / "compare" / "f" / "table.md").read_text()

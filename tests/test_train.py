@@ -85,7 +85,9 @@ def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
     a = pd.DataFrame([vars(r) for r in straight.epochs])[cols]
     b = pd.read_csv(out / "runs" / "r" / "epochs.csv")[cols]
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
-    assert pd.read_csv(out / "runs.csv").status.tolist() == ["interrupted", "ok"]
+    # The run's one row, replaced by the resumed run (never a second row for one run).
+    runs = pd.read_csv(out / "runs.csv")
+    assert runs.run_id.tolist() == ["r"] and runs.status.tolist() == ["ok"] and runs.epochs_done.tolist() == [3]
 
 
 def test_divergence_stops_the_run(results_dir):
@@ -189,8 +191,10 @@ def test_progress_output_shows_each_epoch(results_dir):
         env={"COLUMNS": "200"},
     )
     assert result.exit_code == 0, result.output
-    assert "epoch   1" in result.output and "epoch   2" in result.output
+    # Every epoch line names the run's model and seed (piped logs of several runs stay readable).
+    assert "lenet5 seed 0 epoch 1/2" in result.output and "lenet5 seed 0 epoch 2/2" in result.output
     assert "ok lenet5-synthetic-s0" in result.output and "median epoch" in result.output
+    assert result.output.count("training on the CPU") == 1
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,187 @@
+"""A run's bookkeeping: its folder, config.json, epochs.csv, checkpoints and its row of runs.csv.
+
+``OUT/runs/RUN_ID/`` holds ``config.json`` (the run's configuration and conditions), ``epochs.csv``
+(one row written as each epoch ends), ``last.pt`` and ``best.pt``; ``OUT/runs.csv`` holds one row per
+run, replaced (never duplicated) when a run is resumed. The guarantees of :mod:`cnnbench.results`
+hold for all of them: tables validated before work, locked, atomically replaced; checkpoints loaded
+with ``weights_only=True``, so a file can never run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
+from cnnbench.results import (
+    append_row,
+    atomic_path,
+    check_table,
+    read_frame,
+    read_json,
+    to_json,
+    upsert_rows,
+    write_frame_atomic,
+    write_text_atomic,
+)
+
+CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "rng", "epoch")
+
+
+def plain_name(text: str, what: str) -> str:
+    """``text`` as a single folder name: no separators, no '..', not absolute, not empty."""
+    bad = (
+        not text
+        or text in (".", "..")
+        or any(ch in text for ch in "/\\\0")
+        or text != text.strip()
+        or text.startswith("-")
+    )
+    if bad:
+        raise InvalidArgumentError(
+            f"expected {what} as a plain folder name (no separators or '..'), got {text!r}"
+        )
+    return text
+
+
+def validate_runs_table(out: Path, repair: bool = False) -> str | None:
+    """Check OUT/runs.csv before any work (see :func:`cnnbench.results.check_table`)."""
+    return check_table(Path(out) / "runs.csv", repair)
+
+
+@dataclass
+class Checkpoint:
+    state: dict[str, Any]
+    epoch: int
+
+
+class RunStore:
+    """The files of one run under ``OUT/runs/RUN_ID``."""
+
+    def __init__(self, out: Path, run_id: str) -> None:
+        self.out = Path(out)
+        self.run_id = plain_name(run_id, "a run id")
+        self.dir = self.out / "runs" / run_id
+        self._checkpoint: Checkpoint | None = None
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def epochs_path(self) -> Path:
+        return self.dir / "epochs.csv"
+
+    @property
+    def last_path(self) -> Path:
+        return self.dir / "last.pt"
+
+    @classmethod
+    def create(cls, out: Path, run_id: str, record: dict[str, Any]) -> RunStore:
+        store = cls(out, run_id)
+        try:
+            store.dir.mkdir(parents=True, exist_ok=False)
+        except FileExistsError:
+            raise InvalidArgumentError(
+                f"expected a new run name, got existing run {run_id!r} (continue it with --resume)"
+            ) from None
+        store.write_config(record)
+        return store
+
+    @classmethod
+    def open(cls, out: Path, run_id: str) -> RunStore:
+        store = cls(out, run_id)
+        if not store.config_path.is_file():
+            raise InvalidArgumentError(
+                f"expected a run id under {store.out / 'runs'}/ with a config.json, got {run_id!r}"
+            )
+        return store
+
+    def read_config(self) -> dict[str, Any]:
+        data = read_json(self.config_path, required=("config", "conditions_hash", "model"))
+        if not isinstance(data["config"], dict) or "model" not in data["config"]:
+            raise ResultsError(
+                f"expected {self.config_path} to hold the run's configuration, got an incomplete one"
+            )
+        return data
+
+    def write_config(self, record: dict[str, Any]) -> None:
+        write_text_atomic(self.config_path, to_json(record))
+
+    def append_epoch(self, row: dict[str, Any]) -> None:
+        append_row(self.epochs_path, row)
+
+    def epochs(self, up_to: int) -> list[dict[str, Any]]:
+        """Epoch rows 1..``up_to``; rows beyond it (finished after the last checkpoint, or by a run
+        that wrote none) are dropped from the file, so no epoch is ever written twice."""
+        if not self.epochs_path.exists():
+            return []
+        frame = read_frame(self.epochs_path)
+        if frame.empty:
+            return []
+        kept = frame[frame.epoch <= up_to]
+        if len(kept) != len(frame):
+            write_frame_atomic(kept, self.epochs_path)
+        return kept.to_dict("records")
+
+    def save_checkpoint(self, state: dict[str, Any], epoch: int, improved: bool, best_acc: float) -> None:
+        import torch
+
+        state = {**state, "epoch": epoch}
+        try:
+            with atomic_path(self.last_path) as tmp:
+                torch.save(state, tmp)
+            if improved:
+                with atomic_path(self.dir / "best.pt") as tmp:
+                    torch.save({"model": state["model"], "epoch": epoch, "test_acc": best_acc}, tmp)
+        except RuntimeError as exc:  # torch.save reports a full disk as a RuntimeError of its writer
+            if "No space left" in str(exc) or "file write failed" in str(exc):
+                raise ResultsError(f"no space left on device: {self.last_path}") from None
+            raise
+
+    def load_checkpoint(self) -> Checkpoint | None:
+        """``last.pt``, loaded without running any code; None when the run wrote none."""
+        import torch
+
+        if self._checkpoint is not None:
+            return self._checkpoint
+        if not self.last_path.exists():
+            return None
+        path = self.last_path
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except pickle.UnpicklingError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a checkpoint"
+            raise ResultsError(
+                f"refused to load {path}: it holds more than tensors and plain values ({first[:120]})"
+            ) from None
+        except Exception as exc:  # truncated, empty or random bytes: torch's readers raise many types
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ResultsError(
+                f"expected a checkpoint in {path}, got a damaged file ({reason[:120]})"
+            ) from None
+        if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
+            raise ResultsError(
+                f"expected a cnnbench checkpoint in {path}, got one without {', '.join(CHECKPOINT_KEYS)}"
+            )
+        self._checkpoint = Checkpoint(state, int(state["epoch"]))
+        return self._checkpoint
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        """The run's one row of OUT/runs.csv, replacing an earlier row of the same run."""
+        upsert_rows(self.out / "runs.csv", [summary], key=("run_id",))
+
+
+def restore_into(step: Any, checkpoint: Checkpoint, path: Path, model_name: str) -> None:
+    """Load a checkpoint into a step; one that does not fit the model is a one-line error."""
+    try:
+        step.load_state_dict(checkpoint.state)
+    except CnnbenchError:
+        raise
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ResultsError(
+            f"expected a checkpoint of {model_name} in {path}, got another ({reason[:120]})"
+        ) from None
