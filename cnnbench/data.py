@@ -49,14 +49,66 @@ _CIFAR = {
 }
 
 
-def _read_cifar(root: Path, files: list[str], label_key: str) -> tuple[np.ndarray, np.ndarray]:
-    images, labels = [], []
-    for name in files:
-        with open(root / name, "rb") as fh:
-            batch = pickle.load(fh, encoding="latin1")
-        images.append(np.asarray(batch["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-        labels.append(np.asarray(batch[label_key], dtype=np.int64))
-    return np.concatenate(images), np.concatenate(labels)
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickles what CIFAR's batch files hold (dicts, lists, numpy arrays) and nothing else: a file
+    in the data folder can never run code."""
+
+    ALLOWED = {
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "scalar"),
+        ("numpy._core.multiarray", "scalar"), ("_codecs", "encode"), ("numpy.core.numeric", "_frombuffer"),
+        ("numpy._core.numeric", "_frombuffer"),
+    }  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refused {module}.{name}")
+        return super().find_class(module, name)
+
+
+def _read_cifar_file(path: Path, label_key: str, num_classes: int) -> tuple[np.ndarray, np.ndarray]:
+    """One batch file, checked: readable, images of 3x32x32 bytes, one label in [0, classes) each."""
+    try:
+        with open(path, "rb") as fh:
+            batch = _ArrayUnpickler(fh, encoding="latin1").load()
+    except (
+        OSError,
+        EOFError,
+        pickle.UnpicklingError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        IndexError,
+    ) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(
+            f"expected a CIFAR batch file at {path}, got unreadable content ({reason})"
+        ) from None
+    if not isinstance(batch, dict) or "data" not in batch or label_key not in batch:
+        raise DatasetError(f"expected a CIFAR batch with 'data' and {label_key!r} in {path}, got other keys")
+    data = np.asarray(batch["data"])
+    if data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3 * 32 * 32:
+        raise DatasetError(
+            f"expected uint8 images of 3x32x32 (N x 3072) in {path}, got {data.dtype} {data.shape}"
+        )
+    labels = np.asarray(batch[label_key], dtype=np.int64)
+    _check_labels(path, labels, len(data), num_classes)
+    return data.reshape(-1, 3, 32, 32), labels
+
+
+def _check_labels(path: Path, labels: np.ndarray, count: int, num_classes: int) -> None:
+    if labels.shape != (count,):
+        raise DatasetError(f"expected {count} labels (one per image) in {path}, got {labels.size}")
+    if count and (labels.min() < 0 or labels.max() >= num_classes):
+        bad = labels[(labels < 0) | (labels >= num_classes)][0]
+        raise DatasetError(f"expected labels in [0, {num_classes}) in {path}, got {bad}")
+
+
+def _read_cifar(
+    root: Path, files: list[str], label_key: str, num_classes: int
+) -> tuple[np.ndarray, np.ndarray]:
+    parts = [_read_cifar_file(root / name, label_key, num_classes) for name in files]
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts])
 
 
 # --- MNIST-like (IDX) -----------------------------------------------------------------------------
@@ -121,14 +173,15 @@ def synthetic(
 
 
 def _expected_files(name: str, data_dir: Path) -> str:
+    how = f"; point --data-dir or ${DATA_DIR_ENV} at the folder that holds them"
     if name in _CIFAR:
         folder, train, test, _ = _CIFAR[name]
-        return f"{data_dir / folder}/{{{','.join(train + test)}}}"
+        return f"{data_dir / folder}/{{{','.join(train + test)}}}{how}"
     stems = [s for pair in _IDX.values() for s in pair]
     where = f"{data_dir / _IDX_DIRS[name][0]}/"
     if name == "fashion-mnist":
         where += f" (or {DEBIAN_DATASETS / 'fashion-mnist'}/, from Debian's dataset-fashion-mnist)"
-    return f"{where}{{{','.join(stems)}}}[.gz]"
+    return f"{where}{{{','.join(stems)}}}[.gz]{how}"
 
 
 def _download(name: str, data_dir: Path) -> None:
@@ -145,10 +198,25 @@ def _download(name: str, data_dir: Path) -> None:
         for train in (True, False):
             cls(root=str(data_dir), train=train, download=True)
     except Exception as exc:  # no network, or a mirror refused: the user needs to know where files go
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DatasetError(
-            f"dataset {name} not found and the download failed ({reason}): expected {_expected_files(name, data_dir)}"
+            f"dataset {name} not found and the download failed ({_cause(exc)}): expected "
+            f"{_expected_files(name, data_dir)}"
         ) from None
+
+
+def _cause(exc: BaseException) -> str:
+    """The download error with its cause: torchvision's first line names the file, its last the reason
+    (MNIST: "Error downloading ...:" then the mirrors tried, then the URL error)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if not lines:
+        return type(exc).__name__
+    cause = exc.__cause__ or exc.__context__
+    tail = (
+        lines[-1]
+        if len(lines) > 1
+        else (str(cause).strip().splitlines()[0] if cause and str(cause).strip() else "")
+    )
+    return f"{lines[0]} {tail}".strip()
 
 
 _CACHE: dict[tuple, ArrayDataset] = {}
@@ -184,6 +252,10 @@ def _load_split(
     spec = get_dataset_spec(name)
     if not spec.trainable:
         raise DatasetError(f"expected a dataset with images to train on, got {name!r} (shape only)")
+    if spec.name != "synthetic" and data_dir is not None and not Path(data_dir).is_dir():
+        raise DatasetError(
+            f"expected --data-dir to be an existing folder, got {data_dir} (nothing is created there)"
+        )
     data_dir = Path(data_dir or default_data_dir())
     if spec.name == "synthetic":
         shape = tuple(synthetic_shape or spec.input_shape)
@@ -200,15 +272,19 @@ def _load_split(
         root = next((c for c in candidates if all((c / f).is_file() for f in files)), None)
         if root is None:
             return _fetch_missing(spec.name, split, data_dir, download)
-        images, labels = _read_cifar(root, files, key)
+        images, labels = _read_cifar(root, files, key, spec.num_classes)
         return ArrayDataset(images, labels, spec, str(root))
     dirs = _idx_dirs(spec.name, data_dir)
     img_stem, lbl_stem = _IDX[split]
     img_path, lbl_path = _find_idx(dirs, img_stem), _find_idx(dirs, lbl_stem)
     if img_path is None or lbl_path is None:
         return _fetch_missing(spec.name, split, data_dir, download)
-    images = read_idx(img_path)[:, None, :, :]
+    images = read_idx(img_path)
+    if images.ndim != 3:
+        raise DatasetError(f"expected images of N x H x W in {img_path}, got {images.ndim} dimensions")
     labels = read_idx(lbl_path).astype(np.int64)
+    _check_labels(lbl_path, labels, len(images), spec.num_classes)
+    images = images[:, None, :, :]
     return ArrayDataset(images, labels, spec, str(img_path.parent))
 
 

@@ -160,7 +160,6 @@ class TrainProgress:
     """A rich progress bar on a terminal, and one line per epoch naming the run (also when piped);
     silent with ``quiet``."""
 
-    cpu_note_shown = False  # the CPU note is said once per process, not once per run of a compare
     CPU_ESTIMATE_STEPS = 5
 
     def __init__(self, quiet: bool = False) -> None:
@@ -184,6 +183,7 @@ class TrainProgress:
         self.run_id: str | None = None
         self.label = ""
         self.variant: str | None = None  # compare's name for the run's variant
+        self.cpu_note_shown = False  # said once per command, not once per run of a compare
         self.started = 0.0
 
     def __enter__(self) -> TrainProgress:
@@ -215,7 +215,7 @@ class TrainProgress:
         pass
 
     def on_step(self, epoch: int, step: int, loss: float | None) -> None:
-        if step == self.CPU_ESTIMATE_STEPS and self.device == "cpu" and not TrainProgress.cpu_note_shown:
+        if step == self.CPU_ESTIMATE_STEPS and self.device == "cpu" and not self.cpu_note_shown:
             self._cpu_note(step)
         if self.task is None:
             return
@@ -227,7 +227,7 @@ class TrainProgress:
     def _cpu_note(self, step: int) -> None:
         import time
 
-        TrainProgress.cpu_note_shown = True
+        self.cpu_note_shown = True
         per_epoch = (time.perf_counter() - self.started) / step * self.steps
         self.progress.console.print(
             f"[yellow]training on the CPU[/] (no CUDA GPU in use): about {per_epoch:,.{1 if per_epoch < 10 else 0}f} s an epoch, "

@@ -173,6 +173,7 @@ def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
         raise DatasetError(f"dataset {name} not found and the download failed (no network): expected ...")
 
     monkeypatch.setattr("cnnbench.data._download", no_download)
+    (tmp_path / "none").mkdir()
     result = runner.invoke(
         app,
         [

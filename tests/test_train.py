@@ -147,7 +147,9 @@ def test_lenet_on_the_real_cifar10_copy(results_dir):
         (["--lr", "-1"], "expected --lr > 0"),
         (["--device", "cuda:0"] if not torch.cuda.is_available() else ["--device", "cuda:99"], "expected"),
         (["--device", "tpu"], "expected --device auto|cpu|cuda[:N], got 'tpu'"),
-        (["-d", "mnist", "--data-dir", "{tmp}/none"], "dataset mnist not found"),
+        (["-d", "mnist", "--data-dir", "{tmp}"], "dataset mnist not found"),
+        (["-d", "mnist", "--data-dir", "{tmp}"], "point --data-dir or $CNNBENCH_DATA_DIR at the folder"),
+        (["-d", "mnist", "--data-dir", "{tmp}/none"], "expected --data-dir to be an existing folder"),
         (["--out", "/proc/cnnbench"], "expected a writable output directory"),
     ],
 )
