@@ -539,7 +539,8 @@ def _plots(result: CompareResult) -> None:
         last = int(epochs.epoch.max())
         ax.set_xlim(0.5, last + 0.5)  # one epoch is a point at 1, not a range around it
         ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
+        # Epochs are whole numbers: each one marked while they fit, whole-number ticks beyond.
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10), min_n_ticks=1))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         save(fig, "accuracy_per_epoch")

@@ -215,7 +215,11 @@ class TrainProgress:
         pass
 
     def on_step(self, epoch: int, step: int, loss: float | None) -> None:
-        if step == self.CPU_ESTIMATE_STEPS and self.device == "cpu" and not self.cpu_note_shown:
+        if (
+            step == min(self.CPU_ESTIMATE_STEPS, self.steps)
+            and self.device == "cpu"
+            and not self.cpu_note_shown
+        ):
             self._cpu_note(step)
         if self.task is None:
             return
@@ -287,7 +291,7 @@ def print_compare(result: Any, wide: bool = False) -> None:
         wide=wide,
     )
     for note in [*footnotes(result), *result.notes]:
-        console.print(f"[dim]{note}[/]", highlight=False, markup=False)
+        console.print(note, style="dim", highlight=False, markup=False)
     console.print(
         f"files: {result.folder}/ (tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
         highlight=False,

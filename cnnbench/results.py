@@ -224,19 +224,18 @@ def _parse(path: Path) -> tuple[Table, Damage | None]:
         )
     rows: list[list[str]] = []
     damage: tuple[int, str] | None = None
+    # Every write ends its line; a last line without one was cut off mid-write.
+    cut = records[-1][0] if records and not text.endswith("\n") else None
     for line, row in records:
+        if line == cut:
+            damage = damage or (line, "is cut off (no line end)")
+            continue
         if not row:
             continue  # a blank line carries no measurement
         if len(row) != len(header):
             damage = damage or (line, f"has {len(row)} fields, expected {len(header)}")
             continue
         rows.append(row)
-    if not text.endswith("\n") and records:
-        # Every write ends its line; a last line without one was cut off mid-write.
-        line = records[-1][0]
-        if rows and rows[-1] is records[-1][1]:
-            rows.pop()
-        damage = damage or (line, "is cut off (no line end)")
     table = Table(header, rows)
     return table, (Damage(damage[0], damage[1], table) if damage else None)
 

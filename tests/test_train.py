@@ -87,7 +87,9 @@ def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
     pd.testing.assert_frame_equal(a, b, check_exact=False, rtol=1e-6)
     # The run's one row, replaced by the resumed run (never a second row for one run).
     runs = pd.read_csv(out / "runs.csv")
-    assert runs.run_id.tolist() == ["r"] and runs.status.tolist() == ["ok"] and runs.epochs_done.tolist() == [3]
+    assert (
+        runs.run_id.tolist() == ["r"] and runs.status.tolist() == ["ok"] and runs.epochs_done.tolist() == [3]
+    )
 
 
 def test_divergence_stops_the_run(results_dir):

@@ -1,0 +1,211 @@
+"""What a new user sees: help at 80 columns, tables that fit a terminal or a pipe, logs that name their
+run, Ctrl-C that says how to continue, strict JSON, and plots that show what was measured."""
+
+import json
+import re
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnbench.cli import app
+
+runner = CliRunner()
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64"]
+LONG = ["cifar10net:batch_norm=true,false", "cnn_dropout:dropout=0.3"]
+
+
+def strict(text):
+    """json.loads that refuses NaN and Infinity, as a strict parser does."""
+
+    def refuse(name):
+        raise ValueError(f"not JSON: {name}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.fixture(autouse=True)
+def _small_synthetic(monkeypatch):
+    from cnnbench import train as training
+
+    original = training.TrainConfig.__init__
+
+    def init(self, *a, **kw):
+        original(self, *a, **kw)
+        self.synthetic_size = self.synthetic_size or 128
+
+    monkeypatch.setattr(training.TrainConfig, "__init__", init)
+
+
+@pytest.mark.parametrize("command", ["list", "summary", "train", "compare", "profile"])
+def test_help_fits_80_columns_without_bool_placeholders(command):
+    out = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"}).output
+    assert "<bool>" not in out
+    assert max(len(line) for line in out.splitlines()) <= 80
+    if command in ("train", "compare"):
+        assert "fashion-mnist" in out  # the dataset choices, never split at the hyphen
+        assert not re.search(r"fashion-\s*\n", out)
+
+
+@pytest.fixture(scope="module")
+def long_compare(tmp_path_factory):
+    out = tmp_path_factory.mktemp("r")
+    # Module-scoped: built once with small data for the width tests below.
+    from cnnbench import train as training
+
+    original = training.TrainConfig.__init__
+
+    def init(self, *a, **kw):
+        original(self, *a, **kw)
+        self.synthetic_size = self.synthetic_size or 128
+
+    training.TrainConfig.__init__ = init
+    try:
+        result = runner.invoke(app, ["compare", *LONG, *SYNTH, "-e", "1", "-q", "--out", str(out), "--name", "w"],
+                               env={"COLUMNS": "200"})  # fmt: skip
+    finally:
+        training.TrainConfig.__init__ = original
+    assert result.exit_code == 0, result.output
+    return out / "compare" / "w"
+
+
+@pytest.mark.parametrize("columns", [80, 120])
+def test_compare_table_fits_the_terminal_and_never_cuts_the_variant(long_compare, columns):
+    out = runner.invoke(app, ["compare", "--from", str(long_compare)], env={"COLUMNS": str(columns)}).output
+    table = [line for line in out.splitlines() if line[:1] in "┏┃┡│└"]
+    assert all(len(line) <= columns for line in table), [(len(line), line) for line in table]
+    for variant in ("cifar10net:batch_norm=false", "cifar10net:batch_norm=true", "cnn_dropout:dropout=0.3"):
+        assert any(variant in line for line in table), out
+    hidden = re.search(r"not shown at \d+ columns: (.*) \(--wide shows all\)", " ".join(out.split()))
+    assert hidden, out
+    assert "best acc %" in table[1] and "best acc %" not in hidden.group(1)
+    wide = runner.invoke(
+        app, ["compare", "--from", str(long_compare), "--wide"], env={"COLUMNS": str(columns)}
+    )
+    assert "not shown" not in wide.output
+    for header in ("IQR s", "total s", "gap pp", "train FLOPs (M)"):
+        assert header in wide.output
+
+
+def test_piped_compare_logs_name_variant_and_seed_on_every_epoch_line(tmp_path):
+    result = runner.invoke(app, ["compare", "lenet", "lenet:pool=max", *SYNTH, "-e", "2", "--seeds", "2",
+                                 "--out", str(tmp_path)], env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    epoch_lines = [line for line in result.output.splitlines() if re.search(r"epoch \d/2", line)]
+    assert len(epoch_lines) == 2 * 2 * 2
+    for variant in ("lenet5", "lenet5:pool=max"):
+        for seed in (0, 1):
+            for epoch in (1, 2):
+                assert any(line.startswith(f"{variant} seed {seed} epoch {epoch}/2 ") for line in epoch_lines)
+
+
+def test_ctrl_c_prints_the_run_id_and_the_command_that_resumes_it(tmp_path, monkeypatch):
+    from cnnbench import display
+
+    original = display.TrainProgress.on_step
+
+    def on_step(self, epoch, step, loss):
+        original(self, epoch, step, loss)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(display.TrainProgress, "on_step", on_step)
+    result = runner.invoke(
+        app, ["train", "lenet", *SYNTH, "-e", "3", "--out", str(tmp_path)], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 130
+    run_id = pd.read_csv(tmp_path / "runs.csv").run_id.iloc[0]
+    assert f"cnnbench train --resume {run_id} --out {tmp_path}" in result.output
+    monkeypatch.setattr(display.TrainProgress, "on_step", original)
+    again = runner.invoke(app, ["train", "--resume", run_id, "--out", str(tmp_path), "-q"])
+    assert again.exit_code == 0, again.output
+    assert pd.read_csv(tmp_path / "runs" / run_id / "epochs.csv").epoch.tolist() == [1, 2, 3]
+
+
+def test_download_errors_carry_their_cause():
+    from cnnbench.data import _cause
+
+    exc = RuntimeError(
+        "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"
+        "<urlopen error [Errno -3] Temporary failure in name resolution>\n"
+    )
+    assert _cause(exc) == (
+        "Error downloading train-images-idx3-ubyte.gz: <urlopen error [Errno -3] Temporary failure in name resolution>"
+    )
+
+
+def test_json_outputs_are_strict(tmp_path):
+    summary = runner.invoke(app, ["summary", "lenet", "-f", "json", "--out", str(tmp_path)])
+    strict(summary.output)
+    profile = runner.invoke(app, ["profile", "lenet", "--device", "cpu", "--batch-sizes", "2", "--warmup", "1",
+                                  "--iters", "2", "-f", "json", "--out", str(tmp_path)])  # fmt: skip
+    rows = strict(profile.output)["rows"]
+    assert rows[0]["MFU_pct"] is None and rows[0]["peak_mem_MiB"] is None
+    runner.invoke(app, ["compare", "lenet", *SYNTH, "-e", "1", "-q", "--out", str(tmp_path), "--name", "c"])
+    strict((tmp_path / "compare" / "c" / "conditions.json").read_text())
+    for config in (tmp_path / "runs").glob("*/config.json"):
+        strict(config.read_text())
+
+
+@pytest.fixture
+def plotted(monkeypatch):
+    """Each saved figure's first axes: title -> (x limits, line markers, x ticks)."""
+    import matplotlib.pyplot as plt
+
+    captured = {}
+    original = plt.Figure.savefig
+
+    def savefig(self, *a, **kw):
+        ax = self.axes[0]
+        captured[ax.get_title()] = (ax.get_xlim(), [line.get_marker() for line in ax.get_lines()],
+                                    list(ax.get_xticks()))  # fmt: skip
+        return original(self, *a, **kw)
+
+    monkeypatch.setattr(plt.Figure, "savefig", savefig)
+    return captured
+
+
+def test_a_reused_run_puts_no_nan_in_the_header_conditions_or_plot_titles(tmp_path, plotted):
+    args = ["compare", "lenet", *SYNTH, "-e", "1", "-q", "--out", str(tmp_path)]
+    assert runner.invoke(app, [*args, "--name", "first"]).exit_code == 0
+    plotted.clear()
+    again = runner.invoke(app, [*args, "--name", "again"], env={"COLUMNS": "300"})
+    assert again.exit_code == 0 and "reused run" in again.output
+    header = " ".join(again.output.split("again:", 1)[1].split("per sample:")[0].split())
+    assert "device cpu" in header and "nan" not in header.lower()
+    meta = strict((tmp_path / "compare" / "again" / "conditions.json").read_text())
+    assert meta["conditions"]["gpu_name"] == "" and meta["conditions"]["device"] == "cpu"
+    assert plotted and all("nan" not in title.lower() and "cpu" in title for title in plotted)
+
+
+def test_profile_grads_is_the_gradient_report_alone(tmp_path):
+    result = runner.invoke(app, ["profile", "resnet", "--grads", "--device", "cpu", "-o", "skip=false",
+                                 "--out", str(tmp_path)], env={"COLUMNS": "200"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "gradient L2 norm" in result.output and "conv1.weight" in result.output
+    assert not (tmp_path / "profile.csv").exists()  # no batch sweep ran
+    assert "step ms" not in result.output
+
+
+def test_a_one_epoch_compare_draws_a_point_at_epoch_1(tmp_path, plotted):
+    assert runner.invoke(app, ["compare", "lenet", *SYNTH, "-e", "1", "-q", "--out", str(tmp_path),
+                               "--name", "one"]).exit_code == 0  # fmt: skip
+    xlim, markers, ticks = next(v for k, v in plotted.items() if k.startswith("Test accuracy per epoch"))
+    assert xlim == (0.5, 1.5) and markers == ["o"] and 1.0 in ticks
+    assert all(float(t).is_integer() for t in ticks)
+
+
+def test_a_dropout_sweep_is_plotted_against_the_swept_value(tmp_path):
+    result = runner.invoke(app, ["compare", "cnn_dropout:dropout=0,0.3,0.5", *SYNTH, "-e", "1", "-q",
+                                 "--out", str(tmp_path), "--name", "d"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "d"
+    assert (folder / "accuracy_vs_dropout.png").stat().st_size > 1000
+    assert not (folder / "accuracy_vs_params.png").exists()  # one parameter count: no such plot
+
+
+def test_a_train_config_on_the_cpu_says_so_once(tmp_path):
+    result = runner.invoke(app, ["compare", "lenet", "lenet:pool=max", *SYNTH, "-e", "1", "--out", str(tmp_path)],
+                           env={"COLUMNS": "200"})  # fmt: skip
+    assert result.output.count("training on the CPU") == 1
+    assert re.search(r"about [\d.,]+ s an epoch", result.output)
