@@ -486,3 +486,20 @@ def test_markdown_and_latex_cells_are_escaped(tmp_path, small_synthetic):
     assert r"copy \#2 | 50\% of A\&B \{x\_y\} \textbackslash{} end" in tex
     body = tex.split(r"\begin{tabular}")[1]
     assert "%" not in body.replace(r"\%", "") and "_" not in body.replace(r"\_", "")
+
+
+@pytest.mark.skipif(
+    not __import__("shutil").which("pdflatex"), reason="apt-get install texlive-latex-recommended"
+)
+def test_the_latex_table_compiles_with_hostile_notes(tmp_path, small_synthetic):
+    note = r"copy #2 | 50% of A&B {x_y} \ end ~ ^ $"
+    assert compare(tmp_path, "cnn_dropout:dropout=0.5", "--name", "n", "--note", note).exit_code == 0
+    doc = tmp_path / "doc.tex"
+    table = tmp_path / "compare" / "n" / "table.tex"
+    doc.write_text(
+        "\\documentclass{article}\\usepackage{booktabs}\\usepackage[landscape,margin=0.2in]{geometry}"
+        f"\\begin{{document}}\\tiny\\input{{{table}}}\\end{{document}}\n"
+    )
+    done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:]
