@@ -78,6 +78,13 @@ NumClassesOpt = Annotated[
 OutOpt = Annotated[
     Path | None, typer.Option("--out", metavar="DIR", help="Results directory (default: ./results).")
 ]
+RepairOpt = Annotated[
+    bool,
+    typer.Option(
+        "--repair",
+        help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows.",
+    ),
+]
 WideOpt = Annotated[
     bool,
     typer.Option("--wide", help="Show every column, however wide the table (default: fit the terminal)."),
@@ -166,6 +173,7 @@ def summary(
     ] = 3,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     out: OutOpt = None,
+    repair: RepairOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Per-layer table and totals: parameters, MACs, FLOPs (forward and training), memory."""
@@ -181,7 +189,7 @@ def summary(
         depth=depth,
     )
     result = summarize(config)
-    save_summary(result, out)
+    save_summary(result, out, repair)
     _print_summary(result, fmt, wide)
 
 
@@ -266,13 +274,6 @@ NoGraphsOpt = Annotated[
     typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph."),
 ]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
-RepairOpt = Annotated[
-    bool,
-    typer.Option(
-        "--repair",
-        help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows.",
-    ),
-]
 
 
 @app.command()
@@ -524,6 +525,7 @@ def profile(
         ProfileFormat, typer.Option("--format", "-f", help="Output format.")
     ] = ProfileFormat.table,
     out: OutOpt = None,
+    repair: RepairOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Step time (median, IQR), throughput, memory, TFLOP/s and utilisation per batch size and mode."""
@@ -537,7 +539,7 @@ def profile(
         channels_last=channels_last, compile=compile, device=device, warmup=warmup, iters=iters, layers=layers,
         trace=trace, grads=grads, out=out or DEFAULT_RESULTS_DIR,
     )  # fmt: skip
-    print_profile(profiling.profile(config), fmt.value, wide=wide)
+    print_profile(profiling.profile(config, repair), fmt.value, wide=wide)
 
 
 def _train_config(

@@ -19,7 +19,7 @@ from typing import Any
 
 from cnnbench.datasets import format_input_size, get_dataset_spec
 from cnnbench.models import format_options, get_model_info
-from cnnbench.results import DEFAULT_RESULTS_DIR, ensure_dir, environment, upsert_rows
+from cnnbench.results import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
 
 # Warn when fvcore and FlopCounterMode disagree by more than this (percent of the larger).
 CROSSCHECK_TOLERANCE_PCT = 2.0
@@ -290,9 +290,10 @@ def summarize(config: SummaryConfig) -> ModelSummary:
     )
 
 
-def save_summary(summary: ModelSummary, out_dir: Path | None = None) -> Path:
+def save_summary(summary: ModelSummary, out_dir: Path | None = None, repair: bool = False) -> Path:
     """Upsert one row per (model, options, input size, classes) into summary.csv."""
     out = ensure_dir(Path(out_dir or DEFAULT_RESULTS_DIR))
     path = out / "summary.csv"
+    check_table(path, repair)
     upsert_rows(path, [summary.csv_row()], key=("model", "options", "input_size", "num_classes"))
     return path

@@ -503,3 +503,17 @@ def test_the_latex_table_compiles_with_hostile_notes(tmp_path, small_synthetic):
     done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", doc.name], cwd=tmp_path,
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stdout[-2000:]
+
+
+@pytest.mark.parametrize("command", [["summary", "lenet"], ["profile", "lenet", "--device", "cpu", "--batch-sizes", "2",
+                                                              "--warmup", "1", "--iters", "2"]])  # fmt: skip
+def test_summary_and_profile_tables_are_checked_and_repaired_too(tmp_path, command):
+    table = tmp_path / ("summary.csv" if command[0] == "summary" else "profile.csv")
+    table.write_text("model,x\nlenet5,1\nvgg16,")
+    one_line_error(cli(*command, "--out", tmp_path), f"line 3 of {table} is cut off")
+    assert table.read_text() == "model,x\nlenet5,1\nvgg16,"
+    assert cli(*command, "--out", tmp_path, "--repair").exit_code == 0
+    assert (
+        pd.read_csv(table).model.tolist()[0] == "lenet5"
+        and len(list(tmp_path.glob(f"{table.name}.damaged-*"))) == 1
+    )
