@@ -15,6 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from cnnbench import __version__
+from cnnbench.choices import OPTIMIZERS, PRECISIONS, PROFILE_MODES, SCHEDULERS
 from cnnbench.errors import CnnbenchError
 from cnnbench.results import DEFAULT_RESULTS_DIR
 
@@ -214,23 +215,13 @@ def _print_summary(result: Any, fmt: OutputFormat, wide: bool) -> None:
         console.print(summary_totals(result))
 
 
-class Optimizer(str, Enum):
-    adam = "adam"
-    sgd = "sgd"
-    adamw = "adamw"
+Optimizer = Enum("Optimizer", {name: name for name in OPTIMIZERS}, type=str)
 
 
-class Scheduler(str, Enum):
-    step = "step"
-    cosine = "cosine"
-    onecycle = "onecycle"
-    none = "none"
+Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
 
 
-class Precision(str, Enum):
-    fp32 = "fp32"
-    bf16 = "bf16"
-    fp16 = "fp16"
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
 
 
 TrainDatasetOpt = Annotated[
@@ -441,7 +432,7 @@ def compare(
 
             raise InvalidArgumentError("expected at least one MODEL (or --from DIR), got none")
         base = _train_config(
-            models[0].partition(":")[0], {}, checkpoints=checkpoint, dataset=dataset, data_dir=data_dir,
+            "", {}, checkpoints=checkpoint, dataset=dataset, data_dir=data_dir,
             epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
             scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
             channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or DEFAULT_RESULTS_DIR,
@@ -482,10 +473,7 @@ def _command_line() -> str:
     return shlex.join(["cnnbench", *sys.argv[1:]])
 
 
-class Mode(str, Enum):
-    infer = "infer"
-    train = "train"
-    both = "both"
+Mode = Enum("Mode", {name: name for name in (*PROFILE_MODES, "both")}, type=str)
 
 
 class ProfileFormat(str, Enum):

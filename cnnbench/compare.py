@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,19 +29,27 @@ from cnnbench.results import (
     write_text_atomic,
 )
 from cnnbench.runs import RunStore, plain_name, validate_runs_table
-from cnnbench.stats import iqr
 from cnnbench.train import Callbacks, TrainConfig, final_status, planned_conditions
 
 # Statuses of finished runs whose numbers can stand in for a new run with the same conditions.
 REUSABLE = ("ok", "not learning", "diverged")
 # Statuses of runs that ran to an answer (a compare where no run did is a failed command).
 FINISHED = REUSABLE
+# A run's own numbers, under the names runs.csv gives them, that the tidy table carries over.
+RUN_NUMBERS = (
+    "params", "forward_MACs_per_sample", "train_FLOPs_per_sample", "epochs_done", "median_epoch_s", "iqr_epoch_s",
+    "total_train_s", "best_test_acc", "final_test_acc", "final_train_acc", "warmup_s", "peak_gpu_mem_MiB",
+)  # fmt: skip
+# Names that tidy tables written by cnnbench 0.1 used for those numbers.
+LEGACY_NAMES = {
+    "median_epoch_time_s": "median_epoch_s", "iqr_epoch_time_s": "iqr_epoch_s", "total_train_time_s": "total_train_s",
+    "best_test_acc_pct": "best_test_acc", "final_test_acc_pct": "final_test_acc",
+    "final_train_acc_pct": "final_train_acc",
+}  # fmt: skip
 # The columns of the tidy table that --from needs, and those of them that hold numbers.
 TIDY_COLUMNS = ("variant", "model", "options", "seed", "status", "run_id", "epochs_done")
 TIDY_NUMBERS = (
-    "seed", "epochs_done", "params", "forward_MACs_per_sample", "train_FLOPs_per_sample", "median_epoch_time_s",
-    "iqr_epoch_time_s", "total_train_time_s", "best_test_acc_pct", "final_test_acc_pct", "final_train_acc_pct",
-    "epochs_to_95pct_of_best", "train_test_gap_pct_points",
+    "seed", *RUN_NUMBERS, "epochs_to_95pct_of_best", "train_test_gap_pct_points",
 )  # fmt: skip
 SHARED_CONDITIONS = (
     "dataset", "data_source", "input_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
@@ -99,7 +106,7 @@ def parse_variants(specs: list[str]) -> list[Variant]:
 @dataclass
 class CompareConfig:
     variants: list[str]
-    base: TrainConfig  # the recipe every variant shares; its model and options are replaced
+    base: TrainConfig  # the recipe every variant shares; its model and options are each variant's
     seeds: int = 1
     name: str | None = None
     rerun: bool = False
@@ -135,9 +142,9 @@ def _convergence_epoch(accs: list[float]) -> float:
 
 def _tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epochs: list[dict[str, Any]],
               status: str, reused: bool) -> dict[str, Any]:  # fmt: skip
+    """The run's summary numbers as runs.csv names them, and what only a comparison derives from its
+    epochs (epochs to 95% of the best accuracy, the final train-test gap)."""
     s = summary or {}
-    accs = [e["test_acc"] for e in epochs]
-    times = [e["epoch_time_s"] for e in epochs]
     last = epochs[-1] if epochs else {}
     return {
         "variant": variant.label,
@@ -147,20 +154,9 @@ def _tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epoch
         "status": status,
         "reused": reused,
         "run_id": s.get("run_id", ""),
-        "params": s.get("params", math.nan),
-        "forward_MACs_per_sample": s.get("forward_MACs_per_sample", math.nan),
-        "train_FLOPs_per_sample": s.get("train_FLOPs_per_sample", math.nan),
-        "epochs_done": len(epochs),
-        "median_epoch_time_s": statistics.median(times) if times else math.nan,
-        "iqr_epoch_time_s": iqr(times),
-        "total_train_time_s": sum(times) if times else math.nan,
-        "best_test_acc_pct": max(accs) if accs else math.nan,
-        "final_test_acc_pct": last.get("test_acc", math.nan),
-        "final_train_acc_pct": last.get("train_acc", math.nan),
-        "epochs_to_95pct_of_best": _convergence_epoch(accs),
+        **{k: s.get(k, 0 if k == "epochs_done" else math.nan) for k in RUN_NUMBERS},
+        "epochs_to_95pct_of_best": _convergence_epoch([e["test_acc"] for e in epochs]),
         "train_test_gap_pct_points": last.get("train_acc", math.nan) - last.get("test_acc", math.nan),
-        "warmup_s": s.get("warmup_s", math.nan),
-        "peak_gpu_mem_MiB": s.get("peak_gpu_mem_MiB", math.nan),
     }
 
 
@@ -198,7 +194,9 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     from cnnbench.train import Trainer
 
     config.validate()
-    config.base.validate()
+    variants = parse_variants(config.variants)
+    # The recipe every variant shares, checked once (its model is each variant's own).
+    dataclasses.replace(config.base, model=variants[0].model).validate()
     # Problems every variant would share (no GPU, no data, a damaged runs.csv, a name taken) stop the
     # command before anything trains.
     resolve_device(config.base.device)
@@ -210,7 +208,6 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
         b = config.base
         load_split(b.dataset, split, b.data_dir, synthetic_shape=b.input_size, synthetic_classes=b.num_classes,
                    synthetic_size=b.synthetic_size)  # fmt: skip
-    variants = parse_variants(config.variants)
     name = config.name or default_name(config, variants)
     folder = out / "compare" / name
     if config.name is not None and (folder / "tidy.csv").exists() and not config.force:
@@ -278,7 +275,7 @@ def default_name(config: CompareConfig, variants: list[Variant]) -> str:
     differ in anything get two folders, and the same comparison run again gets its own folder back."""
     import hashlib
 
-    shared = {k: v for k, v in planned_conditions(config.base).items()
+    shared = {k: v for k, v in planned_conditions(dataclasses.replace(config.base, model=variants[0].model)).items()
               if k not in ("model", "options", "family", "seed", "conditions_hash")}  # fmt: skip
     key = {"variants": [v.label for v in variants], "seeds": config.seeds, "seed": config.base.seed, **shared}
     digest = hashlib.sha1(to_json(key, indent=None).encode()).hexdigest()[:8]
@@ -308,13 +305,13 @@ def aggregate(tidy: Any) -> Any:
             "params": group.params.iloc[0],
             "forward_MACs_per_sample": group.forward_MACs_per_sample.iloc[0],
             "train_FLOPs_per_sample": group.train_FLOPs_per_sample.iloc[0],
-            "median_epoch_time_s": float(ok.median_epoch_time_s.median()) if len(ok) else math.nan,
-            "iqr_epoch_time_s": mean("iqr_epoch_time_s"),
-            "total_train_time_s": mean("total_train_time_s"),
-            "best_test_acc_pct_mean": mean("best_test_acc_pct"),
-            "best_test_acc_pct_std": std("best_test_acc_pct"),
-            "final_test_acc_pct_mean": mean("final_test_acc_pct"),
-            "final_test_acc_pct_std": std("final_test_acc_pct"),
+            "median_epoch_s": float(ok.median_epoch_s.median()) if len(ok) else math.nan,
+            "iqr_epoch_s": mean("iqr_epoch_s"),
+            "total_train_s": mean("total_train_s"),
+            "best_test_acc_mean": mean("best_test_acc"),
+            "best_test_acc_std": std("best_test_acc"),
+            "final_test_acc_mean": mean("final_test_acc"),
+            "final_test_acc_std": std("final_test_acc"),
             "epochs_to_95pct_of_best": mean("epochs_to_95pct_of_best"),
             "train_test_gap_pct_points": mean("train_test_gap_pct_points"),
         })  # fmt: skip
@@ -331,7 +328,7 @@ def load_compare(source: Path) -> CompareResult:
     tidy_path = source if source.suffix == ".csv" else folder / "tidy.csv"
     if not tidy_path.is_file():
         raise InvalidArgumentError(f"expected a compare folder or its tidy.csv, got {str(source)!r}")
-    tidy = read_frame(tidy_path)
+    tidy = read_frame(tidy_path).rename(columns=LEGACY_NAMES)
     absent = [c for c in TIDY_COLUMNS if c not in tidy.columns]
     if tidy.empty or absent:
         raise ResultsError(
@@ -387,11 +384,11 @@ def display_table(aggregated: Any) -> Any:
             "params": format_number(r.params, ",.0f"),
             "fwd MACs/sample (M)": format_number(r.forward_MACs_per_sample / 1e6, ",.1f"),
             "train FLOPs/sample (M)": format_number(r.train_FLOPs_per_sample / 1e6, ",.1f"),
-            "epoch time (s, median)": format_number(r.median_epoch_time_s, ".3f"),
-            "epoch time IQR (s)": format_number(r.iqr_epoch_time_s, ".3f"),
-            "train time (s)": format_number(r.total_train_time_s, ".1f"),
-            "best test acc (%)": _fmt_mean_std(r.best_test_acc_pct_mean, r.best_test_acc_pct_std),
-            "final test acc (%)": _fmt_mean_std(r.final_test_acc_pct_mean, r.final_test_acc_pct_std),
+            "epoch time (s, median)": format_number(r.median_epoch_s, ".3f"),
+            "epoch time IQR (s)": format_number(r.iqr_epoch_s, ".3f"),
+            "train time (s)": format_number(r.total_train_s, ".1f"),
+            "best test acc (%)": _fmt_mean_std(r.best_test_acc_mean, r.best_test_acc_std),
+            "final test acc (%)": _fmt_mean_std(r.final_test_acc_mean, r.final_test_acc_std),
             "epochs to 95% of best": format_number(r.epochs_to_95pct_of_best, ".1f"),
             "train-test gap (pp)": format_number(r.train_test_gap_pct_points, ".2f"),
             "seeds": str(r.seeds),
@@ -545,7 +542,7 @@ def _plots(result: CompareResult) -> None:
         ax.legend(fontsize=8)
         save(fig, "accuracy_per_epoch")
 
-    valid = agg.dropna(subset=["best_test_acc_pct_mean"])
+    valid = agg.dropna(subset=["best_test_acc_mean"])
     swept = swept_option(result.tidy)
     if swept is not None and valid.params.nunique() <= 1:
         _sweep_plot(valid, result.tidy, swept, subtitle, save)
@@ -557,13 +554,13 @@ def _plots(result: CompareResult) -> None:
             fig, ax = plt.subplots(figsize=(6, 4.5))
             ax.errorbar(
                 valid[column],
-                valid.best_test_acc_pct_mean,
-                yerr=valid.best_test_acc_pct_std.fillna(0),
+                valid.best_test_acc_mean,
+                yerr=valid.best_test_acc_std.fillna(0),
                 fmt="o",
             )
             for _, r in valid.iterrows():
                 ax.annotate(
-                    r.variant, (r[column], r.best_test_acc_pct_mean), fontsize=7, xytext=(4, 4),
+                    r.variant, (r[column], r.best_test_acc_mean), fontsize=7, xytext=(4, 4),
                     textcoords="offset points",
                 )  # fmt: skip
             ax.set_xscale("log")
@@ -574,8 +571,8 @@ def _plots(result: CompareResult) -> None:
             save(fig, stem)
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    timed = agg.dropna(subset=["median_epoch_time_s"])
-    ax.bar(timed.variant, timed.median_epoch_time_s, yerr=timed.iqr_epoch_time_s.fillna(0) / 2, capsize=4)
+    timed = agg.dropna(subset=["median_epoch_s"])
+    ax.bar(timed.variant, timed.median_epoch_s, yerr=timed.iqr_epoch_s.fillna(0) / 2, capsize=4)
     ax.set(ylabel="epoch time (s), median; bars: IQR", title=f"Training time per epoch ({subtitle})")
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.grid(alpha=0.3, axis="y")
@@ -596,9 +593,7 @@ def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, save: Callable[[
     except ValueError:
         x = list(range(len(values)))
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.errorbar(
-        x, valid.best_test_acc_pct_mean, yerr=valid.best_test_acc_pct_std.fillna(0), fmt="o-", capsize=4
-    )
+    ax.errorbar(x, valid.best_test_acc_mean, yerr=valid.best_test_acc_std.fillna(0), fmt="o-", capsize=4)
     ax.set_xticks(x, values)
     ax.margins(x=0.1, y=0.1)
     ax.set(xlabel=key, ylabel="best test accuracy (%); bars: std over seeds",

@@ -6,9 +6,8 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
+from cnnbench.choices import PRECISIONS  # noqa: F401  (re-exported: what autocast() accepts)
 from cnnbench.errors import DeviceError
-
-PRECISIONS = ("fp32", "bf16", "fp16")  # what autocast() below accepts
 
 
 def is_cuda(device: str) -> bool:

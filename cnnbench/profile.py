@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnbench.choices import PROFILE_MODES
 from cnnbench.datasets import format_input_size
 from cnnbench.device import (
     PRECISIONS,
@@ -40,7 +41,7 @@ from cnnbench.results import (
 )
 from cnnbench.stats import iqr
 
-MODES = ("infer", "train")
+MODES = PROFILE_MODES
 
 # Dense peak TFLOP/s by precision basis, from the vendors' datasheets (no sparsity).
 # The longest matching name wins, so "A100" is not taken for "A10".

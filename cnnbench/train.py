@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnbench.choices import OPTIMIZERS, SCHEDULERS
 from cnnbench.datasets import format_input_size, get_dataset_spec
 from cnnbench.device import (
     PRECISIONS,
@@ -39,19 +40,11 @@ from cnnbench.runs import RunStore, plain_name, restore_into, validate_runs_tabl
 from cnnbench.stats import iqr
 from cnnbench.step import TrainStep, evaluate, uses_cuda_graphs
 
-OPTIMIZERS = ("adam", "sgd", "adamw")
-SCHEDULERS = ("step", "cosine", "onecycle", "none")
 
-# The recipe: TrainConfig fields recorded as they are given.
-_RECIPE_FIELDS = (
-    "epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "scheduler", "step_size", "gamma",
-    "label_smoothing", "precision", "channels_last", "compile", "seed",
-)  # fmt: skip
-# Conditions that decide what a run computes; two runs equal in these are interchangeable.
-_CONDITION_FIELDS = (
-    "model", "options", "dataset", "input_size", "num_classes", *_RECIPE_FIELDS, "augment", "synthetic_size",
-    "cuda_graphs", "optimizer_impl",
-)  # fmt: skip
+def _bookkeeping(default: Any) -> Any:
+    """A TrainConfig field that does not change what a run computes (where files go, how often the
+    run is saved): left out of the run's conditions and of the hash that decides reuse."""
+    return field(default=default, metadata={"condition": False})
 
 
 @dataclass
@@ -61,7 +54,7 @@ class TrainConfig:
     model: str
     options: dict[str, str] = field(default_factory=dict)
     dataset: str = "cifar10"
-    data_dir: Path | None = None
+    data_dir: Path | None = _bookkeeping(None)
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "adam"
@@ -75,18 +68,18 @@ class TrainConfig:
     precision: str = "fp32"
     channels_last: bool | None = None  # None: NHWC on CUDA, NCHW on the CPU
     compile: bool = False
-    device: str = "auto"
+    device: str = _bookkeeping("auto")  # the conditions hold the device's kind instead
     seed: int = 0
-    out: Path = DEFAULT_RESULTS_DIR
+    out: Path = _bookkeeping(DEFAULT_RESULTS_DIR)
     augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR)
-    eval_batch_size: int = 1000
-    checkpoints: bool = True
-    warmup_steps: int = 3
+    eval_batch_size: int = _bookkeeping(1000)
+    checkpoints: bool = _bookkeeping(True)
+    warmup_steps: int = _bookkeeping(3)
     cuda_graphs: bool = True  # replay the training step as a CUDA graph where possible
     input_size: tuple[int, int, int] | None = None  # synthetic only (a real dataset has its own)
     num_classes: int | None = None  # synthetic only (a real dataset has its own)
     synthetic_size: int | None = None
-    run_name: str | None = None
+    run_name: str | None = _bookkeeping(None)
 
     def validate(self) -> None:
         def need(ok: bool, what: str, got: Any) -> None:
@@ -159,6 +152,10 @@ class Callbacks:
     def on_warmup(self, seconds: float) -> None: ...
 
 
+# The settings that decide what a run computes: two runs equal in these are interchangeable.
+CONDITION_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("condition", True))
+
+
 def planned_conditions(config: TrainConfig) -> dict[str, Any]:
     """The conditions that decide what a run computes, known before any data is loaded."""
     import torch
@@ -169,6 +166,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
     synthetic = spec.name == "synthetic"
     shape = tuple(config.input_size or spec.input_shape) if synthetic else spec.input_shape
     gpu = torch.cuda.get_device_name(torch.device(device)) if is_cuda(device) else ""
+    # Every field of TrainConfig but its bookkeeping, as given or as resolved for this device and data.
     conditions = {
         "model": info.name,
         "options": format_options(info.parse_options(config.options)),
@@ -176,7 +174,8 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
         "dataset": spec.name,
         "input_size": format_input_size(shape),
         "num_classes": int(config.num_classes or spec.num_classes) if synthetic else spec.num_classes,
-        **{k: getattr(config, k) for k in _RECIPE_FIELDS},
+        **{k: getattr(config, k) for k in CONDITION_FIELDS if k not in ("model", "options", "dataset",
+                                                                        "input_size", "num_classes")},
         "augment": spec.augment if config.augment is None else config.augment,
         "synthetic_size": config.synthetic_size if synthetic else None,
         "channels_last": use_channels_last(config.channels_last, device),
@@ -189,7 +188,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
 
 
 def conditions_hash(conditions: dict[str, Any]) -> str:
-    key = {k: conditions.get(k) for k in (*_CONDITION_FIELDS, "device_kind")}
+    key = {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

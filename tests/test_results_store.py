@@ -460,10 +460,10 @@ def test_from_validates_tidy_before_writing_and_a_failed_render_keeps_the_old_ou
     one_line_error(cli("compare", "--from", folder), "tidy.csv")
     tidy.write_bytes(before["tidy.csv"])
     frame = pd.read_csv(tidy)
-    frame["best_test_acc_pct"] = frame["best_test_acc_pct"].astype(object)
-    frame.loc[0, "best_test_acc_pct"] = "eighty"
+    frame["best_test_acc"] = frame["best_test_acc"].astype(object)
+    frame.loc[0, "best_test_acc"] = "eighty"
     frame.to_csv(tidy, index=False)
-    one_line_error(cli("compare", "--from", folder), "expected numbers in column best_test_acc_pct")
+    one_line_error(cli("compare", "--from", folder), "expected numbers in column best_test_acc")
     after = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != "tidy.csv"}
     assert after == {k: v for k, v in before.items() if k != "tidy.csv"}
 
