@@ -1,7 +1,9 @@
 """Per-step time of one CUDA-graph-captured training step under settings that might cut epoch time.
 
-The step is cnnbench's (forward under autocast, cross-entropy, backward, Adam with capturable state),
-on random CIFAR-shaped data at the chapter's batch size, captured once and replayed; timed with CUDA
+The step is cnnbench's own (``cnnbench.step.TrainStep``: forward under autocast, cross-entropy,
+backward, Adam with capturable state), here also with the choices cnnbench does not make itself
+(Adam unfused, other compile modes, cuDNN's autotuning limits), on random CIFAR-shaped data at the
+chapter's batch size, captured once and replayed; timed with CUDA
 events over --iters replays after warm-up. Compilation time is reported apart. A short torch.profiler
 table of the heaviest kernels in the eager bf16 step says where the time goes.
 
@@ -12,15 +14,17 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from pathlib import Path
 
 import pandas as pd
 import torch
 
+from cnnbench.choices import PRECISIONS
 from cnnbench.results import environment
 from cnnbench.stats import iqr
-from cnnbench.summary import build
+from cnnbench.step import FixedBatch, TrainStep
+from cnnbench.summary import prepare_model
+from cnnbench.train import TrainConfig
 
 # label: (precision, channels_last, compile mode or None, fused Adam[, cuDNN benchmark_limit, None: no autotuning])
 SETTINGS = {
@@ -40,57 +44,26 @@ SETTINGS = {
     "bf16+CL+fusedAdam+heuristics": ("bf16", True, None, True, None),
     # autotuning over fewer candidates: less warm-up, perhaps the same choice
     **{f"bf16+CL+fusedAdam+limit{n}": ("bf16", True, None, True, n) for n in (1, 2, 3, 5)},
-    # fp16 without a GradScaler: timing only (gradients may underflow); BatchNorm may take cuDNN's path
+    # fp16 with its loss scaler, as cnnbench trains; BatchNorm may take cuDNN's path
     "fp16+CL+fusedAdam": ("fp16", True, None, True),
 }
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def make_step(model_name: str, precision: str, channels_last: bool, compile_mode: str | None, fused: bool,
-              batch: int):  # fmt: skip
-    torch.manual_seed(0)
-    model, _ = build(model_name, {}, (3, 32, 32), 10)
-    model = model.cuda()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    model = model.to(memory_format=fmt)
-    step_model = torch.compile(model, dynamic=False, mode=compile_mode) if compile_mode else model
-    lr = torch.tensor(1e-3, device="cuda")
-    opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=1e-4, capturable=True,
-                           fused=True if fused else None)  # fmt: skip
-    x = torch.randn(batch, 3, 32, 32, device="cuda").to(memory_format=fmt)
-    y = torch.randint(0, 10, (batch,), device="cuda")
-    crit = torch.nn.CrossEntropyLoss()
-    dtype = DTYPES[precision]
-
-    def step() -> None:
-        with torch.autocast("cuda", dtype=dtype, enabled=precision != "fp32", cache_enabled=False):
-            loss = crit(step_model(x), y)
-        opt.zero_grad(set_to_none=False)
-        loss.backward()
-        opt.step()
-
-    return model, step
-
-
-def capture(step) -> tuple[torch.cuda.CUDAGraph, float]:
-    """Three warm-up steps on a side stream (autotuning, compilation), then ``step`` captured as a graph.
-
-    Returns the graph and the seconds the warm-up steps took.
-    """
-    torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
-    torch.cuda.synchronize()
-    first_s = time.perf_counter() - t0
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        step()
-    return graph, first_s
+              batch: int, graphs: bool = True) -> tuple[TrainStep, float, FixedBatch]:  # fmt: skip
+    """cnnbench's own training step (the chapter's Adam) for one setting, warmed up (three steps on a
+    side stream: autotuning, compilation) and captured as a CUDA graph; and the warm-up's seconds."""
+    model = prepare_model(model_name, {}, (3, 32, 32), 10, "cuda", channels_last)
+    recipe = TrainConfig(model=model_name, batch_size=batch, eval_batch_size=batch, precision=precision,
+                         cuda_graphs=graphs)  # fmt: skip
+    step = TrainStep(model, recipe, "cuda", 1, fused=fused, compile_mode=compile_mode)
+    x = torch.randn(batch, 3, 32, 32, device="cuda")
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    data = FixedBatch(x, torch.randint(0, 10, (batch,), device="cuda"))
+    first_s = step.warmup(data, data)
+    step.capture(data)
+    return step, first_s, data
 
 
 def event_times_ms(fn, iters: int) -> list[float]:
@@ -112,9 +85,8 @@ def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
     precision, cl, mode, fused, *limit = SETTINGS[label]
     torch.backends.cudnn.benchmark = not limit or limit[0] is not None
     torch.backends.cudnn.benchmark_limit = limit[0] if limit and limit[0] is not None else 10
-    model, step = make_step(model_name, precision, cl, mode, fused, batch)
-    graph, first_s = capture(step)
-    times = event_times_ms(graph.replay, iters)
+    step, first_s, _ = make_step(model_name, precision, cl, mode, fused, batch)
+    times = event_times_ms(step.graph.replay, iters)
     med = statistics.median(times)
     return {"model": model_name, "setting": label, "batch_size": batch, "precision": precision,
             "channels_last": cl, "compile_mode": mode or "", "fused_adam": fused,
@@ -126,13 +98,13 @@ def time_setting(model_name: str, label: str, batch: int, iters: int) -> dict:
 
 def kernel_table(model_name: str, batch: int, precision: str) -> str:
     torch.backends.cudnn.benchmark = True
-    _, step = make_step(model_name, precision, True, None, True, batch)
+    step, _, data = make_step(model_name, precision, True, None, True, batch, graphs=False)
     for _ in range(5):
-        step()
+        step.step(data.x, data.y)
     torch.cuda.synchronize()
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
         for _ in range(10):
-            step()
+            step.step(data.x, data.y)
         torch.cuda.synchronize()
     return prof.key_averages().table(sort_by="cuda_time_total", row_limit=18, max_name_column_width=70)
 
@@ -145,7 +117,7 @@ def main() -> None:
     parser.add_argument("--iters", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("results/step_explore.csv"))
     parser.add_argument(
-        "--kernels", choices=list(DTYPES), help="also print the top kernels (eager, CL, fused Adam)"
+        "--kernels", choices=list(PRECISIONS), help="also print the top kernels (eager, CL, fused Adam)"
     )
     args = parser.parse_args()
     rows = []

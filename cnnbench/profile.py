@@ -24,7 +24,6 @@ from cnnbench.device import (
     autocast,
     is_cpu_oom,
     is_cuda,
-    optimizer_impl,
     resolve_device,
     synchronize,
     use_channels_last,
@@ -148,33 +147,36 @@ class Timer:
         return [self.elapsed_ms(a, b) for a, b in zip(self.marks, self.marks[1:], strict=False)]
 
 
-def make_step(model: Any, mode: str, x: Any, y: Any, precision: str, device: str) -> Callable[[], None]:
-    """One inference forward, or one training step (forward, loss, backward, Adam update)."""
+def make_step(
+    model: Any, name: str, mode: str, x: Any, y: Any, config: ProfileConfig, device: str, graphs: bool = True
+) -> tuple[Callable[[], None], float]:
+    """(one step, seconds its set-up took): an inference forward, or the training step exactly as
+    ``cnnbench train`` runs it (:class:`cnnbench.step.TrainStep`: the chapter's Adam, fused on CUDA,
+    warmed up and, where train would, captured as a CUDA graph). ``graphs=False`` keeps it eager (the
+    per-module timing hooks cannot run inside a graph)."""
     import torch
+
+    from cnnbench.step import FixedBatch, TrainStep
+    from cnnbench.train import TrainConfig
 
     if mode == "infer":
         model.eval()
+        forward = torch.compile(model) if config.compile else model
 
         def infer() -> None:
-            with torch.no_grad(), autocast(precision, device):
-                model(x)
+            with torch.no_grad(), autocast(config.precision, device):
+                forward(x)
 
-        return infer
-    model.train()
-    fused = True if optimizer_impl("adam", device) == "fused" else None  # as cnnbench train runs it
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3, fused=fused)
-    criterion = torch.nn.CrossEntropyLoss()
-    scaler = torch.amp.GradScaler(device.split(":")[0], enabled=precision == "fp16")
-
-    def train_step() -> None:
-        with autocast(precision, device):
-            loss = criterion(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
-    return train_step
+        return infer, 0.0
+    recipe = TrainConfig(model=name, batch_size=len(y), eval_batch_size=len(y), precision=config.precision,
+                         compile=config.compile, cuda_graphs=graphs)  # fmt: skip
+    step = TrainStep(model, recipe, device, steps_per_epoch=1)
+    batch = FixedBatch(x, y)
+    t0 = time.perf_counter()
+    step.warmup(batch, batch)
+    step.capture(batch)
+    setup_s = time.perf_counter() - t0
+    return (lambda: step.step(x, y)), setup_s
 
 
 def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -> tuple[list[float], float]:
@@ -272,34 +274,32 @@ def _check_writable(path: Path) -> None:
         raise ResultsError(f"expected --trace in a writable folder, got {path} ({folder} cannot be written)")
 
 
-def _prepare(
-    config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, batch: int, device: str
-):
+def _prepare(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, batch: int,
+             device: str) -> tuple[Any, Any, Any]:  # fmt: skip
     import torch
 
-    from cnnbench.summary import build
+    from cnnbench.summary import prepare_model
 
-    torch.manual_seed(0)
-    model, _ = build(name, config.options, shape, classes, check_memory=(batch, device))
-    model = model.to(device)
+    model = prepare_model(
+        name, config.options, shape, classes, device, bool(config.channels_last), check_batch=batch
+    )
     x = torch.randn(batch, *shape, device=device)
     y = torch.randint(0, classes, (batch,), device=device)
     if config.channels_last:
-        model = model.to(memory_format=torch.channels_last)
         x = x.contiguous(memory_format=torch.channels_last)
-    forward_model = torch.compile(model) if config.compile else model
-    return model, forward_model, x, y
+    return model, x, y
 
 
 def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, mode: str, batch: int,
              device: str, flops_per_sample: int, peak: float | None) -> dict[str, Any]:  # fmt: skip
     import torch
 
-    _, forward_model, x, y = _prepare(config, name, shape, classes, batch, device)
-    step = make_step(forward_model, mode, x, y, config.precision, device)
+    model, x, y = _prepare(config, name, shape, classes, batch, device)
     if is_cuda(device):
         torch.cuda.reset_peak_memory_stats()
+    step, setup_s = make_step(model, name, mode, x, y, config, device)
     times, first_s = time_steps(step, device, config.warmup, config.iters)
+    first_s += setup_s
     median = statistics.median(times)
     flops_step = flops_per_sample * batch
     achieved = flops_step / (median / 1e3) / 1e12
@@ -325,7 +325,7 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
 
     batch = max(config.batch_sizes)
     mode = "train" if "train" in config.modes else "infer"
-    model, _, x, y = _prepare(config, name, shape, classes, batch, device)
+    model, x, y = _prepare(config, name, shape, classes, batch, device)
     for module in model.modules():  # full backward hooks cannot wrap outputs that are modified in place
         if hasattr(module, "inplace"):
             module.inplace = False
@@ -359,7 +359,9 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
                 module.register_full_backward_hook(bpost),
             ]
     x.requires_grad_(mode == "train")  # so the first layer's backward hook fires
-    step = make_step(model, mode, x, y, config.precision, device)
+    step, _ = make_step(
+        model, name, mode, x, y, dataclasses.replace(config, compile=False), device, graphs=False
+    )
     repeats = 5
     for _ in range(2):
         step()
@@ -416,11 +418,9 @@ def gradient_norms(name: str, options: dict[str, str], shape: tuple[int, int, in
     """L2 norm of each weight's gradient for one batch at initialisation, input to output."""
     import torch
 
-    from cnnbench.summary import build
+    from cnnbench.summary import prepare_model
 
-    torch.manual_seed(seed)
-    model, _ = build(name, options, shape, classes)
-    model = model.to(device).train()
+    model = prepare_model(name, options, shape, classes, device, seed=seed).train()
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, *shape, generator=gen).to(device)
     y = torch.randint(0, classes, (batch,), generator=gen).to(device)

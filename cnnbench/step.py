@@ -67,13 +67,15 @@ def set_rng_state(state: dict[str, Any], device: str) -> None:
 
 
 def make_optimizer(
-    config: Any, params: Any, steps_per_epoch: int, graphs: bool, device: str
+    config: Any, params: Any, steps_per_epoch: int, graphs: bool, device: str, fused: bool | None = None
 ) -> tuple[Any, Any]:
     """The recipe's optimizer and learning-rate schedule (a tensor LR when the step is graphed)."""
     import torch
 
     lr: Any = torch.tensor(config.lr, device=device) if graphs else config.lr
-    fused = True if optimizer_impl(config.optimizer, device) == "fused" else None
+    if fused is None:
+        fused = optimizer_impl(config.optimizer, device) == "fused"
+    fused = fused or None  # None, not False: torch then picks its multi-tensor implementation
     if config.optimizer in ("adam", "adamw"):
         cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         opt = cls(params, lr=lr, weight_decay=config.weight_decay, capturable=graphs, fused=fused)
@@ -94,10 +96,31 @@ def make_optimizer(
     return opt, sched
 
 
-class TrainStep:
-    """One training step of ``model`` under ``config``'s recipe on ``device`` (see the module doc)."""
+class FixedBatch:
+    """A loader of one batch, for a step timed on the same inputs over and over (profile, benchmarks):
+    what ``warmup`` and ``capture`` ask of a loader."""
 
-    def __init__(self, model: Any, config: Any, device: str, steps_per_epoch: int) -> None:
+    def __init__(self, x: Any, y: Any) -> None:
+        self.x, self.y = x, y
+
+    def head(self, n: int) -> tuple[Any, Any]:
+        return self.x[:n].clone(), self.y[:n].clone()
+
+    def batch_sizes(self) -> set[int]:
+        return {len(self.y)}
+
+
+class TrainStep:
+    """One training step of ``model`` under ``config``'s recipe on ``device`` (see the module doc).
+
+    ``fused`` and ``compile_mode`` exist for benchmarks that time what cnnbench itself does not run
+    (Adam without fusion on CUDA, other ``torch.compile`` modes); runs leave them to the recipe.
+    """
+
+    def __init__(
+        self, model: Any, config: Any, device: str, steps_per_epoch: int, *, fused: bool | None = None,
+        compile_mode: str | None = None,
+    ) -> None:  # fmt: skip
         import torch
 
         self.config = config
@@ -105,11 +128,12 @@ class TrainStep:
         self.model = model
         # Compiled for the full training batch only (dynamic=False: one static graph, best kernels);
         # the last partial batch and evaluation run the same weights eagerly instead of recompiling.
-        self.step_model = torch.compile(model, dynamic=False) if config.compile else model
+        compiled = config.compile or compile_mode is not None
+        self.step_model = torch.compile(model, dynamic=False, mode=compile_mode) if compiled else model
         self.graphed = uses_cuda_graphs(config, device)
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer, self.scheduler = make_optimizer(
-            config, model.parameters(), steps_per_epoch, self.graphed, device
+            config, model.parameters(), steps_per_epoch, self.graphed, device, fused
         )
         self.scaler = self._new_scaler()
         self.loss_sum = torch.zeros((), device=device)

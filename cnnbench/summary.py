@@ -122,6 +122,21 @@ def build(
         return info.builder(shape, num_classes, **parsed), parsed
 
 
+def prepare_model(
+    name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, device: str,
+    channels_last: bool = False, seed: int = 0, check_batch: int | None = None,
+) -> Any:  # fmt: skip
+    """A model as every command runs it: built from ``seed``, on ``device``, channels-last if asked;
+    with ``check_batch``, refused in one line when that batch cannot fit the device."""
+    import torch
+
+    torch.manual_seed(seed)
+    check = (check_batch, device) if check_batch is not None else None
+    model, _ = build(name, options, shape, num_classes, check_memory=check)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
 def forward_bytes(model: Any, shape: tuple[int, int, int], batch: int) -> int:
     """Bytes of the input and of every leaf module's output for one fp32 forward of ``batch``,
     measured on the meta device (shapes only): an upper bound on inference activations."""

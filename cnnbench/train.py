@@ -228,7 +228,7 @@ class Trainer:
         import torch
 
         from cnnbench.data import DeviceLoader, load_split
-        from cnnbench.summary import build, count_flops
+        from cnnbench.summary import count_flops, prepare_model
 
         c = self.config
         self.device = resolve_device(c.device)
@@ -252,12 +252,10 @@ class Trainer:
 
         info = get_model_info(c.model)
         shape, classes = self.spec.input_shape, self.spec.num_classes
-        torch.manual_seed(c.seed)
-        model, _ = build(info.name, c.options, shape, classes, check_memory=(c.batch_size, self.device))
+        model = prepare_model(
+            info.name, c.options, shape, classes, self.device, channels_last, c.seed, c.batch_size
+        )
         fwd_flops, train_flops = count_flops(info.name, c.options, shape, classes)
-        model = model.to(self.device)
-        if channels_last:
-            model = model.to(memory_format=torch.channels_last)
         self.model = model
         self.step = TrainStep(model, c, self.device, len(self.train_loader))
         self.conditions: dict[str, Any] = {
