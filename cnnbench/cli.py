@@ -86,6 +86,10 @@ RepairOpt = Annotated[
         help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows.",
     ),
 ]
+Optimizer = Enum("Optimizer", {name: name for name in OPTIMIZERS}, type=str)
+Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
+Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]
 WideOpt = Annotated[
     bool,
     typer.Option("--wide", help="Show every column, however wide the table (default: fit the terminal)."),
@@ -173,6 +177,10 @@ def summary(
         int, typer.Option(min=1, metavar="N", help="Show layers down to this nesting depth.")
     ] = 3,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Batch for the memory estimate.")
+    ] = 1,
+    precision: PrecisionOpt = Precision.fp32,
     out: OutOpt = None,
     repair: RepairOpt = False,
     wide: WideOpt = False,
@@ -188,6 +196,8 @@ def summary(
         dataset=dataset,
         num_classes=num_classes,
         depth=depth,
+        batch_size=batch_size,
+        precision=precision.value,
     )
     result = summarize(config)
     save_summary(result, out, repair)
@@ -197,7 +207,7 @@ def summary(
 def _print_summary(result: Any, fmt: OutputFormat, wide: bool) -> None:
     import pandas as pd
 
-    from cnnbench.display import console, print_fitted, summary_table, summary_totals
+    from cnnbench.display import console, err_console, print_fitted, summary_table, summary_totals
     from cnnbench.results import to_json
 
     if fmt is OutputFormat.json:
@@ -213,15 +223,10 @@ def _print_summary(result: Any, fmt: OutputFormat, wide: bool) -> None:
     else:
         print_fitted(*summary_table(result, wide), wide=wide)
         console.print(summary_totals(result))
-
-
-Optimizer = Enum("Optimizer", {name: name for name in OPTIMIZERS}, type=str)
-
-
-Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
-
-
-Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+        if result.crosscheck_warning:
+            err_console.print(
+                f"[yellow]warning:[/] {result.crosscheck_warning}", highlight=False, soft_wrap=True
+            )
 
 
 TrainDatasetOpt = Annotated[
@@ -242,7 +247,6 @@ SchedulerOpt = Annotated[Scheduler, typer.Option("--scheduler", help="LR schedul
 LabelSmoothingOpt = Annotated[
     float, typer.Option("--label-smoothing", metavar="X", help="Cross-entropy label smoothing.")
 ]
-PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]
 ChannelsLastOpt = Annotated[
     bool | None,
     typer.Option(
@@ -265,6 +269,43 @@ NoGraphsOpt = Annotated[
     typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph."),
 ]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
+
+
+class PoolFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("pool")
+def pool_command(
+    kernel: Annotated[int, typer.Option("--kernel", "-k", metavar="N", help="Pooling window side.")] = 2,
+    stride: Annotated[int, typer.Option("--stride", "-s", metavar="N", help="Pooling stride.")] = 2,
+    image: Annotated[
+        int | None,
+        typer.Option("--image", metavar="N", help="Pool test image N of --dataset instead of the edge map."),
+    ] = None,
+    dataset: TrainDatasetOpt = "cifar10",
+    data_dir: DataDirOpt = None,
+    fmt: Annotated[PoolFormat, typer.Option("--format", "-f", help="Output format.")] = PoolFormat.table,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="Also draw input and outputs (.png or .svg)."),
+    ] = None,
+) -> None:
+    """Exercise 1: max and average pooling of the chapter's edge map (or an image), side by side."""
+    from cnnbench import pooling
+    from cnnbench.display import print_pool
+    from cnnbench.results import to_json
+
+    result = pooling.pool(
+        pooling.PoolConfig(kernel=kernel, stride=stride, image=image, dataset=dataset, data_dir=data_dir)
+    )
+    if plot is not None:
+        pooling.plot(result, plot)
+    if fmt is PoolFormat.json:
+        typer.echo(to_json(result.to_dict()))
+    else:
+        print_pool(result)
 
 
 @app.command()

@@ -106,16 +106,19 @@ def summary_table(summary: Any, wide: bool = False) -> tuple[Table, list[str]]:
             layer.type,
             "x".join(map(str, layer.output_shape[1:])) if layer.output_shape else "-",
             count(layer.params),
+            f"{layer.params_pct:.1f}",
             count(layer.macs),
+            f"{layer.macs_pct:.1f}",
         )
         for layer in summary.layers
     ]
-    columns = ["layer", "type", "output shape", "params", "MACs"]
+    columns = ["layer", "type", "output shape", "params", "params %", "MACs", "MACs %"]
     return fitted_table(
-        f"{summary.model} at {summary.input_size}, {summary.num_classes} classes (per sample, fp32)",
+        f"{summary.model} at {summary.input_size}, {summary.num_classes} classes (per sample, fp32; "
+        "layers in the order they run)",
         columns,
         rows,
-        priority=["params", "MACs", "output shape", "type"],
+        priority=["params", "MACs", "MACs %", "output shape", "params %", "type"],
         wide=wide,
     )
 
@@ -126,6 +129,7 @@ def summary_totals(summary: Any) -> Table:
     table.add_column(justify="right")
     table.add_column(style="dim")
     opts = format_options(summary.options).replace(";", ", ") or "-"
+    m = summary.memory
     lines = [
         ("options", opts, ""),
         ("input size", summary.input_size, "C x H x W, batch 1"),
@@ -147,10 +151,22 @@ def summary_totals(summary: Any) -> Table:
             f"{summary.crosscheck_diff_pct:.2f}%",
             f"FlopCounterMode forward: {count(summary.flop_counter_macs)} MACs",
         ),
+        ("MACs count", "", summary.mac_convention),
+        (
+            f"training memory, batch {m['batch_size']}",
+            f"{m['total_train_MiB']:,.1f} MiB",
+            f"estimate, {m['precision']}: weights {m['params_MiB']:,.1f} + gradients {m['grads_MiB']:,.1f} + "
+            f"Adam {m['optimizer_MiB']:,.1f} + saved activations {m['activations_train_MiB']:,.1f}",
+        ),
+        (
+            "inference activations",
+            f"{m['activations_infer_MiB']:,.1f} MiB",
+            f"estimate, batch {m['batch_size']}",
+        ),
     ]
     if summary.uncounted_ops:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(summary.uncounted_ops.items()))
-        lines.append(("not counted by fvcore", ops, "elementwise/pooling ops carry no MACs here"))
+        lines.append(("no MACs counted for", ops, "normalisation, pooling, elementwise"))
     for line in lines:
         table.add_row(*line)
     return table
@@ -356,18 +372,20 @@ def _print_profile_rows(rows: list[dict[str, Any]], wide: bool) -> None:
     )
     cells = [
         (r["mode"], r["batch_size"], format_number(r.get("step_ms_median"), ".3f"), format_number(r.get("step_ms_iqr"), ".3f"),
-         format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("peak_mem_MiB"), ",.0f"), format_number(r.get("achieved_TFLOPs"), ".2f"),
+         format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("peak_mem_MiB"), ",.0f"),
+         format_number(r.get("estimated_mem_MiB"), ",.0f"), format_number(r.get("achieved_TFLOPs"), ".2f"),
          format_number(r.get("MFU_pct"), ".1f"), format_number(r.get("compile_s"), ".1f"), r["status"])
         for r in rows
     ]  # fmt: skip
     only_infer = {r["mode"] for r in rows} == {"infer"}
     step = "forward" if only_infer else "forward (infer) / forward+backward+Adam (train)"
-    columns = ["mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "TFLOP/s", "MFU %",
-               "compile s", "status"]  # fmt: skip
+    columns = ["mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "est. MiB", "TFLOP/s",
+               "MFU %", "compile s", "status"]  # fmt: skip
     print_fitted(
         *fitted_table(
             f"step = {step}; MFU against the {first.get('peak_basis')} dense peak "
-            f"({format_number(first.get('peak_TFLOPs'), '.0f')} TFLOP/s)",
+            f"({format_number(first.get('peak_TFLOPs'), '.0f')} TFLOP/s); peak MiB measured, est. MiB "
+            "summary's estimate",
             columns,
             cells,
             priority=[
@@ -385,3 +403,27 @@ def _print_profile_rows(rows: list[dict[str, Any]], wide: bool) -> None:
         ),
         wide=wide,
     )
+
+
+def print_pool(result: Any) -> None:
+    """The input and both poolings side by side, then what each keeps."""
+    from rich.columns import Columns
+
+    def grid(title: str, rows: list[list[float]]) -> Table:
+        table = Table(title=title, show_header=False, box=None, padding=(0, 1))
+        for _ in rows[0]:
+            table.add_column(justify="right")
+        for row in rows:
+            table.add_row(*(f"{v:.3g}" for v in row))
+        return table
+
+    k, s = result.kernel, result.stride
+    console.print(f"[bold]{result.source}[/], {k}x{k} windows, stride {s}", highlight=False)
+    console.print(
+        Columns(
+            [grid("input", result.input), grid("max pool", result.max), grid("average pool", result.avg)],
+            padding=(0, 4),
+        )  # fmt: skip
+    )
+    for line in result.findings():
+        console.print(f"- {line}", highlight=False)

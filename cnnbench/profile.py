@@ -256,6 +256,7 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
             finally:
                 if is_cuda(device):
                     torch.cuda.empty_cache()
+            row["estimated_mem_MiB"] = estimated_memory_mib(info.name, config, shape, classes, mode, batch)
             row.update({"peak_basis": basis, "peak_TFLOPs": peak, **env})
             rows.append(row)
             append_row(out / "profile.csv", row)
@@ -263,6 +264,23 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
     if config.layers or config.trace:
         result.layers, result.top_ops = layer_profile(config, info.name, shape, classes, device)
     return result
+
+
+def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int, int], classes: int, mode: str,
+                         batch: int) -> float:  # fmt: skip
+    """summary's estimate of what this step holds: a training step's weights, gradients, Adam state and
+    saved activations, or an inference step's weights and largest layer."""
+    import torch
+
+    from cnnbench.summary import estimate_memory
+
+    info = get_model_info(name)
+    with torch.device("meta"):
+        meta = info.builder(shape, classes, **info.parse_options(config.options))
+    memory = estimate_memory(meta, shape, batch, config.precision)
+    if mode == "train":
+        return memory["total_train_MiB"]
+    return memory["params_MiB"] + memory["activations_infer_MiB"]
 
 
 def _check_writable(path: Path) -> None:

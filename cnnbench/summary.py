@@ -9,7 +9,6 @@ All per-sample figures are for one input of the stated size, in fp32.
 from __future__ import annotations
 
 import functools
-import logging
 import math
 import os
 from collections import Counter
@@ -18,11 +17,16 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size, get_dataset_spec
+from cnnbench.flops import family, flop_counter, fvcore_analysis
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
 
 # Warn when fvcore and FlopCounterMode disagree by more than this (percent of the larger).
 CROSSCHECK_TOLERANCE_PCT = 2.0
+MAC_CONVENTION = (
+    "MACs of convolutions, linear layers and matrix products (attention's QK^T and AV included); "
+    "normalisation, pooling and elementwise ops carry none"
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,8 @@ class SummaryConfig:
     dataset: str | None = None
     num_classes: int | None = None
     depth: int = 3
+    batch_size: int = 1  # for the memory estimate
+    precision: str = "fp32"  # for the memory estimate
 
 
 @dataclass
@@ -43,6 +49,8 @@ class LayerRow:
     output_shape: list[int] | None
     params: int
     macs: int
+    params_pct: float  # of the model's parameters
+    macs_pct: float  # of the model's forward MACs
 
 
 @dataclass
@@ -59,8 +67,12 @@ class ModelSummary:
     train_flops: int
     flop_counter_macs: int
     crosscheck_diff_pct: float
+    crosscheck_warning: str | None
     uncounted_ops: dict[str, int]
     layers: list[LayerRow]
+    batch_size: int
+    memory: dict[str, Any]
+    mac_convention: str = MAC_CONVENTION
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +91,7 @@ class ModelSummary:
             "train_FLOPs_per_sample": self.train_flops,
             "flopcounter_forward_MACs_per_sample": self.flop_counter_macs,
             "mac_crosscheck_diff_pct": round(self.crosscheck_diff_pct, 3),
+            **{f"memory_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in self.memory.items()},
             "uncounted_ops": ";".join(f"{k}:{v}" for k, v in sorted(self.uncounted_ops.items())),
             "precision": "fp32",
         }
@@ -199,37 +212,55 @@ def count_flops(
 def _count_flops(
     model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
 ) -> tuple[int, int]:
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model, _ = build(model_name, dict(options), shape, num_classes, device="meta")
-    model.eval()
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.empty(1, *shape, device="meta"))
-    forward = counter.get_total_flops()
-    # Batch of 2: BatchNorm in training mode needs more than one value per channel.
-    model.train()
-    x = torch.empty(2, *shape, device="meta")
-    with FlopCounterMode(display=False) as counter:
-        model(x).sum().backward()
-    train = counter.get_total_flops() // 2
+    forward, train, _ = _count(model_name, options, shape, num_classes)
     return forward, train
 
 
-def _fvcore_analysis(model: Any, x: Any):
-    import warnings
+@functools.cache
+def _count(
+    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int, tuple[tuple[str, int], ...]]:
+    """(forward FLOPs, training FLOPs, forward FLOPs per operator family), per sample."""
+    import torch
 
-    with warnings.catch_warnings():
-        # fvcore's import touches torch.jit.script, deprecated in recent PyTorch; not our users' concern.
-        warnings.simplefilter("ignore", FutureWarning)
-        from fvcore.nn import FlopCountAnalysis
+    model, _ = build(model_name, dict(options), shape, num_classes, device="meta")
+    model.eval()
+    with flop_counter() as counter, torch.no_grad():
+        model(torch.empty(1, *shape, device="meta"))
+    forward = counter.get_total_flops()
+    families: Counter[str] = Counter()
+    for op, flops in counter.get_flop_counts().get("Global", {}).items():
+        families[family(str(op))] += int(flops)
+    # Batch of 2: BatchNorm in training mode needs more than one value per channel.
+    model.train()
+    x = torch.empty(2, *shape, device="meta")
+    with flop_counter() as counter:
+        model(x).sum().backward()
+    train = counter.get_total_flops() // 2
+    return forward, train, tuple(sorted(families.items()))
 
-    # fvcore logs a warning per unsupported op; we collect and report them instead.
-    logging.getLogger("fvcore.nn.jit_analysis").setLevel(logging.ERROR)
-    analysis = FlopCountAnalysis(model, x)
-    analysis.unsupported_ops_warnings(False)
-    analysis.uncalled_modules_warnings(False)
-    return analysis
+
+def crosscheck(
+    fvcore_by_op: dict[str, int], counter_flops_by_family: dict[str, int]
+) -> tuple[float, str | None]:
+    """(difference in %, a warning naming the operator families responsible, or None) between fvcore's
+    MACs and FlopCounterMode's forward FLOPs / 2 over the operators both count."""
+    fv: Counter[str] = Counter()
+    for op, macs in fvcore_by_op.items():
+        fv[family(op)] += int(macs)
+    fc: Counter[str] = Counter()
+    for op, flops in counter_flops_by_family.items():
+        fc[family(op)] += int(flops) // 2
+    both = set(fv) & set(fc)
+    a, b = sum(fv[k] for k in both), sum(fc[k] for k in both)
+    diff = abs(a - b) / max(a, b, 1) * 100
+    if diff <= CROSSCHECK_TOLERANCE_PCT:
+        return diff, None
+    apart = [f"{k} {fv[k]:,} vs {fc[k]:,}" for k in sorted(both) if fv[k] != fc[k]]
+    return diff, (
+        f"fvcore and FlopCounterMode differ by {diff:.1f}% on the operators both count (tolerance "
+        f"{CROSSCHECK_TOLERANCE_PCT:g}%): {'; '.join(apart)} MACs"
+    )
 
 
 def summarize(config: SummaryConfig) -> ModelSummary:
@@ -239,6 +270,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
     info = get_model_info(config.model)
     torch.manual_seed(0)
     model, parsed = build(info.name, config.options, shape, num_classes, check_memory=(1, "cpu"))
+    params = sum(p.numel() for p in model.parameters())
     model.eval()
     x = torch.randn(1, *shape)
 
@@ -249,7 +281,14 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         if isinstance(out, torch.Tensor) and names[mod] not in shapes:
             shapes[names[mod]] = list(out.shape)
 
+    order: list[str] = []  # modules in the order they first run, which is the order of the table
+
+    def first_call(mod: Any, _inp: Any) -> None:
+        if names[mod] not in order:
+            order.append(names[mod])
+
     handles = [m.register_forward_hook(record) for m in model.modules()]
+    handles += [m.register_forward_pre_hook(first_call) for m in model.modules()]
     # The fast path of nn.MultiheadAttention is one fused op that no counter sees into.
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
@@ -258,35 +297,42 @@ def summarize(config: SummaryConfig) -> ModelSummary:
             model(x)
         for h in handles:
             h.remove()
-        analysis = _fvcore_analysis(model, (x,))
+        analysis = fvcore_analysis(model, (x,))
         by_module = analysis.by_module()
         total_macs = int(analysis.total())
-        uncounted = dict(Counter(analysis.unsupported_ops()))
+        by_operator = dict(analysis.by_operator())
+        uncounted = dict(Counter(analysis.unsupported_ops()) + analysis.counted_as_zero)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
-    fwd_flops, train_flops = count_flops(info.name, config.options, shape, num_classes)
+    fwd_flops, train_flops, families = _count(
+        info.name, tuple(sorted(config.options.items())), shape, num_classes
+    )
     fc_macs = fwd_flops // 2
-    diff = abs(total_macs - fc_macs) / max(total_macs, fc_macs, 1) * 100
+    diff, warning = crosscheck(by_operator, dict(families))
 
     layers = []
-    for name, mod in model.named_modules():
-        if not name:
-            continue
+    for name in execution_order(model, order):
+        mod = model.get_submodule(name)
         depth = name.count(".") + 1
-        if depth > config.depth:
+        if not name or depth > config.depth:
             continue
+        layer_params = sum(p.numel() for p in mod.parameters())
+        layer_macs = int(by_module.get(name, 0))
         layers.append(
             LayerRow(
                 name=name,
                 type=type(mod).__name__,
                 depth=depth,
                 output_shape=shapes.get(name),
-                params=sum(p.numel() for p in mod.parameters()),
-                macs=int(by_module.get(name, 0)),
+                params=layer_params,
+                macs=layer_macs,
+                params_pct=100 * layer_params / max(params, 1),
+                macs_pct=100 * layer_macs / max(total_macs, 1),
             )
         )
-    params = sum(p.numel() for p in model.parameters())
+    with torch.device("meta"):
+        meta_model = info.builder(shape, num_classes, **parsed)
     return ModelSummary(
         model=info.name,
         options=parsed,
@@ -300,9 +346,95 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         train_flops=int(train_flops),
         flop_counter_macs=int(fc_macs),
         crosscheck_diff_pct=diff,
+        crosscheck_warning=warning,
         uncounted_ops=uncounted,
         layers=layers,
+        batch_size=config.batch_size,
+        memory=estimate_memory(meta_model, shape, config.batch_size, config.precision),
     )
+
+
+def execution_order(model: Any, called: list[str]) -> list[str]:
+    """Module names in the order they first ran; one that never ran itself (a ModuleList, a
+    projection used through its weights) goes just before the next module in registration order that
+    did, so containers precede their children."""
+    position = {name: i for i, name in enumerate(called)}
+    registered = [n for n, _ in model.named_modules()]
+    keys: dict[str, tuple[float, int]] = {}
+    following = math.inf
+    for name in reversed(registered):
+        if name in position:
+            following = position[name]
+            keys[name] = (following, 0)
+        else:
+            keys[name] = (following, -1)
+    rank = {name: i for i, name in enumerate(registered)}
+    return sorted(registered, key=lambda n: (keys[n], rank[n]))
+
+
+def estimate_memory(
+    meta_model: Any, shape: tuple[int, int, int], batch: int, precision: str = "fp32"
+) -> dict[str, Any]:
+    """Memory of one training step at ``batch`` (MiB = 2**20 bytes), estimated on the meta device.
+
+    - params: the fp32 weights; gradients take as much again;
+    - activations (inference): the largest input + output of one layer, with the model's input;
+    - activations (training): every tensor autograd saves for the backward pass, counted once each
+      (measured with saved-tensor hooks, the weights themselves left out);
+    - optimizer: Adam's two moment buffers per weight;
+    - in bf16/fp16, saved activations take half the bytes, and each weight's half-precision copy is
+      saved for the backward pass as well.
+    """
+    import torch
+
+    param_storages = {p.untyped_storage()._cdata for p in meta_model.parameters()}
+    param_bytes = sum(p.numel() * 4 for p in meta_model.parameters())
+    saved: dict[int, int] = {}
+
+    def pack(t: Any) -> Any:
+        storage = t.untyped_storage()
+        if storage._cdata not in param_storages:
+            saved[storage._cdata] = storage.nbytes()
+        return t
+
+    peak_layer = 0
+
+    def layer(_m: Any, inputs: Any, out: Any) -> None:
+        nonlocal peak_layer
+        tensors = [t for t in (*inputs, out) if isinstance(t, torch.Tensor)]
+        peak_layer = max(peak_layer, sum(t.numel() * t.element_size() for t in tensors))
+
+    x = torch.empty(batch, *shape, device="meta")
+    handles = [m.register_forward_hook(layer) for m in meta_model.modules() if not list(m.children())]
+    try:
+        meta_model.eval()
+        with torch.no_grad():
+            meta_model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    meta_model.train()
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        meta_model(torch.empty(max(batch, 2), *shape, device="meta"))
+    train_bytes = sum(saved.values()) * batch / max(batch, 2)
+    half = precision in ("bf16", "fp16")
+    if half:
+        train_bytes = train_bytes / 2 + param_bytes / 2
+    mib = 2**20
+    infer = (peak_layer + x.numel() * 4) / (2 if half else 1)
+    memory = {
+        "batch_size": batch,
+        "precision": precision,
+        "params_MiB": param_bytes / mib,
+        "grads_MiB": param_bytes / mib,
+        "activations_infer_MiB": infer / mib,
+        "activations_train_MiB": train_bytes / mib,
+        "optimizer_MiB": 2 * param_bytes / mib,
+    }
+    memory["total_train_MiB"] = (
+        memory["params_MiB"] + memory["grads_MiB"] + memory["activations_train_MiB"] + memory["optimizer_MiB"]
+    )
+    return memory
 
 
 def save_summary(summary: ModelSummary, out_dir: Path | None = None, repair: bool = False) -> Path:

@@ -76,5 +76,9 @@ class AlexNet(nn.Module):
 def alexnet(
     input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.5, stem: str = "auto"
 ) -> AlexNet:
-    """AlexNet (Krizhevsky et al., 2012, "ImageNet classification with deep convolutional neural networks")."""
+    """AlexNet with the paper's single-tower widths 96-256-384-384-256, not torchvision's 64-192-384-256-256 (Krizhevsky et al., 2012).
+
+    "ImageNet classification with deep convolutional neural networks": 62,378,344 parameters at
+    3x224x224 with 1000 classes (torchvision's variant has 61,100,840).
+    """
     return AlexNet(input_shape, num_classes, dropout=dropout, stem=stem)
