@@ -268,6 +268,13 @@ NoGraphsOpt = Annotated[
     bool,
     typer.Option("--no-cuda-graphs", help="Run the eager loop instead of replaying a captured CUDA graph."),
 ]
+DeterministicOpt = Annotated[
+    bool,
+    typer.Option(
+        "--deterministic",
+        help="Deterministic algorithms only, no cuDNN autotuning: the same seed gives the same digits.",
+    ),
+]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
 
 
@@ -345,6 +352,7 @@ def train(
     ] = None,
     no_checkpoint: NoCheckpointOpt = False,
     no_cuda_graphs: NoGraphsOpt = False,
+    deterministic: DeterministicOpt = False,
     repair: RepairOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -372,6 +380,7 @@ def train(
                     weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
                     precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
                     out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
+                    deterministic=deterministic,
                 )  # fmt: skip
                 result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
@@ -419,6 +428,18 @@ def compare(
             "--name", metavar="NAME", help="Folder name under OUT/compare/ (default: models and a hash)."
         ),
     ] = None,
+    seed_list: Annotated[
+        str | None,
+        typer.Option("--seed-list", metavar="N,N,...", help="Run these seeds (instead of --seeds)."),
+    ] = None,
+    baseline: Annotated[
+        str | None,
+        typer.Option(
+            "--baseline",
+            metavar="VARIANT",
+            help="Measure differences from this variant (default: the first).",
+        ),
+    ] = None,
     force: Annotated[
         bool, typer.Option("--force", help="Replace an existing comparison of that --name.")
     ] = False,
@@ -455,6 +476,7 @@ def compare(
         typer.Option("--checkpoint", help="Write best/last checkpoints per run (off: compare reuses runs)."),
     ] = False,
     no_cuda_graphs: NoGraphsOpt = False,
+    deterministic: DeterministicOpt = False,
     repair: RepairOpt = False,
     wide: WideOpt = False,
     quiet: QuietOpt = False,
@@ -464,7 +486,7 @@ def compare(
     from cnnbench.display import TrainProgress, console, print_compare
 
     if from_ is not None:
-        result = comparing.load_compare(from_)
+        result = comparing.load_compare(from_, baseline)
         comparing.add_notes(result, note or [])
         comparing.write_outputs(result)
     else:
@@ -478,10 +500,11 @@ def compare(
             scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
             channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or DEFAULT_RESULTS_DIR,
             input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
+            deterministic=deterministic,
         )  # fmt: skip
         config = comparing.CompareConfig(
             variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or [], force=force,
-            repair=repair,
+            repair=repair, seed_list=_seed_list(seed_list), baseline=baseline,
         )  # fmt: skip
         progress = TrainProgress(quiet)
 
@@ -508,6 +531,17 @@ def compare(
     print_compare(result, wide=wide)
     if from_ is None and len(result.tidy) and not result.tidy.status.isin(comparing.FINISHED).any():
         raise typer.Exit(1)  # every variant failed: a script must not take this for a result
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        from cnnbench.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(f"expected --seed-list as integers like 0,5,9, got {text!r}") from None
 
 
 def _command_line() -> str:

@@ -29,6 +29,7 @@ from cnnbench.results import (
     write_text_atomic,
 )
 from cnnbench.runs import RunStore, plain_name, validate_runs_table
+from cnnbench.stats import welch_interval
 from cnnbench.train import Callbacks, TrainConfig, final_status, planned_conditions
 
 # Statuses of finished runs whose numbers can stand in for a new run with the same conditions.
@@ -54,6 +55,7 @@ TIDY_NUMBERS = (
 SHARED_CONDITIONS = (
     "dataset", "data_source", "input_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "scheduler", "step_size", "gamma", "label_smoothing", "precision", "channels_last", "compile", "cuda_graphs",
+    "deterministic",
     "augment", "device", "gpu_name", "torch_version", "cuda_version", "cudnn_version", "cnnbench_version",
 )  # fmt: skip
 
@@ -113,10 +115,25 @@ class CompareConfig:
     notes: list[str] = field(default_factory=list)  # the user's own, e.g. which copy of the data
     force: bool = False  # replace an existing comparison of the same --name
     repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
+    seed_list: list[int] | None = None  # these seeds instead of base.seed .. base.seed + seeds - 1
+    baseline: str | None = None  # the variant differences are measured from (default: the first)
+
+    @property
+    def seed_values(self) -> list[int]:
+        return list(self.seed_list) if self.seed_list else [self.base.seed + i for i in range(self.seeds)]
 
     def validate(self) -> None:
         if self.seeds < 1:
             raise InvalidArgumentError(f"expected --seeds >= 1, got {self.seeds}")
+        if self.seed_list is not None:
+            if (
+                not self.seed_list
+                or len(set(self.seed_list)) != len(self.seed_list)
+                or min(self.seed_list) < 0
+            ):
+                raise InvalidArgumentError(
+                    f"expected --seed-list of distinct seeds >= 0, got {self.seed_list}"
+                )
         if self.name is not None:
             plain_name(self.name, "--name")
 
@@ -208,6 +225,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
         b = config.base
         load_split(b.dataset, split, b.data_dir, synthetic_shape=b.input_size, synthetic_classes=b.num_classes,
                    synthetic_size=b.synthetic_size)  # fmt: skip
+    baseline = resolve_baseline(config.baseline, variants)
     name = config.name or default_name(config, variants)
     folder = out / "compare" / name
     if config.name is not None and (folder / "tidy.csv").exists() and not config.force:
@@ -222,8 +240,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     conditions: dict[str, Any] = {}
     try:
         for variant in variants:
-            for i in range(config.seeds):
-                seed = config.base.seed + i
+            for seed in config.seed_values:
                 run_config = dataclasses.replace(
                     config.base, model=variant.model, options=dict(variant.options), seed=seed, run_name=None
                 )
@@ -234,8 +251,9 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
                     if found is not None:
                         summary, epochs = found
                         status, reused = str(summary["status"]), True
+                        made = "deterministic" if summary.get("deterministic") else "not deterministic"
                         notes.append(
-                            f"{variant.label} seed {seed}: reused run {summary['run_id']} (identical conditions)"
+                            f"{variant.label} seed {seed}: reused run {summary['run_id']} (identical conditions; {made})"
                         )
                     else:
                         result = Trainer(run_config, callbacks(variant.label) if callbacks else None).run()
@@ -261,13 +279,27 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
         tidy = pd.DataFrame(tidy_rows)
         epochs_df = pd.DataFrame(epoch_rows)
         if not tidy.empty:
-            _write_meta(folder, conditions, notes)
+            _write_meta(folder, conditions, notes, baseline)
             write_frame_atomic(tidy, folder / "tidy.csv")
             write_frame_atomic(epochs_df, folder / "epochs.csv")
 
-    result = CompareResult(name, folder, tidy, epochs_df, aggregate(tidy), conditions, notes)
+    result = CompareResult(name, folder, tidy, epochs_df, aggregate(tidy, baseline), conditions, notes)
     write_outputs(result)
     return result
+
+
+def resolve_baseline(spec: str | None, variants: list[Variant]) -> str | None:
+    """The label of the variant named by --baseline (any spelling the grammar accepts), or None."""
+    if spec is None:
+        return None
+    labels = [v.label for v in variants]
+    try:
+        label = parse_variants([spec])[0].label
+    except CnnbenchError:
+        label = spec
+    if label not in labels:
+        raise InvalidArgumentError(f"expected --baseline to be one of {', '.join(labels)}, got {spec!r}")
+    return label
 
 
 def default_name(config: CompareConfig, variants: list[Variant]) -> str:
@@ -277,14 +309,16 @@ def default_name(config: CompareConfig, variants: list[Variant]) -> str:
 
     shared = {k: v for k, v in planned_conditions(dataclasses.replace(config.base, model=variants[0].model)).items()
               if k not in ("model", "options", "family", "seed", "conditions_hash")}  # fmt: skip
-    key = {"variants": [v.label for v in variants], "seeds": config.seeds, "seed": config.base.seed, **shared}
+    key = {"variants": [v.label for v in variants], "seeds": config.seed_values, **shared}
     digest = hashlib.sha1(to_json(key, indent=None).encode()).hexdigest()[:8]
     models = "_".join(dict.fromkeys(v.model for v in variants))[:60]
     return f"{models}-{digest}"
 
 
-def aggregate(tidy: Any) -> Any:
-    """One row per variant: mean and std over seeds, epoch time as median and IQR over seeds' medians."""
+def aggregate(tidy: Any, baseline: str | None = None) -> Any:
+    """One row per variant: mean and std over seeds, epoch time as median and IQR over seeds' medians;
+    with two or more seeds, each variant's difference in best test accuracy from ``baseline`` (the
+    first variant by default) with its 95% confidence interval (Welch's t)."""
     import pandas as pd
 
     rows = []
@@ -315,10 +349,24 @@ def aggregate(tidy: Any) -> Any:
             "epochs_to_95pct_of_best": mean("epochs_to_95pct_of_best"),
             "train_test_gap_pct_points": mean("train_test_gap_pct_points"),
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    reference = baseline or frame.variant.iloc[0]
+    accs = {
+        v: g[g.epochs_done > 0].best_test_acc.dropna().tolist()
+        for v, g in tidy.groupby("variant", sort=False)
+    }
+    deltas = [welch_interval(accs.get(v, []), accs.get(reference, [])) for v in frame.variant]
+    frame["baseline"] = reference
+    frame["delta_best_acc"] = [d[0] for d in deltas]
+    frame["delta_ci95_low"] = [d[1] for d in deltas]
+    frame["delta_ci95_high"] = [d[2] for d in deltas]
+    frame["delta_significant"] = [bool(lo > 0 or hi < 0) for _, lo, hi in deltas]
+    return frame
 
 
-def load_compare(source: Path) -> CompareResult:
+def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
     """Re-render a comparison from its folder (or its tidy.csv) without training; every file it reads
     is checked before anything is written."""
     import pandas as pd
@@ -346,8 +394,22 @@ def load_compare(source: Path) -> CompareResult:
     epochs = read_frame(epochs_path) if epochs_path.is_file() else pd.DataFrame()
     meta_path = folder / "conditions.json"
     meta = read_json(meta_path) if meta_path.is_file() else {}
+    if baseline is not None:
+        labels = list(dict.fromkeys(tidy.variant))
+        if baseline not in labels:
+            raise InvalidArgumentError(
+                f"expected --baseline to be one of {', '.join(labels)}, got {baseline!r}"
+            )
+    else:
+        baseline = meta.get("baseline")
     return CompareResult(
-        folder.name, folder, tidy, epochs, aggregate(tidy), meta.get("conditions", {}), meta.get("notes", [])
+        folder.name,
+        folder,
+        tidy,
+        epochs,
+        aggregate(tidy, baseline),
+        meta.get("conditions", {}),
+        meta.get("notes", []),
     )
 
 
@@ -356,12 +418,16 @@ def add_notes(result: CompareResult, notes: list[str]) -> None:
     new = [n for n in dict.fromkeys(notes) if n not in result.notes]
     if new:
         result.notes.extend(new)
-        _write_meta(result.folder, result.conditions, result.notes)
+    baseline = result.aggregated.baseline.iloc[0] if "baseline" in result.aggregated else None
+    _write_meta(result.folder, result.conditions, result.notes, baseline)
 
 
-def _write_meta(folder: Path, conditions: dict[str, Any], notes: list[str]) -> None:
+def _write_meta(
+    folder: Path, conditions: dict[str, Any], notes: list[str], baseline: str | None = None
+) -> None:
     """conditions.json: what ``--from`` reads back besides the CSVs."""
-    write_text_atomic(folder / "conditions.json", to_json({"conditions": conditions, "notes": notes}))
+    meta = {"conditions": conditions, "notes": notes, "baseline": baseline}
+    write_text_atomic(folder / "conditions.json", to_json(meta))
 
 
 # --- files ----------------------------------------------------------------------------------------
@@ -394,7 +460,22 @@ def display_table(aggregated: Any) -> Any:
             "seeds": str(r.seeds),
             "status": r.status,
         })  # fmt: skip
+        if aggregated.seeds.max() >= 2:
+            rows[-1][DELTA] = _fmt_delta(r)
     return pd.DataFrame(rows)
+
+
+DELTA = "Δ best acc (pp, 95% CI)"
+
+
+def _fmt_delta(r: Any) -> str:
+    """'+3.55 [+1.19, +5.91] *': the difference from the baseline, its interval, a mark if it excludes 0."""
+    if r.variant == r.baseline:
+        return "reference"
+    if missing(r.delta_ci95_low):
+        return "-"
+    mark = " *" if r.delta_significant else ""
+    return f"{r.delta_best_acc:+.2f} [{r.delta_ci95_low:+.2f}, {r.delta_ci95_high:+.2f}]{mark}"
 
 
 TERMINAL_HEADERS = {
@@ -408,9 +489,10 @@ TERMINAL_HEADERS = {
     "epochs to 95% of best": "conv. ep",
     "train-test gap (pp)": "gap pp",
     "seeds": "n",
+    DELTA: "Δ acc pp [95% CI]",
 }
 # Which terminal columns stay when the table is too wide for the terminal, most important first.
-TERMINAL_PRIORITY = ["best acc %", "epoch s", "status", "params", "MACs (M)", "final acc %", "n", "gap pp",
+TERMINAL_PRIORITY = ["best acc %", "Δ acc pp [95% CI]", "epoch s", "status", "params", "MACs (M)", "final acc %", "n", "gap pp",
                      "conv. ep", "train FLOPs (M)", "IQR s", "total s"]  # fmt: skip
 
 
@@ -424,7 +506,8 @@ def conditions_text(conditions: dict[str, Any]) -> str:
         f"batch {c.get('batch_size')}, {c.get('optimizer')} lr {c.get('lr')} wd {c.get('weight_decay')}, "
         f"scheduler {c.get('scheduler')} (step {c.get('step_size')}, gamma {c.get('gamma')}), "
         f"label smoothing {c.get('label_smoothing')}, augment {c.get('augment')}, precision {c.get('precision')}, "
-        f"channels_last {c.get('channels_last')}, compile {c.get('compile')}, CUDA graphs {c.get('cuda_graphs')}; "
+        f"channels_last {c.get('channels_last')}, compile {c.get('compile')}, CUDA graphs {c.get('cuda_graphs')}, "
+        f"deterministic {bool(c.get('deterministic'))}; "
         f"device {device}; torch {c.get('torch_version')}, CUDA {c.get('cuda_version') or '-'}, "
         f"cuDNN {c.get('cudnn_version') or '-'}, cnnbench {c.get('cnnbench_version')}"
     )
@@ -433,6 +516,12 @@ def conditions_text(conditions: dict[str, Any]) -> str:
 def footnotes(result: CompareResult) -> list[str]:
     """What a reader must know to read the table: how many seeds stand behind each number."""
     seeds = result.aggregated.seeds.max() if len(result.aggregated) else 0
+    if seeds >= 2:
+        return [
+            f"{DELTA}: mean best test accuracy minus that of {result.aggregated.baseline.iloc[0]}, over "
+            f"{seeds} seeds, with a 95% confidence interval from Welch's t (unequal variances); * where the "
+            "interval excludes zero."
+        ]
     if seeds == 1:
         return [
             "One seed per variant: a difference smaller than the spread between seeds of such runs "

@@ -15,3 +15,20 @@ def iqr(values: Sequence[float]) -> float:
         return 0.0
     q = statistics.quantiles(values, n=4)
     return q[2] - q[0]
+
+
+def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """mean(a) - mean(b) and its ``level`` confidence interval by Welch's t (unequal variances);
+    NaNs when either sample has fewer than two values."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return math.nan, math.nan, math.nan
+    diff = statistics.fmean(a) - statistics.fmean(b)
+    va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, df)) * se
+    return diff, diff - half, diff + half

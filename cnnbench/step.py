@@ -156,7 +156,7 @@ class TrainStep:
         """The step's body; also what the CUDA graph captures."""
         full = y.shape[0] == self.config.batch_size
         model = self.step_model if full else self.model
-        with cudnn_autotune(full and is_cuda(self.device)):
+        with cudnn_autotune(full and is_cuda(self.device) and not self.config.deterministic):
             with autocast(self.config.precision, self.device):
                 out = model(x)
                 loss = self.criterion(out, y)

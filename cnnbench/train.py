@@ -15,6 +15,7 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import os
 import statistics
 import time
 import uuid
@@ -26,6 +27,7 @@ from cnnbench.choices import OPTIMIZERS, SCHEDULERS
 from cnnbench.datasets import format_input_size, get_dataset_spec
 from cnnbench.device import (
     PRECISIONS,
+    deterministic_algorithms,
     is_cpu_oom,
     is_cuda,
     optimizer_impl,
@@ -79,6 +81,7 @@ class TrainConfig:
     input_size: tuple[int, int, int] | None = None  # synthetic only (a real dataset has its own)
     num_classes: int | None = None  # synthetic only (a real dataset has its own)
     synthetic_size: int | None = None
+    deterministic: bool = False  # deterministic algorithms, no cuDNN autotuning
     run_name: str | None = _bookkeeping(None)
 
     def validate(self) -> None:
@@ -189,6 +192,9 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
 
 def conditions_hash(conditions: dict[str, Any]) -> str:
     key = {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
+    if not key["deterministic"]:
+        # Runs recorded before the setting existed were not deterministic: their hashes stay valid.
+        del key["deterministic"]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -268,6 +274,7 @@ class Trainer:
             "train_FLOPs_per_sample": train_flops,
             "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+            "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
             **environment(self.device),
         }
 
@@ -308,6 +315,10 @@ class Trainer:
         return done + 1, rows
 
     def run(self) -> RunResult:
+        with deterministic_algorithms(self.config.deterministic):
+            return self._run()
+
+    def _run(self) -> RunResult:
         import torch
 
         wall0 = time.perf_counter()

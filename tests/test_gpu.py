@@ -95,3 +95,23 @@ def test_fp16_loss_scale_carries_over_between_graph_replays(tmp_path, monkeypatc
     assert run.summary["cuda_graphs"]
     scale = torch.load(run.run_dir / "last.pt", weights_only=False)["scaler"]["scale"]
     assert scale >= 2**10
+
+
+def test_deterministic_runs_in_two_processes_give_identical_epoch_rows_on_the_gpu(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    import pandas as pd
+
+    rows = []
+    for out in ("a", "b"):
+        cmd = [sys.executable, "-m", "cnnbench", "train", "simple_resnet", "-d", "synthetic", "-e", "2",
+               "--device", "cuda", "--seed", "3", "--deterministic", "-q", "--no-checkpoint", "--out",
+               str(tmp_path / out)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        (run,) = (tmp_path / out / "runs").iterdir()
+        assert json.loads((run / "config.json").read_text())["deterministic"] is True
+        rows.append(pd.read_csv(run / "epochs.csv")[["train_loss", "train_acc", "test_loss", "test_acc"]])
+    pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)

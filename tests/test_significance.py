@@ -1,0 +1,109 @@
+"""How sure a comparison is: seeds, differences with confidence intervals, and reproducible runs."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnbench.cli import app
+from cnnbench.stats import welch_interval
+
+runner = CliRunner()
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "-e", "1", "-q"]
+
+
+@pytest.fixture(autouse=True)
+def _small_synthetic(monkeypatch):
+    from cnnbench import train as training
+
+    original = training.TrainConfig.__init__
+
+    def init(self, *a, **kw):
+        original(self, *a, **kw)
+        self.synthetic_size = self.synthetic_size or 128
+
+    monkeypatch.setattr(training.TrainConfig, "__init__", init)
+
+
+def test_welch_interval_by_hand():
+    # means 2 and 5, variances 1 and 1 over three values each: se = sqrt(2/3), df = 4, t(0.975, 4) = 2.7764
+    diff, low, high = welch_interval([4, 5, 6], [1, 2, 3])
+    assert diff == pytest.approx(3.0)
+    assert high - diff == pytest.approx(2.776445 * (2 / 3) ** 0.5, rel=1e-5)
+    assert low == pytest.approx(2 * diff - high)
+    assert all(v != v for v in welch_interval([1.0], [2.0, 3.0]))  # one value: no interval (NaN)
+
+
+def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):
+    result = runner.invoke(app, ["compare", "lenet", "lenet:pool=max", "cnn_dropout", *SYNTH, "--seeds", "2",
+                                 "--out", str(tmp_path), "--name", "s"], env={"COLUMNS": "250"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "s"
+    agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
+    tidy = pd.read_csv(folder / "tidy.csv")
+    a = tidy[tidy.variant == "lenet5:pool=max"].best_test_acc.tolist()
+    b = tidy[tidy.variant == "lenet5"].best_test_acc.tolist()
+    diff, low, high = welch_interval(a, b)
+    row = agg.loc["lenet5:pool=max"]
+    assert row.baseline == "lenet5" and row.delta_best_acc == pytest.approx(diff)
+    assert (row.delta_ci95_low, row.delta_ci95_high) == pytest.approx((low, high))
+    assert bool(row.delta_significant) == (low > 0 or high < 0)
+    md = (folder / "table.md").read_text()
+    assert "Δ best acc (pp, 95% CI)" in md and "| reference |" in md and "Welch's t" in md
+    assert "Δ best acc (pp, 95\\% CI)" in (folder / "table.tex").read_text()
+    assert "Δ acc pp [95% CI]" in result.output and "reference" in result.output
+    # --baseline re-renders the same runs against another variant
+    again = runner.invoke(app, ["compare", "--from", str(folder), "--baseline", "cnn_dropout"])
+    assert again.exit_code == 0, again.output
+    assert set(pd.read_csv(folder / "aggregated.csv").baseline) == {"cnn_dropout"}
+    assert json.loads((folder / "conditions.json").read_text())["baseline"] == "cnn_dropout"
+    bad = runner.invoke(app, ["compare", "--from", str(folder), "--baseline", "vgg16"])
+    assert bad.exit_code == 1 and "expected --baseline to be one of lenet5" in bad.output
+
+
+def test_one_seed_says_what_it_implies(tmp_path):
+    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "--out", str(tmp_path), "--name", "one"])
+    assert "One seed per variant" in (tmp_path / "compare" / "one" / "table.md").read_text()
+    assert "Δ" not in (tmp_path / "compare" / "one" / "table.md").read_text()
+    assert result.exit_code == 0
+
+
+def test_seed_list_picks_the_seeds(tmp_path):
+    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "--seed-list", "0,5,9", "--out", str(tmp_path),
+                                 "--name", "l"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(tmp_path / "compare" / "l" / "tidy.csv").seed.tolist() == [0, 5, 9]
+    bad = runner.invoke(app, ["compare", "lenet", *SYNTH, "--seed-list", "0,x", "--out", str(tmp_path)])
+    assert bad.exit_code == 1 and "expected --seed-list as integers" in bad.output
+
+
+DETERMINISTIC_RUN = [sys.executable, "-m", "cnnbench", "train", "cnn_dropout", "-d", "synthetic", "-i", "3x16x16",
+                     "-e", "2", "-b", "32", "--device", "cpu", "--seed", "3", "--deterministic", "-q",
+                     "--no-checkpoint"]  # fmt: skip
+
+
+def test_deterministic_runs_in_two_processes_give_identical_epoch_rows(tmp_path):
+    for out in ("a", "b"):
+        done = subprocess.run([*DETERMINISTIC_RUN, "--out", str(tmp_path / out)], capture_output=True, text=True,
+                              timeout=300)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+    rows = []
+    for out in ("a", "b"):
+        (run,) = (tmp_path / out / "runs").iterdir()
+        epochs = pd.read_csv(run / "epochs.csv")
+        rows.append(epochs[["epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr"]])
+        config = json.loads((run / "config.json").read_text())
+        assert config["deterministic"] is True and config["cublas_workspace_config"] == ":4096:8"
+    pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
+
+
+def test_a_reused_run_says_whether_it_was_deterministic(tmp_path):
+    args = ["compare", "lenet", *SYNTH, "--out", str(tmp_path)]
+    assert runner.invoke(app, [*args, "--deterministic", "--name", "a"]).exit_code == 0
+    again = runner.invoke(app, [*args, "--deterministic", "--name", "b"], env={"COLUMNS": "300"})
+    assert "(identical conditions; deterministic)" in again.output
+    plain = runner.invoke(app, [*args, "--name", "c"], env={"COLUMNS": "300"})
+    assert "reused run" not in plain.output  # a deterministic run does not stand in for a plain one
