@@ -1,0 +1,57 @@
+"""summary's memory estimate against the measured peak of one training step, for every registered model
+at batch 128 on CIFAR-sized input (3x32x32, 10 classes), fp32 and bf16. Needs a CUDA GPU.
+
+The measured peak is ``torch.cuda.max_memory_allocated`` over the step as ``cnnbench profile`` runs it
+(warm-up, CUDA-graph capture and timed steps); the estimate is weights + gradients + Adam state +
+saved activations (``cnnbench summary -b 128``). Models that cannot take 32x32 input get a row with
+their error.
+
+    python benchmarks/memory_table.py --out results/memory/memory.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from cnnbench.errors import CnnbenchError
+from cnnbench.models import list_models
+from cnnbench.profile import ProfileConfig, profile
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", type=Path, default=Path("results/memory/memory.csv"))
+    parser.add_argument("--batch-size", type=int, default=128)
+    args = parser.parse_args()
+    rows = []
+    for precision in ("fp32", "bf16"):
+        for name in list_models():
+            base = {
+                "model": name,
+                "precision": precision,
+                "batch_size": args.batch_size,
+                "input_size": "3x32x32",
+            }
+            try:
+                config = ProfileConfig(name, input_size=(3, 32, 32), num_classes=10, batch_sizes=[args.batch_size],
+                                       modes=["train"], precision=precision, device="cuda", warmup=3, iters=5,
+                                       out=Path(tempfile.mkdtemp()))  # fmt: skip
+                row = profile(config).rows[0]
+            except CnnbenchError as exc:
+                rows.append({**base, "status": f"failed: {exc}"})
+                continue
+            est, peak = row["estimated_mem_MiB"], row.get("peak_mem_MiB")
+            rows.append({**base, "status": row["status"], "estimated_MiB": est, "measured_peak_MiB": peak,
+                         "estimate_over_measured": est / peak if peak else None, "gpu_name": row["gpu_name"],
+                         "torch_version": row["torch_version"], "date": row["date"]})  # fmt: skip
+            print(rows[-1], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(args.out, index=False)
+
+
+if __name__ == "__main__":
+    main()
