@@ -8,6 +8,7 @@ for ``infer``; forward + backward for ``train``, whose step also includes the op
 from __future__ import annotations
 
 import dataclasses
+import gc
 import math
 import os
 import statistics
@@ -149,8 +150,8 @@ class Timer:
 
 def make_step(
     model: Any, name: str, mode: str, x: Any, y: Any, config: ProfileConfig, device: str, graphs: bool = True
-) -> tuple[Callable[[], None], float]:
-    """(one step, seconds its set-up took): an inference forward, or the training step exactly as
+) -> tuple[Callable[[], None], Callable[[], None], float]:
+    """(one step, the same step run eagerly, seconds its set-up took): an inference forward, or the training step exactly as
     ``cnnbench train`` runs it (:class:`cnnbench.step.TrainStep`: the chapter's Adam, fused on CUDA,
     warmed up and, where train would, captured as a CUDA graph). ``graphs=False`` keeps it eager (the
     per-module timing hooks cannot run inside a graph)."""
@@ -167,7 +168,7 @@ def make_step(
             with torch.no_grad(), autocast(config.precision, device):
                 forward(x)
 
-        return infer, 0.0
+        return infer, infer, 0.0
     recipe = TrainConfig(model=name, batch_size=len(y), eval_batch_size=len(y), precision=config.precision,
                          compile=config.compile, cuda_graphs=graphs)  # fmt: skip
     step = TrainStep(model, recipe, device, steps_per_epoch=1)
@@ -176,7 +177,22 @@ def make_step(
     step.warmup(batch, batch)
     step.capture(batch)
     setup_s = time.perf_counter() - t0
-    return (lambda: step.step(x, y)), setup_s
+    return (lambda: step.step(x, y)), (lambda: step._eager(x, y)), setup_s
+
+
+def step_peak_mib(eager_step: Callable[[], None], device: str) -> float:
+    """Peak memory of one step after warm-up (MiB): what the step holds, without the one-off workspaces
+    of cuDNN's autotuning. Measured on the eager step, since a CUDA graph's replay writes into memory
+    the allocator no longer counts as allocated."""
+    import torch
+
+    if not is_cuda(device):
+        return math.nan
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    eager_step()
+    torch.cuda.synchronize(device)
+    return torch.cuda.max_memory_allocated(device) / 2**20
 
 
 def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -> tuple[list[float], float]:
@@ -254,6 +270,7 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
                 row["status"] = "out of memory"
                 row["error"] = str(exc).strip().splitlines()[0]
             finally:
+                gc.collect()  # a step's closures and graph go now, not whenever the collector next runs
                 if is_cuda(device):
                     torch.cuda.empty_cache()
             row["estimated_mem_MiB"] = estimated_memory_mib(info.name, config, shape, classes, mode, batch)
@@ -280,7 +297,7 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
     memory = estimate_memory(meta, shape, batch, config.precision)
     if mode == "train":
         return memory["total_train_MiB"]
-    return memory["params_MiB"] + memory["activations_infer_MiB"]
+    return memory["params_MiB"] + memory["input_MiB"] + memory["activations_infer_MiB"]
 
 
 def _check_writable(path: Path) -> None:
@@ -312,10 +329,9 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
              device: str, flops_per_sample: int, peak: float | None) -> dict[str, Any]:  # fmt: skip
     import torch
 
+    before = torch.cuda.memory_allocated(device) if is_cuda(device) else 0  # what earlier rows left
     model, x, y = _prepare(config, name, shape, classes, batch, device)
-    if is_cuda(device):
-        torch.cuda.reset_peak_memory_stats()
-    step, setup_s = make_step(model, name, mode, x, y, config, device)
+    step, eager, setup_s = make_step(model, name, mode, x, y, config, device)
     times, first_s = time_steps(step, device, config.warmup, config.iters)
     first_s += setup_s
     median = statistics.median(times)
@@ -326,7 +342,7 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
         "step_ms_iqr": iqr(times),
         "step_ms_min": min(times),
         "samples_per_s": batch / (median / 1e3),
-        "peak_mem_MiB": torch.cuda.max_memory_allocated() / 2**20 if is_cuda(device) else math.nan,
+        "peak_mem_MiB": step_peak_mib(eager, device) - before / 2**20,
         "FLOPs_per_step": flops_step,
         "achieved_TFLOPs": achieved,
         "MFU_pct": 100 * achieved / peak if peak else math.nan,
@@ -377,7 +393,7 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
                 module.register_full_backward_hook(bpost),
             ]
     x.requires_grad_(mode == "train")  # so the first layer's backward hook fires
-    step, _ = make_step(
+    step, _, _ = make_step(
         model, name, mode, x, y, dataclasses.replace(config, compile=False), device, graphs=False
     )
     repeats = 5

@@ -378,9 +378,11 @@ def estimate_memory(
     """Memory of one training step at ``batch`` (MiB = 2**20 bytes), estimated on the meta device.
 
     - params: the fp32 weights; gradients take as much again;
-    - activations (inference): the largest input + output of one layer, with the model's input;
+    - input: the batch itself, in fp32;
+    - activations (inference): the largest input + output of one layer;
     - activations (training): every tensor autograd saves for the backward pass, counted once each
-      (measured with saved-tensor hooks, the weights themselves left out);
+      (measured with saved-tensor hooks, the weights themselves left out), and the gradients alive at
+      once while the backward pass crosses the largest layer;
     - optimizer: Adam's two moment buffers per weight;
     - in bf16/fp16, saved activations take half the bytes, and each weight's half-precision copy is
       saved for the backward pass as well.
@@ -418,10 +420,15 @@ def estimate_memory(
         meta_model(torch.empty(max(batch, 2), *shape, device="meta"))
     train_bytes = sum(saved.values()) * batch / max(batch, 2)
     half = precision in ("bf16", "fp16")
+    scale = 0.5 if half else 1.0
     if half:
         train_bytes = train_bytes / 2 + param_bytes / 2
+    # While the backward pass runs through the largest layer, the gradients of its input and output
+    # are alive beside everything saved.
+    train_bytes += peak_layer * scale
     mib = 2**20
-    infer = (peak_layer + x.numel() * 4) / (2 if half else 1)
+    input_bytes = x.numel() * 4
+    infer = peak_layer * scale
     memory = {
         "batch_size": batch,
         "precision": precision,
@@ -430,10 +437,12 @@ def estimate_memory(
         "activations_infer_MiB": infer / mib,
         "activations_train_MiB": train_bytes / mib,
         "optimizer_MiB": 2 * param_bytes / mib,
+        "input_MiB": input_bytes / mib,
     }
     memory["total_train_MiB"] = (
         memory["params_MiB"] + memory["grads_MiB"] + memory["activations_train_MiB"] + memory["optimizer_MiB"]
-    )
+        + memory["input_MiB"]
+    )  # fmt: skip
     return memory
 
 

@@ -149,7 +149,7 @@ def test_summary_json_states_the_convention_memory_and_cross_check(tmp_path):
     assert m["params_MiB"] == pytest.approx(data["params"] * 4 / 2**20)
     assert m["optimizer_MiB"] == pytest.approx(2 * m["params_MiB"])
     assert m["total_train_MiB"] == pytest.approx(
-        2 * m["params_MiB"] + m["optimizer_MiB"] + m["activations_train_MiB"]
+        2 * m["params_MiB"] + m["optimizer_MiB"] + m["activations_train_MiB"] + m["input_MiB"]
     )
     assert m["batch_size"] == 128
     half = json.loads(runner.invoke(app, ["summary", "resnet18", "-d", "cifar10", "-b", "128", "--precision", "bf16",
@@ -165,8 +165,11 @@ def test_saved_activations_of_a_linear_relu_linear_by_hand():
             torch.nn.Flatten(), torch.nn.Linear(12, 20), torch.nn.ReLU(), torch.nn.Linear(20, 5)
         )
     m = estimate_memory(model, (3, 2, 2), batch=8)
-    # the first linear saves its input (8x12), ReLU its output (8x20), which the second linear saves too
-    assert m["activations_train_MiB"] * 2**20 == pytest.approx((8 * 12 + 8 * 20) * 4)
+    # the first linear saves its input (8x12), ReLU its output (8x20), which the second linear saves too;
+    # crossing the largest layer (ReLU: 8x20 in, 8x20 out), the backward pass holds two gradients that size
+    saved, crossing = (8 * 12 + 8 * 20) * 4, (8 * 20 + 8 * 20) * 4
+    assert m["activations_train_MiB"] * 2**20 == pytest.approx(saved + crossing)
+    assert m["input_MiB"] * 2**20 == 8 * 12 * 4
 
 
 def test_layer_rows_follow_execution_order_with_shares():
