@@ -261,12 +261,9 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
                         epochs = [dataclasses.asdict(e) for e in result.epochs]
                 except (torch.cuda.OutOfMemoryError, OutOfMemory):
                     status = "out of memory"
-                except (
-                    CnnbenchError,
-                    Exception,
-                ) as exc:  # one variant's failure must not lose the others' rows
-                    if isinstance(exc, ResultsError):
-                        raise  # the results store itself is in trouble: every variant would be
+                except ResultsError:
+                    raise  # the results store itself is in trouble, for every variant alike
+                except Exception as exc:  # one variant's failure must not lose the others' rows
                     status = final_status(exc)
                 if status not in FINISHED:
                     log(f"{variant.label} seed {seed}: {status}")

@@ -338,13 +338,13 @@ class Trainer:
                 row = self._epoch(epoch)
                 rows.append(row)
                 store.append_epoch(dataclasses.asdict(row))
+                self.cb.on_epoch(row)
                 if diverged(row.train_loss, self.spec.num_classes):
                     status = "diverged"
                     break
                 improved, best = row.test_acc > best, max(best, row.test_acc)
                 if c.checkpoints:
                     store.save_checkpoint(self.step.state_dict(), epoch, improved, best)
-                self.cb.on_epoch(row)
             else:
                 chance = 100.0 / self.spec.num_classes
                 status = "not learning" if best < chance + 2.0 else "ok"
