@@ -536,7 +536,7 @@ def escape_markdown(text: Any) -> str:
 
 
 _LATEX = {"\\": r"\textbackslash{}", "{": r"\{", "}": r"\}", "#": r"\#", "%": r"\%", "&": r"\&", "_": r"\_",
-          "$": r"\$", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}", "±": r"$\pm$"}  # fmt: skip
+          "$": r"\$", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}", "±": r"$\pm$", "Δ": r"$\Delta$"}  # fmt: skip
 
 
 def escape_latex(text: Any) -> str:

@@ -493,7 +493,10 @@ def test_markdown_and_latex_cells_are_escaped(tmp_path, small_synthetic):
 )
 def test_the_latex_table_compiles_with_hostile_notes(tmp_path, small_synthetic):
     note = r"copy #2 | 50% of A&B {x_y} \ end ~ ^ $"
-    assert compare(tmp_path, "cnn_dropout:dropout=0.5", "--name", "n", "--note", note).exit_code == 0
+    # two seeds: the table carries the Δ column and ± cells too
+    result = compare(tmp_path, "cnn_dropout:dropout=0.5,0.3", "--seeds", "2", "--name", "n", "--note", note)
+    assert result.exit_code == 0, result.output
+    assert "$\\Delta$" in (tmp_path / "compare" / "n" / "table.tex").read_text()
     doc = tmp_path / "doc.tex"
     table = tmp_path / "compare" / "n" / "table.tex"
     doc.write_text(
