@@ -143,7 +143,19 @@ def list_command(
             )
         )
         return
-    names = list_models(include=patterns or None)
+    from cnnbench.models._sources import list_external
+
+    external = [p for p in patterns or [] if ":" in p]  # torchvision:* and timm:* list what the source offers
+    local = [p for p in patterns or [] if ":" not in p]
+    found = [name for p in external for name in list_external(p)]
+    for name in found:
+        console.print(name, highlight=False)
+    if external and not local:
+        if found:
+            return
+        names: list[str] = []
+    else:
+        names = list_models(include=local or None)
     if not names:
         from cnnbench.errors import UnknownModelError
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,8 +74,10 @@ class Variant:
 def parse_variants(specs: list[str]) -> list[Variant]:
     """Expand ``MODEL[:k=v,...]`` specs; malformed text or an unknown model is an error."""
     variants: list[Variant] = []
+    from cnnbench.models._sources import is_external, split_spec
+
     for spec in specs:
-        name, _, rest = spec.partition(":")
+        name, rest = split_spec(spec) if is_external(spec) else spec.partition(":")[::2]
         if not name.strip():
             raise InvalidArgumentError(f"expected MODEL[:key=value,...], got {spec!r}")
         model = get_model_info(name).name
@@ -308,7 +311,7 @@ def default_name(config: CompareConfig, variants: list[Variant]) -> str:
               if k not in ("model", "options", "family", "seed", "conditions_hash")}  # fmt: skip
     key = {"variants": [v.label for v in variants], "seeds": config.seed_values, **shared}
     digest = hashlib.sha1(to_json(key, indent=None).encode()).hexdigest()[:8]
-    models = "_".join(dict.fromkeys(v.model for v in variants))[:60]
+    models = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(dict.fromkeys(v.model for v in variants)))[:60]
     return f"{models}-{digest}"
 
 

@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import statistics
 import time
 import uuid
@@ -284,10 +285,10 @@ class Trainer:
         record = {**self.conditions, "config": config_record(c)}
         if self.store is None:
             stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            run_id = (
-                c.run_name
-                or f"{get_model_info(c.model).name}-{c.dataset}-s{c.seed}-{stamp}-{uuid.uuid4().hex[:4]}"
-            )
+            # A model from outside the registry ("torchvision:resnet50", "models/net.py:make") names its
+            # run with its separators replaced: a run id is one folder name.
+            model = re.sub(r"[^A-Za-z0-9_.-]+", "_", get_model_info(c.model).name)
+            run_id = c.run_name or f"{model}-{c.dataset}-s{c.seed}-{stamp}-{uuid.uuid4().hex[:4]}"
             return RunStore.create(c.out, run_id, record)
         saved = self.store.read_config()
         if saved["conditions_hash"] != self.conditions["conditions_hash"] and not _only_epochs_changed(

@@ -92,6 +92,7 @@ class ModelInfo:
     supported_inputs: tuple[tuple[int, int, int], ...]
     options: Mapping[str, Option]
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    open_options: bool = False  # a model from outside the registry takes whatever its factory takes
 
     @property
     def description(self) -> str:
@@ -100,6 +101,10 @@ class ModelInfo:
 
     def parse_options(self, raw: Mapping[str, Any]) -> dict[str, Any]:
         """Validate ``raw`` against the declared options; return the full, typed option set."""
+        if self.open_options:
+            from cnnbench.models._sources import loose
+
+            return {key: loose(value) for key, value in raw.items()}
         parsed = {key: opt.default for key, opt in self.options.items()}
         parsed.update(self.defaults)
         for key, value in raw.items():
@@ -171,6 +176,10 @@ def list_models(
 
 
 def get_model_info(name: str) -> ModelInfo:
+    from cnnbench.models._sources import external_info, is_external
+
+    if is_external(name.strip()):
+        return external_info(name.strip())
     key = name.strip().lower()
     key = _ALIASES.get(key, key)
     if key not in _REGISTRY:

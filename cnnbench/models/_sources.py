@@ -1,0 +1,226 @@
+"""Models from outside the registry, named wherever a registry name goes:
+
+- ``torchvision:NAME``: a torchvision classification builder, without weights;
+- ``timm:NAME``: a timm model without pretrained weights (``pip install cnnbench[timm]``);
+- ``package.module:callable`` or ``path/to/file.py:callable``: a user's factory, called with
+  ``num_classes=`` and, where it takes them, ``input_shape=`` and the ``-o key=value`` options.
+
+Each is wrapped in a :class:`~cnnbench.models._api.ModelInfo`, so every command treats it like a
+registered model; its options are open (whatever the factory takes), typed from their text.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import functools
+import importlib
+import importlib.util
+import inspect
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import InvalidOptionError, UnknownModelError
+
+SOURCES = ("torchvision", "timm")
+
+
+def is_external(name: str) -> bool:
+    """Whether ``name`` names a model outside the registry (``SOURCE:NAME`` or ``MODULE:CALLABLE``)."""
+    head, sep, tail = name.partition(":")
+    return bool(sep and tail and "=" not in tail.split(":")[0]) and (
+        head in SOURCES or "." in head or "/" in head or "\\" in head
+    )
+
+
+def split_spec(spec: str) -> tuple[str, str]:
+    """``'torchvision:resnet50:dropout=0.2'`` -> ``('torchvision:resnet50', 'dropout=0.2')``: the model
+    name of a compare variant, and what follows it."""
+    head, _, rest = spec.partition(":")
+    name, _, options = rest.partition(":")
+    return f"{head}:{name}", options
+
+
+def loose(value: Any) -> Any:
+    """An option's text as the value a factory most likely wants: bool, int, float, else the text."""
+    if not isinstance(value, str):
+        return value
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(low)
+        except ValueError:
+            pass
+    return value
+
+
+@functools.cache
+def external_info(name: str) -> Any:
+    from cnnbench.models._api import ModelInfo
+
+    source, _, target = name.partition(":")
+    if source == "torchvision":
+        builder, family, dataset = _torchvision(target), "torchvision", "imagenet"
+    elif source == "timm":
+        builder, family, dataset = _timm(target), "timm", "imagenet"
+    else:
+        builder, family, dataset = _factory(source, target), "user", "cifar10"
+    return ModelInfo(name=name, builder=builder, family=family, aliases=(), default_dataset=dataset,
+                     supported_inputs=(), options={}, open_options=True)  # fmt: skip
+
+
+def _closest(name: str, names: list[str], what: str) -> UnknownModelError:
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    return UnknownModelError(f"unknown {what} {name!r}{hint}")
+
+
+def torchvision_names() -> list[str]:
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision(target: str) -> Callable[..., Any]:
+    import torchvision
+
+    if target not in torchvision_names():
+        raise _closest(target, torchvision_names(), "torchvision classification model")
+
+    def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+        _check_options(target, torchvision.models.get_model_builder(target), options)
+        return torchvision.models.get_model(target, weights=None, num_classes=num_classes, **options)
+
+    build.__doc__ = f"torchvision's {target}, without weights."
+    return _checked(build, f"torchvision:{target}")
+
+
+def _timm(target: str) -> Callable[..., Any]:
+    try:
+        import timm
+    except ImportError:
+        raise UnknownModelError(
+            f"timm:{target} needs timm, which is not installed: pip install 'cnnbench[timm]'"
+        ) from None
+    names = timm.list_models()
+    if target not in names:
+        raise _closest(target, names, "timm model")
+
+    def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+        kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=input_shape[0], **options)
+        try:  # models with a fixed input size (ViTs) take it; the others refuse the keyword
+            return timm.create_model(target, img_size=input_shape[1:], **kwargs)
+        except TypeError:
+            return timm.create_model(target, **kwargs)
+
+    build.__doc__ = f"timm's {target}, without pretrained weights."
+    return _checked(build, f"timm:{target}")
+
+
+def _factory(module: str, target: str) -> Callable[..., Any]:
+    mod = _import(module)
+    if not hasattr(mod, target):
+        public = [n for n in dir(mod) if not n.startswith("_")]
+        raise _closest(target, public, f"name in {module}")
+    factory = getattr(mod, target)
+    if not callable(factory):
+        raise UnknownModelError(f"expected {module}:{target} to be callable, got a {type(factory).__name__}")
+    params = inspect.signature(factory).parameters
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+    def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+        kwargs: dict[str, Any] = {"num_classes": num_classes}
+        if "input_shape" in params or takes_any:
+            kwargs["input_shape"] = tuple(input_shape)
+        unknown = [k for k in options if k not in params and not takes_any]
+        if unknown:
+            raise InvalidOptionError(
+                f"unknown option {unknown[0]!r} for {module}:{target}: expected one of its parameters "
+                f"{', '.join(p for p in params if p not in ('num_classes', 'input_shape')) or '(none)'}"
+            )
+        return factory(**kwargs, **options)
+
+    build.__doc__ = (inspect.getdoc(factory) or f"{target} from {module}").splitlines()[0]
+    return _checked(build, f"{module}:{target}")
+
+
+def _import(module: str) -> Any:
+    """A module by dotted name, or by the path of a .py file."""
+    path = Path(module)
+    try:
+        if module.endswith(".py") or "/" in module:
+            if not path.is_file():
+                raise UnknownModelError(f"expected a Python file at {module}, got no such file")
+            spec = importlib.util.spec_from_file_location(f"cnnbench_user_{path.stem}", path)
+            mod = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = mod
+            spec.loader.exec_module(mod)
+            return mod
+        return importlib.import_module(module)
+    except UnknownModelError:
+        raise
+    except Exception as exc:  # the user's module failed to import: say why in one line
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UnknownModelError(f"could not import {module}: {type(exc).__name__}: {reason}") from None
+
+
+def _check_options(target: str, builder: Callable[..., Any], options: dict[str, Any]) -> None:
+    params = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    unknown = [k for k in options if k not in params]
+    if unknown:
+        raise InvalidOptionError(f"unknown option {unknown[0]!r} for torchvision:{target}")
+
+
+def _checked(build: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """The builder, with its result checked: an nn.Module whose output is (batch, classes)."""
+
+    @functools.wraps(build)
+    def checked(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+        import torch
+
+        model = build(input_shape, num_classes, **options)
+        if not isinstance(model, torch.nn.Module):
+            raise UnknownModelError(f"expected {name} to return an nn.Module, got {type(model).__name__}")
+        device = next((p.device for p in model.parameters()), torch.device("cpu"))
+        try:
+            with torch.no_grad():
+                out = model.eval()(torch.zeros(2, *input_shape, device=device))
+        except Exception as exc:
+            from cnnbench.errors import InputSizeError
+
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InputSizeError(
+                f"{name} cannot take input {'x'.join(map(str, input_shape))}: {reason}"
+            ) from None
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != (2, num_classes):
+            raise UnknownModelError(
+                f"expected {name} to output (batch, {num_classes}), got {shape or type(out).__name__}"
+            )
+        return model.train()
+
+    return checked
+
+
+def list_external(pattern: str) -> list[str]:
+    """``torchvision:*resnet*`` -> the torchvision names that match, prefixed; likewise for timm."""
+    source, _, glob = pattern.partition(":")
+    if source == "torchvision":
+        names = torchvision_names()
+    elif source == "timm":
+        try:
+            import timm
+        except ImportError:
+            raise UnknownModelError("listing timm models needs timm: pip install 'cnnbench[timm]'") from None
+        names = timm.list_models()
+    else:
+        raise UnknownModelError(
+            f"expected a pattern like 'torchvision:*resnet*' or 'timm:vit*', got {pattern!r}"
+        )
+    return [f"{source}:{n}" for n in names if fnmatch.fnmatch(n, glob or "*")]

@@ -1,0 +1,115 @@
+"""Models from outside the registry: torchvision's, timm's, and a user's own factory, in every command."""
+
+import json
+import textwrap
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnbench.cli import app
+
+runner = CliRunner()
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-e", "1", "-b", "64", "-q"]
+
+FACTORY = '''
+import torch.nn as nn
+
+def make(num_classes, input_shape=None, width=8):
+    """A small network of the user's own."""
+    return nn.Sequential(nn.Conv2d(input_shape[0], width, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                         nn.Flatten(), nn.Linear(width, num_classes))
+
+def wrong_output(num_classes):
+    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes + 1))
+
+def not_a_module(num_classes):
+    return "a string"
+
+CONSTANT = 3
+'''
+
+
+@pytest.fixture
+def factory(tmp_path):
+    path = tmp_path / "mynets.py"
+    path.write_text(textwrap.dedent(FACTORY))
+    return path
+
+
+def test_summary_of_torchvision_resnet50_matches_its_published_numbers(tmp_path):
+    from torchvision.models import get_weight
+
+    meta = get_weight("ResNet50_Weights.IMAGENET1K_V1").meta
+    out = runner.invoke(
+        app, ["summary", "torchvision:resnet50", "-f", "json", "--depth", "1", "--out", str(tmp_path)]
+    )
+    data = json.loads(out.output)
+    assert data["params"] == meta["num_params"] == 25_557_032
+    assert data["macs"] / 1e9 == pytest.approx(meta["_ops"], rel=0.005)
+    assert data["input_size"] == "3x224x224" and data["num_classes"] == 1000
+
+
+def test_a_factory_in_a_file_is_summarised_trained_and_takes_options(tmp_path, factory):
+    name = f"{factory}:make"
+    s = json.loads(runner.invoke(app, ["summary", name, "-i", "3x16x16", "-o", "width=4", "-f", "json",
+                                       "--out", str(tmp_path)]).output)  # fmt: skip
+    assert s["params"] == (3 * 9 * 4 + 4) + (4 * 10 + 10)  # conv 3->4 3x3 + bias, linear 4->10 + bias
+    assert s["options"] == {"width": 4}
+    result = runner.invoke(app, ["train", name, *SYNTH, "-o", "width=4", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    row = pd.read_csv(tmp_path / "runs.csv").iloc[0]
+    assert row.model == name and row.params == s["params"] and row.options == "width=4"
+    assert "/" not in row.run_id and (tmp_path / "runs" / row.run_id / "epochs.csv").exists()
+
+
+def test_a_compare_mixes_a_registry_model_and_a_user_model(tmp_path, factory):
+    result = runner.invoke(app, ["compare", "lenet", f"{factory}:make:width=4,8", *SYNTH, "--out", str(tmp_path),
+                                 "--name", "mixed"], env={"COLUMNS": "300"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tidy = pd.read_csv(tmp_path / "compare" / "mixed" / "tidy.csv")
+    assert tidy.variant.tolist() == ["lenet5", f"{factory}:make:width=4", f"{factory}:make:width=8"]
+    assert tidy.params.tolist()[1:] == [162, 314]
+    assert (tmp_path / "compare" / "mixed" / "table.md").exists()
+
+
+def test_a_default_compare_name_of_a_file_model_is_one_folder(tmp_path, factory):
+    assert runner.invoke(app, ["compare", f"{factory}:make", *SYNTH, "--out", str(tmp_path)]).exit_code == 0
+    (folder,) = (tmp_path / "compare").iterdir()
+    assert (folder / "tidy.csv").exists()
+
+
+def test_list_shows_what_a_source_offers():
+    out = runner.invoke(app, ["list", "torchvision:*resnet*"]).output.split()
+    assert (
+        "torchvision:resnet50" in out
+        and "torchvision:wide_resnet50_2" in out
+        and "torchvision:vgg16" not in out
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("torchvision:resnet5", "unknown torchvision classification model 'resnet5'; did you mean resnet50"),
+        ("no_such_pkg.models:make", "could not import no_such_pkg.models: ModuleNotFoundError"),
+        ("{factory}:mak", "unknown name in {factory} 'mak'; did you mean make?"),
+        ("{factory}:CONSTANT", "to be callable, got a int"),
+        ("{factory}:not_a_module", "to return an nn.Module, got str"),
+        ("{factory}:wrong_output", "to output (batch, 10), got (2, 11)"),
+        ("timm:no_such_model" if __import__("importlib").util.find_spec("timm") else "timm:resnet18", "timm"),
+    ],
+)
+def test_bad_model_names_are_one_line(tmp_path, factory, name, message):
+    name, message = name.format(factory=factory), message.format(factory=factory)
+    result = runner.invoke(
+        app, ["summary", name, "-i", "3x16x16", "--out", str(tmp_path)], env={"COLUMNS": "300"}
+    )
+    assert result.exit_code == 1, result.output
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_unknown_options_of_a_factory_name_its_parameters(tmp_path, factory):
+    result = runner.invoke(app, ["summary", f"{factory}:make", "-o", "depth=3", "--out", str(tmp_path)],
+                           env={"COLUMNS": "300"})  # fmt: skip
+    assert result.exit_code == 1 and "unknown option 'depth'" in result.output and "width" in result.output
