@@ -63,7 +63,7 @@ InputSizeOpt = Annotated[
     str | None,
     typer.Option("--input-size", "-i", metavar="CxHxW", help="Input size, e.g. 3x224x224."),
 ]
-DATASET_NAMES = "cifar10, cifar100, mnist, synthetic or fashion-mnist"
+DATASET_NAMES = "cifar10, cifar100, mnist, synthetic, imagefolder (your own) or fashion-mnist"
 DatasetOpt = Annotated[
     str | None,
     typer.Option(
@@ -287,6 +287,15 @@ DeterministicOpt = Annotated[
         help="Deterministic algorithms only, no cuDNN autotuning: the same seed gives the same digits.",
     ),
 ]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size", min=8, metavar="N", help="Your own images (-d imagefolder): resize and crop to NxN."
+    ),
+]
+SkipBadImagesOpt = Annotated[
+    bool, typer.Option("--skip-bad-images", help="Your own images: leave unreadable files out, counted.")
+]
 NoCheckpointOpt = Annotated[bool, typer.Option("--no-checkpoint", help="Do not write best/last checkpoints.")]
 
 
@@ -365,6 +374,8 @@ def train(
     no_checkpoint: NoCheckpointOpt = False,
     no_cuda_graphs: NoGraphsOpt = False,
     deterministic: DeterministicOpt = False,
+    image_size: ImageSizeOpt = None,
+    skip_bad_images: SkipBadImagesOpt = False,
     repair: RepairOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -392,7 +403,7 @@ def train(
                     weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
                     precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
                     out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
-                    deterministic=deterministic,
+                    deterministic=deterministic, image_size=image_size, skip_bad_images=skip_bad_images,
                 )  # fmt: skip
                 result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
@@ -489,6 +500,8 @@ def compare(
     ] = False,
     no_cuda_graphs: NoGraphsOpt = False,
     deterministic: DeterministicOpt = False,
+    image_size: ImageSizeOpt = None,
+    skip_bad_images: SkipBadImagesOpt = False,
     repair: RepairOpt = False,
     wide: WideOpt = False,
     quiet: QuietOpt = False,
@@ -512,7 +525,7 @@ def compare(
             scheduler=scheduler, label_smoothing=label_smoothing, precision=precision,
             channels_last=channels_last, compile=compile, device=device, seed=seed, out=out or DEFAULT_RESULTS_DIR,
             input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
-            deterministic=deterministic,
+            deterministic=deterministic, image_size=image_size, skip_bad_images=skip_bad_images,
         )  # fmt: skip
         config = comparing.CompareConfig(
             variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or [], force=force,
@@ -627,14 +640,16 @@ def _train_config(
     precision: Precision,
     input_size: str | None,
     no_cuda_graphs: bool,
+    image_size: int | None,
     **recipe: Any,
 ) -> Any:
     """The one translation of the shared training options (train, compare) into a TrainConfig."""
     from cnnbench.train import TrainConfig
 
+    shape = _input_size(input_size) or ((3, image_size, image_size) if image_size else None)
     return TrainConfig(
         model=model, options=options, optimizer=optimizer.value, scheduler=scheduler.value,
-        precision=precision.value, input_size=_input_size(input_size), cuda_graphs=not no_cuda_graphs,
+        precision=precision.value, input_size=shape, cuda_graphs=not no_cuda_graphs,
         checkpoints=checkpoints, **recipe,
     )  # fmt: skip
 

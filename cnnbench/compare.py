@@ -31,7 +31,7 @@ from cnnbench.results import (
 )
 from cnnbench.runs import RunStore, plain_name, validate_runs_table
 from cnnbench.stats import welch_interval
-from cnnbench.train import Callbacks, TrainConfig, final_status, planned_conditions
+from cnnbench.train import Callbacks, TrainConfig, data_options, final_status, planned_conditions
 
 # Statuses of finished runs whose numbers can stand in for a new run with the same conditions.
 REUSABLE = ("ok", "not learning", "diverged")
@@ -225,9 +225,10 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     if repaired:
         log(f"repaired {repaired}")
     for split in ("train", "test"):
-        b = config.base
-        load_split(b.dataset, split, b.data_dir, synthetic_shape=b.input_size, synthetic_classes=b.num_classes,
-                   synthetic_size=b.synthetic_size)  # fmt: skip
+        progress = callbacks("").on_data if callbacks else None  # decoding your own images is shown
+        load_split(
+            config.base.dataset, split, config.base.data_dir, **data_options(config.base), progress=progress
+        )
     baseline = resolve_baseline(config.baseline, variants)
     name = config.name or default_name(config, variants)
     folder = out / "compare" / name

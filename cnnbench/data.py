@@ -36,6 +36,7 @@ class ArrayDataset:
     labels: np.ndarray
     spec: DatasetSpec
     source: str
+    skipped: int = 0  # unreadable images left out (--skip-bad-images)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -230,14 +231,47 @@ def load_split(
     synthetic_shape: tuple[int, int, int] | None = None,
     synthetic_classes: int | None = None,
     synthetic_size: int | None = None,
+    skip_bad_images: bool = False,
+    progress: Any = None,
 ) -> ArrayDataset:
-    """Load ``split`` ('train' or 'test') of dataset ``name`` as uint8 arrays (cached per process)."""
-    key = (name, split, str(data_dir), synthetic_shape, synthetic_classes, synthetic_size)
+    """Load ``split`` ('train' or 'test') of dataset ``name`` as uint8 arrays (cached per process).
+
+    ``synthetic_shape`` is the input size of the datasets that take one (synthetic data, and your own
+    images, ``imagefolder``); ``progress(done, total)`` hears how decoding your own images goes.
+    """
+    key = (name, split, str(data_dir), synthetic_shape, synthetic_classes, synthetic_size, skip_bad_images)
     if key not in _CACHE:
-        _CACHE[key] = _load_split(
-            name, split, data_dir, download, synthetic_shape, synthetic_classes, synthetic_size
-        )
+        if get_dataset_spec(name).name == "imagefolder":
+            _CACHE[key] = _load_imagefolder(split, data_dir, synthetic_shape, skip_bad_images, progress)
+        else:
+            _CACHE[key] = _load_split(
+                name, split, data_dir, download, synthetic_shape, synthetic_classes, synthetic_size
+            )
     return _CACHE[key]
+
+
+def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, int] | None, skip_bad: bool,
+                      progress: Any) -> ArrayDataset:  # fmt: skip
+    from cnnbench import imagefolder
+
+    if data_dir is None and DATA_DIR_ENV not in os.environ:
+        raise DatasetError(
+            f"expected --data-dir (or ${DATA_DIR_ENV}) with train/ and val/ folders for --dataset imagefolder, got none"
+        )
+    root = Path(data_dir or default_data_dir())
+    if not root.is_dir():
+        raise DatasetError(
+            f"expected --data-dir to be an existing folder, got {root} (nothing is created there)"
+        )
+    channels, size, width = shape or (3, 224, 224)
+    if channels != 3 or size != width:
+        raise DatasetError(
+            f"expected --image-size N (3 x N x N) for your own images, got {channels}x{size}x{width}"
+        )
+    data = imagefolder.load(root, split, size, skip_bad, progress)
+    spec = DatasetSpec("imagefolder", (3, size, size), len(data["classes"]), tuple(map(float, data["mean"])),
+                       tuple(map(float, data["std"])), True)  # fmt: skip
+    return ArrayDataset(data["images"], data["labels"], spec, str(root), skipped=int(data["skipped"]))
 
 
 def _load_split(
@@ -312,11 +346,20 @@ class DeviceLoader:
         augment: bool,
         seed: int = 0,
         channels_last: bool = False,
+        resident: bool = True,
     ) -> None:
         import torch
 
         self.device = torch.device(device)
-        self.images = torch.from_numpy(np.ascontiguousarray(data.images)).to(self.device)
+        self.resident = resident
+        images = torch.from_numpy(np.ascontiguousarray(data.images))
+        # Resident: the whole set on the device, each epoch built there at once. Otherwise the uint8 set
+        # stays in pinned host memory and each batch is gathered there and copied over.
+        self.images = (
+            images.to(self.device)
+            if resident
+            else (images.pin_memory() if self.device.type == "cuda" else images)
+        )
         self.labels = torch.from_numpy(data.labels).to(self.device)
         self.batch_size = batch_size
         self.shuffle, self.augment, self.seed = shuffle, augment, seed
@@ -382,7 +425,7 @@ class DeviceLoader:
         warm-up and graph capture, without building a whole epoch."""
         import torch
 
-        x = self._normalise(self.images[:n])
+        x = self._normalise(self.images[:n].to(self.device))
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.labels[:n].clone()
@@ -392,9 +435,37 @@ class DeviceLoader:
         return x.float().mul_(self.scale).add_(self.shift)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        """Batches of epoch ``epoch``: slices of the epoch built on the device, or batches streamed from
+        host memory with the same order and augmentation."""
+        if not self.resident:
+            yield from self._streamed(epoch)
+            return
         images, labels = self.epoch_tensors(epoch)
         for start in range(0, self.num_samples, self.batch_size):
             yield images[start : start + self.batch_size], labels[start : start + self.batch_size]
+
+    def _streamed(self, epoch: int) -> Iterator[tuple[Any, Any]]:
+        import torch
+
+        n = self.num_samples
+        gen = torch.Generator()
+        gen.manual_seed(self.seed * 1_000_003 + epoch)
+        order = torch.randperm(n, generator=gen) if self.shuffle else torch.arange(n)
+        if self.augment:
+            offsets = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=gen)
+            flips = torch.rand(n, generator=gen) < 0.5
+        labels = self.labels[order.to(self.labels.device)]
+        for start in range(0, n, self.batch_size):
+            idx = order[start : start + self.batch_size]
+            x = self.images[idx]
+            x = x.pin_memory().to(self.device, non_blocking=True) if self.device.type == "cuda" else x
+            if self.augment:
+                end = start + len(idx)
+                x = self._crop_flip(x, offsets[start:end].to(self.device), flips[start:end].to(self.device))
+            x = self._normalise(x)
+            if self.channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            yield x, labels[start : start + self.batch_size]
 
     def _crop_flip(self, x: Any, offsets: Any, flips: Any) -> Any:
         """Random crop of the zero-padded image and horizontal flip, as one gather."""

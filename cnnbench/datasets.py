@@ -18,6 +18,11 @@ class DatasetSpec:
     augment: bool  # whether the chapter's crop+flip augmentation applies
     trainable: bool = True  # False for shape-only entries such as imagenet
 
+    @property
+    def sized_by_user(self) -> bool:
+        """Whether --input-size decides the input (synthetic data, your own images)."""
+        return self.name in ("synthetic", "imagefolder")
+
 
 DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
@@ -28,6 +33,8 @@ DATASETS: dict[str, DatasetSpec] = {
         DatasetSpec("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), False),
         DatasetSpec("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), False),
         DatasetSpec("synthetic", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False),
+        # Your own images (--data-dir with train/ and val/): classes, mean and std come from the folders.
+        DatasetSpec("imagefolder", (3, 224, 224), 0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True),
         # Shape only: summary and profile at ImageNet size; no training data.
         DatasetSpec(
             "imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True, False

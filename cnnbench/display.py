@@ -230,6 +230,16 @@ class TrainProgress:
     def on_warmup(self, seconds: float) -> None:
         pass
 
+    def on_data(self, done: int, total: int) -> None:
+        """Decoding your own images (once; later runs read the cache)."""
+        if done == 1:
+            self.decode_task = self.progress.add_task("decoding images", total=total, status="")
+        self.progress.update(self.decode_task, completed=done)
+        if done == total:
+            self.progress.remove_task(self.decode_task)
+            if not self.quiet:
+                self.progress.console.print(f"decoded {total:,} images into the cache", highlight=False)
+
     def on_step(self, epoch: int, step: int, loss: float | None) -> None:
         if (
             step == min(self.CPU_ESTIMATE_STEPS, self.steps)

@@ -83,6 +83,7 @@ class TrainConfig:
     num_classes: int | None = None  # synthetic only (a real dataset has its own)
     synthetic_size: int | None = None
     deterministic: bool = False  # deterministic algorithms, no cuDNN autotuning
+    skip_bad_images: bool = False  # your own images: leave unreadable files out (counted) instead of stopping
     run_name: str | None = _bookkeeping(None)
 
     def validate(self) -> None:
@@ -104,7 +105,7 @@ class TrainConfig:
         need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, "--seed in [0, 2**32)", self.seed)
         need(self.warmup_steps >= 0, "warm-up steps >= 0", self.warmup_steps)
         spec = get_dataset_spec(self.dataset)
-        if spec.name != "synthetic":
+        if not spec.sized_by_user:
             # A real dataset decides its own input size and classes; a contradiction is a mistake.
             if self.input_size is not None and tuple(self.input_size) != spec.input_shape:
                 raise InvalidArgumentError(
@@ -154,6 +155,7 @@ class Callbacks:
     def on_step(self, epoch: int, step: int, loss: float | None) -> None: ...
     def on_epoch(self, row: EpochRow) -> None: ...
     def on_warmup(self, seconds: float) -> None: ...
+    def on_data(self, done: int, total: int) -> None: ...
 
 
 # The settings that decide what a run computes: two runs equal in these are interchangeable.
@@ -168,7 +170,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
     info = get_model_info(config.model)
     spec = get_dataset_spec(config.dataset)
     synthetic = spec.name == "synthetic"
-    shape = tuple(config.input_size or spec.input_shape) if synthetic else spec.input_shape
+    shape = tuple(config.input_size or spec.input_shape) if spec.sized_by_user else spec.input_shape
     gpu = torch.cuda.get_device_name(torch.device(device)) if is_cuda(device) else ""
     # Every field of TrainConfig but its bookkeeping, as given or as resolved for this device and data.
     conditions = {
@@ -177,7 +179,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
         "family": info.family,
         "dataset": spec.name,
         "input_size": format_input_size(shape),
-        "num_classes": int(config.num_classes or spec.num_classes) if synthetic else spec.num_classes,
+        "num_classes": _num_classes(config, spec),
         **{k: getattr(config, k) for k in CONDITION_FIELDS if k not in ("model", "options", "dataset",
                                                                         "input_size", "num_classes")},
         "augment": spec.augment if config.augment is None else config.augment,
@@ -191,12 +193,41 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
     return conditions
 
 
+def _num_classes(config: TrainConfig, spec: Any) -> int:
+    if spec.name == "synthetic":
+        return int(config.num_classes or spec.num_classes)
+    if spec.name == "imagefolder":  # the class folders, counted before any image is decoded
+        from cnnbench.data import default_data_dir
+        from cnnbench.imagefolder import classes_of
+
+        return len(classes_of(Path(config.data_dir or default_data_dir())))
+    return spec.num_classes
+
+
 def conditions_hash(conditions: dict[str, Any]) -> str:
     key = {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
-    if not key["deterministic"]:
-        # Runs recorded before the setting existed were not deterministic: their hashes stay valid.
-        del key["deterministic"]
+    for name in ("deterministic", "skip_bad_images"):
+        if not key[name]:
+            # Runs recorded before these settings existed had them off: their hashes stay valid.
+            del key[name]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def data_options(config: TrainConfig) -> dict[str, Any]:
+    """What load_split needs of a run's configuration beyond the dataset's name and folder."""
+    return dict(synthetic_shape=config.input_size, synthetic_classes=config.num_classes,
+                synthetic_size=config.synthetic_size, skip_bad_images=config.skip_bad_images)  # fmt: skip
+
+
+def fits_on_device(dataset_bytes: int, device: str) -> bool:
+    """Whether a dataset can live on the device: uint8 images plus one float32 epoch (4x) within half
+    the GPU's free memory. The CPU always holds it."""
+    import torch
+
+    if not is_cuda(device):
+        return True
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return 5 * dataset_bytes < free // 2
 
 
 def diverged(loss: float, num_classes: int) -> bool:
@@ -243,18 +274,18 @@ class Trainer:
         ensure_dir(Path(c.out))
         validate_runs_table(Path(c.out), self.repair)
         spec = get_dataset_spec(c.dataset)
-        load = dict(
-            synthetic_shape=c.input_size, synthetic_classes=c.num_classes, synthetic_size=c.synthetic_size
-        )
         t0 = time.perf_counter()
-        train = load_split(spec.name, "train", c.data_dir, **load)
-        test = load_split(spec.name, "test", c.data_dir, **load)
+        train = load_split(spec.name, "train", c.data_dir, **data_options(c), progress=self.cb.on_data)
+        test = load_split(spec.name, "test", c.data_dir, **data_options(c), progress=self.cb.on_data)
         self.spec = train.spec
         augment = spec.augment if c.augment is None else c.augment
+        resident = fits_on_device(train.images.nbytes + test.images.nbytes, self.device)
         self.train_loader = DeviceLoader(
-            train, c.batch_size, self.device, True, augment, c.seed, channels_last
+            train, c.batch_size, self.device, True, augment, c.seed, channels_last, resident
         )
-        self.test_loader = DeviceLoader(test, c.eval_batch_size, self.device, False, False, 0, channels_last)
+        self.test_loader = DeviceLoader(
+            test, c.eval_batch_size, self.device, False, False, 0, channels_last, resident
+        )
         self.data_load_s = time.perf_counter() - t0
 
         info = get_model_info(c.model)
@@ -268,6 +299,8 @@ class Trainer:
         self.conditions: dict[str, Any] = {
             **planned_conditions(c),
             "data_source": train.source,
+            "data_placement": "device" if resident else "pinned host memory, streamed per batch",
+            "images_skipped": train.skipped + test.skipped,
             "train_samples": self.train_loader.num_samples,
             "test_samples": self.test_loader.num_samples,
             "params": sum(p.numel() for p in model.parameters()),
@@ -372,10 +405,8 @@ class Trainer:
         synchronize(self.device)
         t0 = time.perf_counter()
         step.start_epoch()
-        images, labels = self.train_loader.epoch_tensors(epoch)
-        for i, start in enumerate(range(0, n, self.config.batch_size)):
-            end = start + self.config.batch_size
-            loss = step.step(images[start:end], labels[start:end])
+        for i, (x, y) in enumerate(self.train_loader.epoch(epoch)):
+            loss = step.step(x, y)
             # Reading the loss forces a device sync, so the display samples it only now and then.
             self.cb.on_step(epoch, i + 1, loss.item() if (i + 1) % 50 == 0 else None)
         train_loss, train_acc = step.epoch_stats(n)
@@ -462,7 +493,7 @@ def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int 
     if config.input_size is not None:
         config.input_size = tuple(config.input_size)
     source = saved.get("data_source")
-    data_dir = Path(source) if config.dataset != "synthetic" and source else None
+    data_dir = Path(source) if config.dataset != "synthetic" and source else None  # where the data was read
     config = dataclasses.replace(
         config, out=Path(out), run_name=store.run_id, device=device or saved.get("device", "auto"),
         data_dir=data_dir, epochs=config.epochs if epochs is None else epochs,

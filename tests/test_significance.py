@@ -53,7 +53,7 @@ def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):
     assert bool(row.delta_significant) == (low > 0 or high < 0)
     md = (folder / "table.md").read_text()
     assert "Δ best acc (pp, 95% CI)" in md and "| reference |" in md and "Welch's t" in md
-    assert "Δ best acc (pp, 95\\% CI)" in (folder / "table.tex").read_text()
+    assert r"$\Delta$ best acc (pp, 95\% CI)" in (folder / "table.tex").read_text()
     assert "Δ acc pp [95% CI]" in result.output and "reference" in result.output
     # --baseline re-renders the same runs against another variant
     again = runner.invoke(app, ["compare", "--from", str(folder), "--baseline", "cnn_dropout"])
