@@ -37,6 +37,7 @@ class ArrayDataset:
     spec: DatasetSpec
     source: str
     skipped: int = 0  # unreadable images left out (--skip-bad-images)
+    class_names: tuple[str, ...] = ()  # where the data names its classes (your own images' folders)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -271,7 +272,8 @@ def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, 
     data = imagefolder.load(root, split, size, skip_bad, progress)
     spec = DatasetSpec("imagefolder", (3, size, size), len(data["classes"]), tuple(map(float, data["mean"])),
                        tuple(map(float, data["std"])), True)  # fmt: skip
-    return ArrayDataset(data["images"], data["labels"], spec, str(root), skipped=int(data["skipped"]))
+    return ArrayDataset(data["images"], data["labels"], spec, str(root), skipped=int(data["skipped"]),
+                        class_names=tuple(data["classes"]))  # fmt: skip
 
 
 def _load_split(

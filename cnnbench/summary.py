@@ -107,6 +107,12 @@ def resolve_input(
     info = get_model_info(model)
     spec = get_dataset_spec(dataset or info.default_dataset)
     shape = tuple(input_size) if input_size else spec.input_shape
+    if num_classes is None and spec.num_classes < 1:
+        from cnnbench.errors import InvalidArgumentError
+
+        raise InvalidArgumentError(
+            f"expected --num-classes with --dataset {spec.name} (its classes are its folders), got none"
+        )
     if num_classes is not None and num_classes < 1:
         from cnnbench.errors import InvalidArgumentError
 

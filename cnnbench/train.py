@@ -301,6 +301,7 @@ class Trainer:
             "data_source": train.source,
             "data_placement": "device" if resident else "pinned host memory, streamed per batch",
             "images_skipped": train.skipped + test.skipped,
+            "class_names": ";".join(train.class_names),
             "train_samples": self.train_loader.num_samples,
             "test_samples": self.test_loader.num_samples,
             "params": sum(p.numel() for p in model.parameters()),

@@ -115,3 +115,30 @@ def test_deterministic_runs_in_two_processes_give_identical_epoch_rows_on_the_gp
         assert json.loads((run / "config.json").read_text())["deterministic"] is True
         rows.append(pd.read_csv(run / "epochs.csv")[["train_loss", "train_acc", "test_loss", "test_acc"]])
     pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
+
+
+def test_your_own_images_streamed_from_pinned_memory_train_on_the_gpu(tmp_path, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from cnnbench import train as training
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 64), ("val", 16)):
+        for c in range(3):
+            folder = tmp_path / "imgs" / split / f"class{c}"
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
+                pixels[..., c] += 150
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+    monkeypatch.setattr(training, "fits_on_device", lambda *_: False)  # as if the set were too large
+    run = train(TrainConfig(model="lenet", dataset="imagefolder", data_dir=tmp_path / "imgs", input_size=(3, 24, 24),
+                            epochs=3, batch_size=16, device="cuda", out=tmp_path / "r"))  # fmt: skip
+    assert run.summary["data_placement"].startswith("pinned host memory")
+    assert run.summary["cuda_graphs"] and run.epochs[-1].train_loss < run.epochs[0].train_loss
+
+
+def test_a_torchvision_model_trains_on_the_gpu(tmp_path):
+    run = train(_config(tmp_path, model="torchvision:resnet18", epochs=1, options={}))
+    assert run.status in ("ok", "not learning") and run.summary["params"] == 11_181_642

@@ -49,6 +49,7 @@ def test_a_folder_of_pngs_trains_and_compares_and_the_cache_is_reused(tmp_path, 
         12,
     )
     assert config["data_placement"] == "device" and config["data_source"] == str(root)
+    assert config["class_names"] == "circles;squares;stripes"
     assert len(list((root / ".cnnbench-cache").glob("*.npz"))) == 2
 
     from cnnbench import data
@@ -134,3 +135,8 @@ def test_streamed_batches_hold_the_same_images_as_resident_ones():
     assert sorted(torch.cat([y for _, y in batches]).tolist()) == sorted(data.labels.tolist())
     again = torch.cat([x for x, _ in shuffled.epoch(1)])
     assert torch.equal(again, torch.cat([x for x, _ in batches]))  # the same (seed, epoch), the same batches
+
+
+def test_summary_of_your_own_data_asks_for_its_classes(tmp_path):
+    result = runner.invoke(app, ["summary", "lenet", "-d", "imagefolder", "--out", str(tmp_path)])
+    assert result.exit_code == 1 and "expected --num-classes with --dataset imagefolder" in result.output
