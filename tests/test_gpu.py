@@ -34,9 +34,7 @@ def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16: the loss scale comes back with the run
 def test_resume_under_cuda_graphs(tmp_path, precision):
-    from cnnbench.train import resume
-
-    from cnnbench.train import Callbacks
+    from cnnbench.train import Callbacks, resume
 
     class Stop(Callbacks):
         def on_step(self, epoch, step, loss):
