@@ -113,3 +113,12 @@ def test_unknown_options_of_a_factory_name_its_parameters(tmp_path, factory):
     result = runner.invoke(app, ["summary", f"{factory}:make", "-o", "depth=3", "--out", str(tmp_path)],
                            env={"COLUMNS": "300"})  # fmt: skip
     assert result.exit_code == 1 and "unknown option 'depth'" in result.output and "width" in result.output
+
+
+def test_profile_takes_a_user_model(tmp_path, factory):
+    result = runner.invoke(app, ["profile", f"{factory}:make", "-i", "3x16x16", "--device", "cpu", "--batch-sizes",
+                                 "2", "--warmup", "1", "--iters", "2", "-f", "json", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [r["mode"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
+    assert rows[0]["model"] == f"{factory}:make"
