@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from cnnbench.datasets import DatasetSpec, get_dataset_spec
-from cnnbench.errors import DatasetError
+from cnnbench.errors import DatasetError, first_line
 
 DATA_DIR_ENV = "CNNBENCH_DATA_DIR"
 DEBIAN_DATASETS = Path("/usr/share/datasets")
@@ -82,7 +82,7 @@ def _read_cifar_file(path: Path, label_key: str, num_classes: int) -> tuple[np.n
         AttributeError,
         IndexError,
     ) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise DatasetError(
             f"expected a CIFAR batch file at {path}, got unreadable content ({reason})"
         ) from None

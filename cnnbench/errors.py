@@ -35,3 +35,9 @@ class ResultsError(CnnbenchError):
 
 class OutOfMemory(CnnbenchError):
     """The device (or the host) ran out of memory during a run."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its first), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

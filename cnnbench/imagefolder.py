@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnbench.errors import DatasetError
+from cnnbench.errors import DatasetError, first_line
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
 SPLITS = {"train": ("train",), "test": ("val", "test")}
@@ -98,7 +98,7 @@ def _decode(files: list[tuple[Path, int]], size: int, skip_bad: bool,
             image = _square(path, size)
         except Exception as exc:  # PIL raises many types for one unreadable file
             if not skip_bad:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                reason = first_line(exc)
                 raise DatasetError(
                     f"expected a readable image at {path}, got {reason}; --skip-bad-images leaves such files out"
                 ) from None

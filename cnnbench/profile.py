@@ -29,7 +29,7 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
-from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError
+from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError, first_line
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import (
     DEFAULT_RESULTS_DIR,
@@ -263,12 +263,12 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
                                     fwd_flops if mode == "infer" else train_flops, peak))  # fmt: skip
             except (torch.cuda.OutOfMemoryError, MemoryError, InputSizeError) as exc:
                 row["status"] = "out of memory"
-                row["error"] = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                row["error"] = first_line(exc)
             except RuntimeError as exc:
                 if not is_cpu_oom(exc):
                     raise
                 row["status"] = "out of memory"
-                row["error"] = str(exc).strip().splitlines()[0]
+                row["error"] = first_line(exc)
             finally:
                 gc.collect()  # a step's closures and graph go now, not whenever the collector next runs
                 if is_cuda(device):

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench import __version__
-from cnnbench.errors import InvalidArgumentError, ResultsError
+from cnnbench.errors import InvalidArgumentError, ResultsError, first_line
 
 DEFAULT_RESULTS_DIR = Path("results")
 LOCK_TIMEOUT_S = 120.0
@@ -118,8 +118,8 @@ def ensure_dir(path: Path) -> Path:
 
 
 def _reason(exc: BaseException) -> str:
-    text = getattr(exc, "strerror", None) or str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
+    """An OSError's own words (strerror), else its first line."""
+    return getattr(exc, "strerror", None) or first_line(exc)
 
 
 def write_error(path: Path, exc: OSError) -> ResultsError:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError, first_line
 from cnnbench.results import (
     append_row,
     atomic_path,
@@ -158,7 +158,7 @@ class RunStore:
                 f"refused to load {path}: it holds more than tensors and plain values ({first[:120]})"
             ) from None
         except Exception as exc:  # truncated, empty or random bytes: torch's readers raise many types
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise ResultsError(
                 f"expected a checkpoint in {path}, got a damaged file ({reason[:120]})"
             ) from None
@@ -181,7 +181,7 @@ def restore_into(step: Any, checkpoint: Checkpoint, path: Path, model_name: str)
     except CnnbenchError:
         raise
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise ResultsError(
             f"expected a checkpoint of {model_name} in {path}, got another ({reason[:120]})"
         ) from None

@@ -36,7 +36,7 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
-from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, ensure_dir, environment, plain
 from cnnbench.runs import RunStore, plain_name, restore_into, validate_runs_table
@@ -243,10 +243,9 @@ def final_status(exc: BaseException) -> str:
         return "interrupted"
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError, OutOfMemory)) or is_cpu_oom(exc):
         return "out of memory"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     if isinstance(exc, CnnbenchError):
-        return f"failed: {text}"
-    return f"failed: {type(exc).__name__}" + (f": {text}" if text else "")
+        return f"failed: {first_line(exc)}"
+    return f"failed: {type(exc).__name__}" + (f": {first_line(exc)}" if str(exc).strip() else "")
 
 
 class Trainer:
@@ -387,7 +386,7 @@ class Trainer:
             status = final_status(exc)
             if isinstance(exc, torch.cuda.OutOfMemoryError) or is_cpu_oom(exc):
                 raise OutOfMemory(
-                    f"out of memory training {get_model_info(c.model).name}: {_first_line(exc)}"
+                    f"out of memory training {get_model_info(c.model).name}: {first_line(exc)}"
                 ) from None
             raise
         finally:
@@ -448,11 +447,6 @@ class Trainer:
             "conditions_hash": self.conditions["conditions_hash"],
             "run_dir": str(store.dir),
         }
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def config_record(config: TrainConfig) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import InvalidOptionError, UnknownModelError
+from cnnbench.errors import InvalidOptionError, UnknownModelError, first_line
 
 SOURCES = ("torchvision", "timm")
 
@@ -164,7 +164,7 @@ def _import(module: str) -> Any:
     except UnknownModelError:
         raise
     except Exception as exc:  # the user's module failed to import: say why in one line
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UnknownModelError(f"could not import {module}: {type(exc).__name__}: {reason}") from None
 
 
@@ -194,7 +194,7 @@ def _checked(build: Callable[..., Any], name: str) -> Callable[..., Any]:
         except Exception as exc:
             from cnnbench.errors import InputSizeError
 
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = first_line(exc)
             raise InputSizeError(
                 f"{name} cannot take input {'x'.join(map(str, input_shape))}: {reason}"
             ) from None
