@@ -98,6 +98,7 @@ def test_list_shows_what_a_source_offers():
         ("{factory}:not_a_module", "to return an nn.Module, got str"),
         ("{factory}:wrong_output", "to output (batch, 10), got (2, 11)"),
         ("timm:no_such_model" if __import__("importlib").util.find_spec("timm") else "timm:resnet18", "timm"),
+        ("timm:resnet1" if __import__("importlib").util.find_spec("timm") else "timm:resnet18", "timm"),
     ],
 )
 def test_bad_model_names_are_one_line(tmp_path, factory, name, message):
@@ -122,3 +123,18 @@ def test_profile_takes_a_user_model(tmp_path, factory):
     rows = json.loads(result.output)["rows"]
     assert [r["mode"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
     assert rows[0]["model"] == f"{factory}:make"
+
+
+def test_timm_models_take_the_datasets_classes_and_input_size(tmp_path):
+    pytest.importorskip("timm")
+    out = runner.invoke(app, ["summary", "timm:resnet18", "-d", "cifar10", "--depth", "1", "-f", "json",
+                              "--out", str(tmp_path)])  # fmt: skip
+    data = json.loads(out.output)
+    assert (data["params"], data["input_size"], data["num_classes"]) == (11_181_642, "3x32x32", 10)
+    # a ViT takes the input size (32x32 with patches of 4: the registry's ViT-Tiny, MAC for MAC)
+    vit = json.loads(runner.invoke(app, ["summary", "timm:vit_tiny_patch16_224", "-i", "3x32x32", "--num-classes",
+                                         "10", "-o", "patch_size=4", "-f", "json", "--out", str(tmp_path)]).output)  # fmt: skip
+    ours = json.loads(
+        runner.invoke(app, ["summary", "vit_tiny", "-f", "json", "--out", str(tmp_path)]).output
+    )
+    assert vit["macs"] == ours["macs"] == 365_107_584
