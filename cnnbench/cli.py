@@ -287,6 +287,15 @@ DeterministicOpt = Annotated[
         help="Deterministic algorithms only, no cuDNN autotuning: the same seed gives the same digits.",
     ),
 ]
+JobsPerGpuOpt = Annotated[
+    int,
+    typer.Option(
+        "--jobs-per-gpu",
+        min=1,
+        metavar="K",
+        help="Runs at once on each GPU (recorded: it moves epoch times).",
+    ),
+]
 ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
@@ -376,6 +385,7 @@ def train(
     deterministic: DeterministicOpt = False,
     image_size: ImageSizeOpt = None,
     skip_bad_images: SkipBadImagesOpt = False,
+    jobs_per_gpu: JobsPerGpuOpt = 1,
     repair: RepairOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -404,6 +414,7 @@ def train(
                     precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
                     out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
                     deterministic=deterministic, image_size=image_size, skip_bad_images=skip_bad_images,
+                    jobs_per_gpu=jobs_per_gpu,
                 )  # fmt: skip
                 result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
@@ -502,6 +513,13 @@ def compare(
     deterministic: DeterministicOpt = False,
     image_size: ImageSizeOpt = None,
     skip_bad_images: SkipBadImagesOpt = False,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus", metavar="all|N|0,2,3", help="Run the jobs at once, one worker process per GPU."
+        ),
+    ] = None,
+    jobs_per_gpu: JobsPerGpuOpt = 1,
     repair: RepairOpt = False,
     wide: WideOpt = False,
     quiet: QuietOpt = False,
@@ -529,7 +547,7 @@ def compare(
         )  # fmt: skip
         config = comparing.CompareConfig(
             variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or [], force=force,
-            repair=repair, seed_list=_seed_list(seed_list), baseline=baseline,
+            repair=repair, seed_list=_seed_list(seed_list), baseline=baseline, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
         )  # fmt: skip
         progress = TrainProgress(quiet)
 

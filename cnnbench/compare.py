@@ -56,7 +56,7 @@ TIDY_NUMBERS = (
 SHARED_CONDITIONS = (
     "dataset", "data_source", "input_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "scheduler", "step_size", "gamma", "label_smoothing", "precision", "channels_last", "compile", "cuda_graphs",
-    "deterministic",
+    "deterministic", "jobs_per_gpu",
     "augment", "device", "gpu_name", "torch_version", "cuda_version", "cudnn_version", "cnnbench_version",
 )  # fmt: skip
 
@@ -119,6 +119,10 @@ class CompareConfig:
     force: bool = False  # replace an existing comparison of the same --name
     repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
     seed_list: list[int] | None = None  # these seeds instead of base.seed .. base.seed + seeds - 1
+    gpus: str | None = (
+        None  # --gpus all|N|0,2,3: one worker process per GPU (None: one run after another here)
+    )
+    jobs_per_gpu: int = 1
     baseline: str | None = None  # the variant differences are measured from (default: the first)
 
     @property
@@ -238,6 +242,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
             "--force replaces it, another --name writes beside it"
         )
     ensure_dir(folder)
+    swept = _sweep(config, variants, out, log) if config.gpus else {}
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     notes: list[str] = list(config.notes)
@@ -251,8 +256,18 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
                 summary, epochs, status, reused = None, [], "error", False
                 try:
                     planned = planned_conditions(run_config)
-                    found = None if config.rerun else _find_reusable(out, planned["conditions_hash"])
-                    if found is not None:
+                    job = swept.get(f"{variant.label} seed {seed}")
+                    found = (
+                        None
+                        if config.rerun and job is None
+                        else _find_reusable(out, planned["conditions_hash"])
+                    )
+                    if job is not None and found is None:  # a worker that left no finished run
+                        status = _worker_status(out, planned["conditions_hash"], job)
+                    elif job is not None:  # trained by a worker just now
+                        summary, epochs = found
+                        status = str(summary["status"])
+                    elif found is not None:
                         summary, epochs = found
                         status, reused = str(summary["status"]), True
                         made = "deterministic" if summary.get("deterministic") else "not deterministic"
@@ -287,6 +302,48 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     result = CompareResult(name, folder, tidy, epochs_df, aggregate(tidy, baseline), conditions, notes)
     write_outputs(result)
     return result
+
+
+def _sweep(
+    config: CompareConfig, variants: list[Variant], out: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Train every run not already in the store on the GPUs of --gpus, one worker process each; the
+    jobs by label ("VARIANT seed N")."""
+    import torch
+
+    from cnnbench import sweep
+    from cnnbench.summary import count_flops
+
+    gpus = sweep.parse_gpus(config.gpus or "", torch.cuda.device_count())
+    jobs = []
+    for variant in variants:
+        for seed in config.seed_values:
+            run = dataclasses.replace(
+                config.base, model=variant.model, options=dict(variant.options), seed=seed
+            )
+            try:
+                planned = planned_conditions(run)
+                shape = tuple(int(d) for d in planned["input_size"].split("x"))
+                flops = count_flops(variant.model, dict(variant.options), shape, planned["num_classes"])[1]
+            except CnnbenchError:
+                continue  # a variant that cannot run gets its row from the loop that follows, not a worker
+            if not config.rerun and _find_reusable(out, planned["conditions_hash"]) is not None:
+                continue
+            cost = flops * run.epochs
+            argv = sweep.train_argv(run, dict(variant.options)) + ["--jobs-per-gpu", str(config.jobs_per_gpu)]
+            jobs.append(sweep.Job(f"{variant.label} seed {seed}", argv, float(cost)))
+    log(f"{len(jobs)} runs on GPUs {', '.join(gpus)}, {config.jobs_per_gpu} at a time on each, longest first")
+    return {job.label: job for job in sweep.Sweep(jobs, gpus, config.jobs_per_gpu).run()}
+
+
+def _worker_status(out: Path, conditions_hash: str, job: Any) -> str:
+    """How a worker's run ended when it left no finished run: its row's status, else its exit code."""
+    runs = read_frame(out / "runs.csv") if (out / "runs.csv").exists() else None
+    if runs is not None and "conditions_hash" in runs.columns:
+        mine = runs[runs.conditions_hash.astype(str) == conditions_hash]
+        if len(mine):
+            return str(mine.status.iloc[-1])
+    return f"failed: worker exited with code {job.returncode}"
 
 
 def resolve_baseline(spec: str | None, variants: list[Variant]) -> str | None:
@@ -508,7 +565,7 @@ def conditions_text(conditions: dict[str, Any]) -> str:
         f"scheduler {c.get('scheduler')} (step {c.get('step_size')}, gamma {c.get('gamma')}), "
         f"label smoothing {c.get('label_smoothing')}, augment {c.get('augment')}, precision {c.get('precision')}, "
         f"channels_last {c.get('channels_last')}, compile {c.get('compile')}, CUDA graphs {c.get('cuda_graphs')}, "
-        f"deterministic {bool(c.get('deterministic'))}; "
+        f"deterministic {bool(c.get('deterministic'))}, runs at once per GPU {c.get('jobs_per_gpu') or 1}; "
         f"device {device}; torch {c.get('torch_version')}, CUDA {c.get('cuda_version') or '-'}, "
         f"cuDNN {c.get('cudnn_version') or '-'}, cnnbench {c.get('cnnbench_version')}"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 from typing import Any
 
@@ -189,8 +190,8 @@ class TrainProgress:
             TimeElapsedColumn(),
             TextColumn("{task.fields[status]}"),
             console=err_console,
-            # A bar only where someone watches it; a pipe gets the epoch lines alone.
-            disable=quiet or not err_console.is_terminal,
+            # A bar only where someone watches it; a pipe, or a worker of a sweep, gets the epoch lines alone.
+            disable=quiet or not err_console.is_terminal or "CNNBENCH_WORKER" in os.environ,
             transient=True,
         )
         self.task = None

@@ -85,6 +85,7 @@ class TrainConfig:
     deterministic: bool = False  # deterministic algorithms, no cuDNN autotuning
     skip_bad_images: bool = False  # your own images: leave unreadable files out (counted) instead of stopping
     run_name: str | None = _bookkeeping(None)
+    jobs_per_gpu: int = _bookkeeping(1)  # runs sharing the GPU at once (compare --gpus): moves epoch times
 
     def validate(self) -> None:
         def need(ok: bool, what: str, got: Any) -> None:
@@ -299,6 +300,7 @@ class Trainer:
             **planned_conditions(c),
             "data_source": train.source,
             "data_placement": "device" if resident else "pinned host memory, streamed per batch",
+            "jobs_per_gpu": c.jobs_per_gpu,
             "images_skipped": train.skipped + test.skipped,
             "class_names": ";".join(train.class_names),
             "train_samples": self.train_loader.num_samples,
