@@ -5,6 +5,7 @@ import json
 import pandas as pd
 import pytest
 import torch
+from conftest import limit_synthetic
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
@@ -22,16 +23,7 @@ def compare(out, *args):
 
 @pytest.fixture(autouse=True)
 def _small_synthetic(monkeypatch):
-    # 256 training and 256 test images keep each epoch well under a second on two cores.
-    from cnnbench import train
-
-    original = train.TrainConfig.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.synthetic_size = self.synthetic_size or 256
-
-    monkeypatch.setattr(train.TrainConfig, "__init__", init)
+    limit_synthetic(monkeypatch, 256)
 
 
 def test_grammar_expands_lists_and_products():

@@ -34,16 +34,13 @@ def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
 
 @pytest.mark.parametrize("precision", ["fp32", "fp16"])  # fp16: the loss scale comes back with the run
 def test_resume_under_cuda_graphs(tmp_path, precision):
-    from cnnbench.train import Callbacks, resume
+    from conftest import InterruptAt
 
-    class Stop(Callbacks):
-        def on_step(self, epoch, step, loss):
-            if epoch == 3:
-                raise KeyboardInterrupt
+    from cnnbench.train import resume
 
     straight = train(_config(tmp_path / "a", precision=precision))
     with pytest.raises(KeyboardInterrupt):
-        train(_config(tmp_path / "b", run_name="r", precision=precision), Stop())
+        train(_config(tmp_path / "b", run_name="r", precision=precision), InterruptAt(3))
     resumed = resume(tmp_path / "b", "r")
     assert resumed.summary["cuda_graphs"] and resumed.summary["precision"] == precision
     assert resumed.epochs[-1].test_acc == pytest.approx(straight.epochs[-1].test_acc, abs=3.0)

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import InterruptAt
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
 from cnnbench.errors import ResultsError
 from cnnbench.results import append_row, check_table, read_table, upsert_rows
-from cnnbench.train import Callbacks, TrainConfig, resume, train
+from cnnbench.train import TrainConfig, resume, train
 
 runner = CliRunner()
 SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q"]
@@ -40,15 +41,6 @@ def one_line_error(result, *phrases):
         assert phrase in text, text
     assert "Traceback" not in result.output
     assert result.output.startswith("error:")
-
-
-class StopAt(Callbacks):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_step(self, epoch, step, loss):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 # --- checkpoints and resume -----------------------------------------------------------------------
@@ -137,7 +129,7 @@ def test_a_finished_run_continues_to_a_larger_epochs_without_a_second_row(tmp_pa
 
 def test_an_interrupted_run_without_checkpoints_cannot_resume_and_says_so(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(cfg(tmp_path, checkpoints=False), StopAt(2))
+        train(cfg(tmp_path, checkpoints=False), InterruptAt(2))
     one_line_error(
         cli("train", "--resume", "r", "--out", tmp_path, "-q"), "wrote no checkpoint", "cannot be resumed"
     )
@@ -145,7 +137,7 @@ def test_an_interrupted_run_without_checkpoints_cannot_resume_and_says_so(tmp_pa
 
 def test_a_run_interrupted_in_epoch_1_never_writes_epoch_1_twice(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(cfg(tmp_path, epochs=2), StopAt(1))
+        train(cfg(tmp_path, epochs=2), InterruptAt(1))
     assert not (tmp_path / "runs" / "r" / "epochs.csv").exists()
     resume(tmp_path, "r")
     assert pd.read_csv(tmp_path / "runs" / "r" / "epochs.csv").epoch.tolist() == [1, 2]
@@ -411,19 +403,6 @@ def test_profile_trace_to_an_unwritable_path_is_an_error(tmp_path):
 
 def compare(out, *args):
     return cli("compare", *SYNTH, "-e", "1", "-b", "64", "--out", out, *args)
-
-
-@pytest.fixture
-def small_synthetic(monkeypatch):
-    from cnnbench import train as training
-
-    original = training.TrainConfig.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.synthetic_size = self.synthetic_size or 128
-
-    monkeypatch.setattr(training.TrainConfig, "__init__", init)
 
 
 def test_two_comparisons_never_share_a_folder(tmp_path, small_synthetic):

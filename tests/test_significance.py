@@ -16,16 +16,8 @@ SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "-e"
 
 
 @pytest.fixture(autouse=True)
-def _small_synthetic(monkeypatch):
-    from cnnbench import train as training
-
-    original = training.TrainConfig.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.synthetic_size = self.synthetic_size or 128
-
-    monkeypatch.setattr(training.TrainConfig, "__init__", init)
+def _small_synthetic(small_synthetic):
+    pass
 
 
 def test_welch_interval_by_hand():

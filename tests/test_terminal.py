@@ -6,6 +6,7 @@ import re
 
 import pandas as pd
 import pytest
+from conftest import limit_synthetic
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
@@ -25,16 +26,8 @@ def strict(text):
 
 
 @pytest.fixture(autouse=True)
-def _small_synthetic(monkeypatch):
-    from cnnbench import train as training
-
-    original = training.TrainConfig.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.synthetic_size = self.synthetic_size or 128
-
-    monkeypatch.setattr(training.TrainConfig, "__init__", init)
+def _small_synthetic(small_synthetic):
+    pass
 
 
 @pytest.mark.parametrize("command", ["list", "summary", "train", "compare", "profile"])
@@ -51,20 +44,10 @@ def test_help_fits_80_columns_without_bool_placeholders(command):
 def long_compare(tmp_path_factory):
     out = tmp_path_factory.mktemp("r")
     # Module-scoped: built once with small data for the width tests below.
-    from cnnbench import train as training
-
-    original = training.TrainConfig.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.synthetic_size = self.synthetic_size or 128
-
-    training.TrainConfig.__init__ = init
-    try:
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        limit_synthetic(monkeypatch, 128)
         result = runner.invoke(app, ["compare", *LONG, *SYNTH, "-e", "1", "-q", "--out", str(out), "--name", "w"],
                                env={"COLUMNS": "200"})  # fmt: skip
-    finally:
-        training.TrainConfig.__init__ = original
     assert result.exit_code == 0, result.output
     return out / "compare" / "w"
 

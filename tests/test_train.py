@@ -7,10 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import InterruptAt
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
-from cnnbench.train import Callbacks, TrainConfig, resume, train
+from cnnbench.train import TrainConfig, resume, train
 
 runner = CliRunner()
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -59,15 +60,6 @@ def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
     assert (row.channels_last, row.optimizer_impl) == (False, "foreach")
     assert json.loads((result.run_dir / "config.json").read_text())["model"] == "lenet5"
     assert (result.run_dir / "last.pt").exists() and (result.run_dir / "best.pt").exists()
-
-
-class InterruptAt(Callbacks):
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_step(self, epoch, step, loss):
-        if epoch == self.epoch:
-            raise KeyboardInterrupt
 
 
 def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
