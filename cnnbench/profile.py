@@ -287,13 +287,9 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
                          batch: int) -> float:  # fmt: skip
     """summary's estimate of what this step holds: a training step's weights, gradients, Adam state and
     saved activations, or an inference step's weights and largest layer."""
-    import torch
+    from cnnbench.summary import build, estimate_memory
 
-    from cnnbench.summary import estimate_memory
-
-    info = get_model_info(name)
-    with torch.device("meta"):
-        meta = info.builder(shape, classes, **info.parse_options(config.options))
+    meta, _ = build(name, config.options, shape, classes, device="meta")
     memory = estimate_memory(meta, shape, batch, config.precision)
     if mode == "train":
         return memory["total_train_MiB"]

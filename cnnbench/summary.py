@@ -337,8 +337,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
                 macs_pct=100 * layer_macs / max(total_macs, 1),
             )
         )
-    with torch.device("meta"):
-        meta_model = info.builder(shape, num_classes, **parsed)
+    meta_model, _ = build(info.name, config.options, shape, num_classes, device="meta")
     return ModelSummary(
         model=info.name,
         options=parsed,
