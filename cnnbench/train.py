@@ -50,6 +50,12 @@ def _bookkeeping(default: Any) -> Any:
     return field(default=default, metadata={"condition": False})
 
 
+def _added_off() -> Any:
+    """A condition added after runs were recorded without it: off, it stays out of the hash, so those
+    runs (which had it off) are still found and reused."""
+    return field(default=False, metadata={"hashed_when_off": False})
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; defaults are the chapter's recipe."""
@@ -82,8 +88,8 @@ class TrainConfig:
     input_size: tuple[int, int, int] | None = None  # synthetic only (a real dataset has its own)
     num_classes: int | None = None  # synthetic only (a real dataset has its own)
     synthetic_size: int | None = None
-    deterministic: bool = False  # deterministic algorithms, no cuDNN autotuning
-    skip_bad_images: bool = False  # your own images: leave unreadable files out (counted) instead of stopping
+    deterministic: bool = _added_off()  # deterministic algorithms, no cuDNN autotuning
+    skip_bad_images: bool = _added_off()  # your own images: leave unreadable files out, counted
     run_name: str | None = _bookkeeping(None)
     jobs_per_gpu: int = _bookkeeping(1)  # runs sharing the GPU at once (compare --gpus): moves epoch times
 
@@ -207,10 +213,9 @@ def _num_classes(config: TrainConfig, spec: Any) -> int:
 
 def conditions_hash(conditions: dict[str, Any]) -> str:
     key = {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
-    for name in ("deterministic", "skip_bad_images"):
-        if not key[name]:
-            # Runs recorded before these settings existed had them off: their hashes stay valid.
-            del key[name]
+    for f in dataclasses.fields(TrainConfig):
+        if f.metadata.get("hashed_when_off", True) is False and not key[f.name]:
+            del key[f.name]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
