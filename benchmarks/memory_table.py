@@ -1,10 +1,10 @@
 """summary's memory estimate against the measured peak of one training step, for every registered model
 at batch 128 on CIFAR-sized input (3x32x32, 10 classes), fp32 and bf16. Needs a CUDA GPU.
 
-The measured peak is ``torch.cuda.max_memory_allocated`` over the step as ``cnnbench profile`` runs it
-(warm-up, CUDA-graph capture and timed steps); the estimate is weights + gradients + Adam state +
-saved activations (``cnnbench summary -b 128``). Models that cannot take 32x32 input get a row with
-their error.
+The measured peak is ``torch.cuda.max_memory_allocated`` over one eager training step after warm-up,
+with cuBLAS's workspaces freed before the model is built (``cnnbench profile``'s peak column); the
+estimate is weights + gradients + Adam state + saved activations + cuBLAS workspaces (``cnnbench
+summary -b 128`` on a GPU machine). Models that cannot take 32x32 input get a row with their error.
 
     python benchmarks/memory_table.py --out results/memory/memory.csv
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cnnbench.device import cublas_workspace_bytes
 from cnnbench.errors import CnnbenchError
 from cnnbench.models import list_models
 from cnnbench.profile import ProfileConfig, profile
@@ -28,6 +29,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     rows = []
+    workspace = cublas_workspace_bytes("cuda") or (0, 0)
     for precision in ("fp32", "bf16"):
         for name in list_models():
             base = {
@@ -46,7 +48,9 @@ def main() -> None:
                 continue
             est, peak = row["estimated_mem_MiB"], row.get("peak_mem_MiB")
             rows.append({**base, "status": row["status"], "estimated_MiB": est, "measured_peak_MiB": peak,
-                         "estimate_over_measured": est / peak if peak else None, "gpu_name": row["gpu_name"],
+                         "estimate_over_measured": est / peak if peak else None,
+                         "cublas_workspace_MiB": workspace[0] / 2**20, "cublaslt_workspace_MiB": workspace[1] / 2**20,
+                         "gpu_name": row["gpu_name"],
                          "torch_version": row["torch_version"], "date": row["date"]})  # fmt: skip
             print(rows[-1], flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)

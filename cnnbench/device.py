@@ -99,6 +99,30 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
+def cublas_workspace_bytes(device: str) -> tuple[int, int] | None:
+    """(cuBLAS workspace, cuBLASLt workspace) in bytes that each cuBLAS handle holds on ``device``, as
+    PyTorch sizes them (CUBLAS_WORKSPACE_CONFIG, else its default for the card); None off CUDA."""
+    import torch
+
+    if not is_cuda(device) or not torch.cuda.is_available():
+        return None
+    with torch.cuda.device(torch.device(device)):
+        blas = getattr(torch._C, "_cuda_getCublasWorkspaceSize", None)
+        lt = getattr(torch._C, "_cuda_getCublasLtWorkspaceSize", None)
+        if blas is None:
+            return None
+        return int(blas()), int(lt()) if lt is not None else 0
+
+
+def clear_cublas_workspaces() -> None:
+    """Free the workspaces cuBLAS handles keep, so that the next step's peak includes its own."""
+    import torch
+
+    clear = getattr(torch._C, "_cuda_clearCublasWorkspaces", None)
+    if clear is not None and torch.cuda.is_available():
+        clear()
+
+
 def synchronize(device: str) -> None:
     import torch
 

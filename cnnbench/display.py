@@ -157,7 +157,12 @@ def summary_totals(summary: Any) -> Table:
             f"training memory, batch {m['batch_size']}",
             f"{m['total_train_MiB']:,.1f} MiB",
             f"estimate, {m['precision']}: weights {m['params_MiB']:,.1f} + gradients {m['grads_MiB']:,.1f} + "
-            f"Adam {m['optimizer_MiB']:,.1f} + saved activations {m['activations_train_MiB']:,.1f}",
+            f"Adam {m['optimizer_MiB']:,.1f} + saved activations {m['activations_train_MiB']:,.1f}"
+            + (
+                " + cuBLAS workspaces " + f"{m['cublas_workspace_MiB']:,.1f}"
+                if m["cublas_workspace_MiB"] is not None
+                else "; cuBLAS workspaces not included (no GPU here to size them)"
+            ),
         ),
         (
             "inference activations",

@@ -23,6 +23,8 @@ from cnnbench.datasets import format_input_size
 from cnnbench.device import (
     PRECISIONS,
     autocast,
+    clear_cublas_workspaces,
+    cublas_workspace_bytes,
     is_cpu_oom,
     is_cuda,
     resolve_device,
@@ -180,19 +182,33 @@ def make_step(
     return (lambda: step.step(x, y)), (lambda: step._eager(x, y)), setup_s
 
 
-def step_peak_mib(eager_step: Callable[[], None], device: str) -> float:
-    """Peak memory of one step after warm-up (MiB): what the step holds, without the one-off workspaces
-    of cuDNN's autotuning. Measured on the eager step, since a CUDA graph's replay writes into memory
-    the allocator no longer counts as allocated."""
+def step_peak_mib(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, mode: str,
+                  batch: int, device: str) -> float:  # fmt: skip
+    """Peak memory (MiB) of one step after warm-up, counted from what was allocated before its model was
+    built, with cuBLAS's workspaces freed first so that every row counts its own: weights, gradients,
+    optimizer state, activations and library workspaces, as one step on one stream holds them. Measured
+    on an eager step of its own model, since a CUDA graph's replay writes into a private pool that the
+    allocator no longer counts as allocated."""
     import torch
 
     if not is_cuda(device):
         return math.nan
+    gc.collect()
+    torch.cuda.empty_cache()
+    clear_cublas_workspaces()
+    before = torch.cuda.memory_allocated(device)
+    model, x, y = _prepare(config, name, shape, classes, batch, device)
+    _, eager, _ = make_step(model, name, mode, x, y, config, device, graphs=False)
+    eager()
     torch.cuda.synchronize(device)
     torch.cuda.reset_peak_memory_stats(device)
-    eager_step()
+    eager()
     torch.cuda.synchronize(device)
-    return torch.cuda.max_memory_allocated(device) / 2**20
+    peak = torch.cuda.max_memory_allocated(device) - before
+    del model, x, y, eager
+    gc.collect()
+    torch.cuda.empty_cache()
+    return peak / 2**20
 
 
 def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -> tuple[list[float], float]:
@@ -290,10 +306,17 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
     from cnnbench.summary import build, estimate_memory
 
     meta, _ = build(name, config.options, shape, classes, device="meta")
-    memory = estimate_memory(meta, shape, batch, config.precision)
+    workspace = cublas_workspace_bytes(resolve_device(config.device))
+    memory = estimate_memory(meta, shape, batch, config.precision, workspace)
     if mode == "train":
         return memory["total_train_MiB"]
-    return memory["params_MiB"] + memory["input_MiB"] + memory["activations_infer_MiB"]
+    forward_workspace = workspace[0] + workspace[1] if workspace and memory["cublas_workspace_MiB"] else 0
+    return (
+        memory["params_MiB"]
+        + memory["input_MiB"]
+        + memory["activations_infer_MiB"]
+        + forward_workspace / 2**20
+    )
 
 
 def _check_writable(path: Path) -> None:
@@ -323,11 +346,10 @@ def _prepare(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
 
 def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, mode: str, batch: int,
              device: str, flops_per_sample: int, peak: float | None) -> dict[str, Any]:  # fmt: skip
-    import torch
 
-    before = torch.cuda.memory_allocated(device) if is_cuda(device) else 0  # what earlier rows left
+    peak_mib = step_peak_mib(config, name, shape, classes, mode, batch, device)
     model, x, y = _prepare(config, name, shape, classes, batch, device)
-    step, eager, setup_s = make_step(model, name, mode, x, y, config, device)
+    step, _, setup_s = make_step(model, name, mode, x, y, config, device)
     times, first_s = time_steps(step, device, config.warmup, config.iters)
     first_s += setup_s
     median = statistics.median(times)
@@ -338,7 +360,7 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
         "step_ms_iqr": iqr(times),
         "step_ms_min": min(times),
         "samples_per_s": batch / (median / 1e3),
-        "peak_mem_MiB": step_peak_mib(eager, device) - before / 2**20,
+        "peak_mem_MiB": peak_mib,
         "FLOPs_per_step": flops_step,
         "achieved_TFLOPs": achieved,
         "MFU_pct": 100 * achieved / peak if peak else math.nan,

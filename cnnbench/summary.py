@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.datasets import format_input_size, get_dataset_spec
+from cnnbench.device import cublas_workspace_bytes
 from cnnbench.flops import family, flop_counter, fvcore_analysis
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
@@ -355,7 +356,9 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         uncounted_ops=uncounted,
         layers=layers,
         batch_size=config.batch_size,
-        memory=estimate_memory(meta_model, shape, config.batch_size, config.precision),
+        memory=estimate_memory(
+            meta_model, shape, config.batch_size, config.precision, cublas_workspace_bytes("cuda")
+        ),
     )
 
 
@@ -378,7 +381,11 @@ def execution_order(model: Any, called: list[str]) -> list[str]:
 
 
 def estimate_memory(
-    meta_model: Any, shape: tuple[int, int, int], batch: int, precision: str = "fp32"
+    meta_model: Any,
+    shape: tuple[int, int, int],
+    batch: int,
+    precision: str = "fp32",
+    workspace: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Memory of one training step at ``batch`` (MiB = 2**20 bytes), estimated on the meta device.
 
@@ -390,7 +397,11 @@ def estimate_memory(
       once while the backward pass crosses the largest layer;
     - optimizer: Adam's two moment buffers per weight;
     - in bf16/fp16, saved activations take half the bytes, and each weight's half-precision copy is
-      saved for the backward pass as well.
+      saved for the backward pass as well;
+    - ``workspace`` (cuBLAS's and cuBLASLt's workspace per handle, :func:`cnnbench.device.cublas_workspace_bytes`):
+      a model with matrix products holds one cuBLAS workspace for the forward pass's thread and one
+      for autograd's backward thread, plus a cuBLASLt workspace, as long as the process lives. None
+      (no GPU to size them) leaves them out, and ``cublas_workspace_MiB`` is None.
     """
     import torch
 
@@ -444,9 +455,13 @@ def estimate_memory(
         "optimizer_MiB": 2 * param_bytes / mib,
         "input_MiB": input_bytes / mib,
     }
+    matmuls = any(isinstance(m, torch.nn.Linear) for m in meta_model.modules())
+    memory["cublas_workspace_MiB"] = (
+        None if workspace is None else (2 * workspace[0] + workspace[1]) / mib if matmuls else 0.0
+    )
     memory["total_train_MiB"] = (
         memory["params_MiB"] + memory["grads_MiB"] + memory["activations_train_MiB"] + memory["optimizer_MiB"]
-        + memory["input_MiB"]
+        + memory["input_MiB"] + (memory["cublas_workspace_MiB"] or 0.0)
     )  # fmt: skip
     return memory
 
