@@ -296,6 +296,14 @@ JobsPerGpuOpt = Annotated[
         help="Runs at once on each GPU (recorded: it moves epoch times).",
     ),
 ]
+GpusTrainOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gpus",
+        metavar="all|N|0,2,3",
+        help="Train data-parallel on these GPUs (torchrun + DDP); --batch-size stays the global batch.",
+    ),
+]
 ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
@@ -386,17 +394,36 @@ def train(
     image_size: ImageSizeOpt = None,
     skip_bad_images: SkipBadImagesOpt = False,
     jobs_per_gpu: JobsPerGpuOpt = 1,
+    gpus: GpusTrainOpt = None,
     repair: RepairOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/."""
+    from cnnbench import distributed
     from cnnbench import train as training
     from cnnbench.display import TrainProgress, print_run
 
     out_dir = out or DEFAULT_RESULTS_DIR
-    progress = TrainProgress(quiet)
+    main_process = distributed.is_main_process()
+    progress = TrainProgress(quiet or not main_process)
     try:
         with progress:
+            if gpus is not None and not distributed.world_from_env().distributed:
+                # This process only starts torchrun; the ranks it starts run this command without --gpus.
+                if resume:
+                    argv = ["train", "--resume", resume, "--out", str(out_dir)]
+                    argv += ["--epochs", str(epochs)] if epochs is not None else []
+                else:
+                    argv = _data_parallel_argv(
+                        model, option, dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size,
+                        optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
+                        label_smoothing=label_smoothing, precision=precision, channels_last=channels_last,
+                        compile=compile, device=device, seed=seed, out=out_dir, input_size=input_size,
+                        num_classes=num_classes, no_cuda_graphs=no_cuda_graphs, deterministic=deterministic,
+                        image_size=image_size, skip_bad_images=skip_bad_images, no_checkpoint=no_checkpoint,
+                    )  # fmt: skip
+                argv += ["--repair"] * repair + ["--quiet"] * quiet
+                raise typer.Exit(distributed.run_data_parallel(gpus, argv))
             if resume:
                 result = training.resume(
                     out_dir, resume, progress, epochs=epochs, model=model,
@@ -418,9 +445,26 @@ def train(
                 )  # fmt: skip
                 result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
-        _interrupted_run(progress.run_id, out, checkpoints=not no_checkpoint or bool(resume))
+        if main_process:
+            _interrupted_run(progress.run_id, out, checkpoints=not no_checkpoint or bool(resume))
         raise typer.Exit(130) from None
-    print_run(result)
+    if main_process:
+        print_run(result)
+
+
+def _data_parallel_argv(model: str | None, option: list[str] | None, *, epochs: int | None, no_checkpoint: bool,
+                        **recipe: Any) -> list[str]:  # fmt: skip
+    """The ``cnnbench train`` arguments each rank of a data-parallel run is started with."""
+    from cnnbench.errors import InvalidArgumentError
+    from cnnbench.sweep import train_argv
+
+    if model is None:
+        raise InvalidArgumentError("expected a MODEL argument or --resume RUN_ID, got neither")
+    options = _options(option)
+    config = _train_config(model, options, checkpoints=not no_checkpoint, epochs=20 if epochs is None else epochs,
+                           **recipe)  # fmt: skip
+    config.validate()
+    return train_argv(config, options)
 
 
 def _interrupted_run(run_id: str | None, out: Path | None, checkpoints: bool) -> None:

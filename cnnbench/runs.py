@@ -174,6 +174,37 @@ class RunStore:
         upsert_rows(self.out / "runs.csv", [summary], key=("run_id",))
 
 
+class Replica(RunStore):
+    """A data-parallel run's store as ranks other than 0 hold it: it reads (the checkpoint a resumed
+    run starts from) and writes nothing, since rank 0 writes the run's one record."""
+
+    @classmethod
+    def create(cls, out: Path, run_id: str, record: dict[str, Any]) -> RunStore:
+        return cls(out, run_id)
+
+    @classmethod
+    def of(cls, store: RunStore) -> Replica:
+        return cls(store.out, store.run_id)
+
+    def write_config(self, record: dict[str, Any]) -> None:
+        pass
+
+    def append_epoch(self, row: dict[str, Any]) -> None:
+        pass
+
+    def epochs(self, up_to: int) -> list[dict[str, Any]]:
+        if not self.epochs_path.exists():
+            return []
+        frame = read_frame(self.epochs_path)
+        return [] if frame.empty else frame[frame.epoch <= up_to].to_dict("records")
+
+    def save_checkpoint(self, state: dict[str, Any], epoch: int, improved: bool, best_acc: float) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any]) -> None:
+        pass
+
+
 def restore_into(step: Any, checkpoint: Checkpoint, path: Path, model_name: str) -> None:
     """Load a checkpoint into a step; one that does not fit the model is a one-line error."""
     try:

@@ -43,6 +43,7 @@ def uses_cuda_graphs(config: Any, device: str) -> bool:
     """
     return (
         config.cuda_graphs
+        and getattr(config, "world_size", 1) == 1  # DDP's all-reduce runs eagerly
         and is_cuda(device)
         and config.optimizer in ("adam", "adamw")
         and config.scheduler in ("step", "cosine", "none")
@@ -115,21 +116,28 @@ class TrainStep:
 
     ``fused`` and ``compile_mode`` exist for benchmarks that time what cnnbench itself does not run
     (Adam without fusion on CUDA, other ``torch.compile`` modes); runs leave them to the recipe.
+    ``wrapped`` is the model as training runs it forward when that is not ``model`` itself (its
+    DistributedDataParallel wrapper); ``model`` is what is saved and evaluated.
     """
 
     def __init__(
         self, model: Any, config: Any, device: str, steps_per_epoch: int, *, fused: bool | None = None,
-        compile_mode: str | None = None,
+        compile_mode: str | None = None, wrapped: Any = None,
     ) -> None:  # fmt: skip
         import torch
 
         self.config = config
         self.device = device
         self.model = model
+        self.forward_model = wrapped if wrapped is not None else model
         # Compiled for the full training batch only (dynamic=False: one static graph, best kernels);
         # the last partial batch and evaluation run the same weights eagerly instead of recompiling.
         compiled = config.compile or compile_mode is not None
-        self.step_model = torch.compile(model, dynamic=False, mode=compile_mode) if compiled else model
+        self.step_model = (
+            torch.compile(self.forward_model, dynamic=False, mode=compile_mode)
+            if compiled
+            else self.forward_model
+        )
         self.graphed = uses_cuda_graphs(config, device)
         self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
         self.optimizer, self.scheduler = make_optimizer(
@@ -155,7 +163,7 @@ class TrainStep:
     def _eager(self, x: Any, y: Any) -> Any:
         """The step's body; also what the CUDA graph captures."""
         full = y.shape[0] == self.config.batch_size
-        model = self.step_model if full else self.model
+        model = self.step_model if full else self.forward_model
         with cudnn_autotune(full and is_cuda(self.device) and not self.config.deterministic):
             with autocast(self.config.precision, self.device):
                 out = model(x)
@@ -298,8 +306,11 @@ class TrainStep:
 
 
 def evaluate(model: Any, loader: Any, precision: str, device: str) -> tuple[float, float]:
-    """(mean loss, accuracy in %) of ``model`` over ``loader``, without autotuning its one-off shapes."""
+    """(mean loss, accuracy in %) of ``model`` over ``loader``, without autotuning its one-off shapes;
+    in a data-parallel run, over every rank's shard."""
     import torch
+
+    from cnnbench.distributed import sum_over_ranks
 
     model.eval()
     criterion = torch.nn.CrossEntropyLoss(reduction="sum")
@@ -310,5 +321,7 @@ def evaluate(model: Any, loader: Any, precision: str, device: str) -> tuple[floa
             out = model(x)
             loss_sum += criterion(out.float(), y)
             correct += (out.argmax(1) == y).sum()
-    n = loader.num_samples
+    samples = torch.tensor(loader.num_samples, device=device, dtype=torch.long)
+    sum_over_ranks(loss_sum, correct, samples)
+    n = int(samples.item())
     return loss_sum.item() / n, 100.0 * correct.item() / n

@@ -36,10 +36,20 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
+from cnnbench.distributed import (
+    World,
+    join,
+    leave,
+    per_rank_batch,
+    shard,
+    sum_over_ranks,
+    world_from_env,
+    wrap,
+)
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import DEFAULT_RESULTS_DIR, ensure_dir, environment, plain
-from cnnbench.runs import RunStore, plain_name, restore_into, validate_runs_table
+from cnnbench.runs import Replica, RunStore, plain_name, restore_into, validate_runs_table
 from cnnbench.stats import iqr
 from cnnbench.step import TrainStep, evaluate, uses_cuda_graphs
 
@@ -50,10 +60,10 @@ def _bookkeeping(default: Any) -> Any:
     return field(default=default, metadata={"condition": False})
 
 
-def _added_off() -> Any:
-    """A condition added after runs were recorded without it: off, it stays out of the hash, so those
-    runs (which had it off) are still found and reused."""
-    return field(default=False, metadata={"hashed_when_off": False})
+def _added(default: Any = False) -> Any:
+    """A condition added after runs were recorded without it: at its default, it stays out of the
+    hash, so those runs (which had the default) are still found and reused."""
+    return field(default=default, metadata={"hashed_at_default": False})
 
 
 @dataclass
@@ -88,8 +98,9 @@ class TrainConfig:
     input_size: tuple[int, int, int] | None = None  # synthetic only (a real dataset has its own)
     num_classes: int | None = None  # synthetic only (a real dataset has its own)
     synthetic_size: int | None = None
-    deterministic: bool = _added_off()  # deterministic algorithms, no cuDNN autotuning
-    skip_bad_images: bool = _added_off()  # your own images: leave unreadable files out, counted
+    deterministic: bool = _added()  # deterministic algorithms, no cuDNN autotuning
+    skip_bad_images: bool = _added()  # your own images: leave unreadable files out, counted
+    world_size: int = _added(1)  # processes of a data-parallel run (train --gpus N); batch_size is global
     run_name: str | None = _bookkeeping(None)
     jobs_per_gpu: int = _bookkeeping(1)  # runs sharing the GPU at once (compare --gpus): moves epoch times
 
@@ -214,7 +225,7 @@ def _num_classes(config: TrainConfig, spec: Any) -> int:
 def conditions_hash(conditions: dict[str, Any]) -> str:
     key = {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
     for f in dataclasses.fields(TrainConfig):
-        if f.metadata.get("hashed_when_off", True) is False and not key[f.name]:
+        if f.metadata.get("hashed_at_default", True) is False and key[f.name] == f.default:
             del key[f.name]
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -261,10 +272,21 @@ class Trainer:
         self, config: TrainConfig, callbacks: Callbacks | None = None, store: RunStore | None = None,
         repair: bool = False,
     ) -> None:  # fmt: skip
+        self.world: World = world_from_env()
+        if store is None:
+            config = dataclasses.replace(config, world_size=self.world.size)
+        elif config.world_size != self.world.size:
+            raise InvalidArgumentError(
+                f"expected to resume run {store.run_id} in {config.world_size} process(es) (--gpus {config.world_size}), "
+                f"as it was trained, got {self.world.size}"
+            )
         config.validate()
         self.config = config
-        self.cb = callbacks or Callbacks()
+        # Rank 0 alone prints and writes; the other ranks of a data-parallel run keep a read-only store.
+        self.cb = (callbacks or Callbacks()) if self.world.is_main else Callbacks()
         self.store = store  # an existing run to continue, or None for a new one
+        if store is not None and not self.world.is_main:
+            self.store = Replica.of(store)
         self.repair = repair
 
     def _setup(self) -> None:
@@ -273,21 +295,26 @@ class Trainer:
         from cnnbench.data import DeviceLoader, load_split
         from cnnbench.summary import count_flops, prepare_model
 
-        c = self.config
-        self.device = resolve_device(c.device)
+        c, world = self.config, self.world
+        self.device = join(world, resolve_device(c.device))
         channels_last = use_channels_last(c.channels_last, self.device)
-        ensure_dir(Path(c.out))
-        validate_runs_table(Path(c.out), self.repair)
+        if world.is_main:
+            ensure_dir(Path(c.out))
+            validate_runs_table(Path(c.out), self.repair)
         spec = get_dataset_spec(c.dataset)
         t0 = time.perf_counter()
         train = load_split(spec.name, "train", c.data_dir, **data_options(c), progress=self.cb.on_data)
         test = load_split(spec.name, "test", c.data_dir, **data_options(c), progress=self.cb.on_data)
         self.spec = train.spec
         augment = spec.augment if c.augment is None else c.augment
+        test_samples = len(test.labels)
+        train, test = shard(train, world, equal=True), shard(test, world, equal=False)
         resident = fits_on_device(train.images.nbytes + test.images.nbytes, self.device)
+        # Each rank shuffles and augments its own shard with its own generator.
         self.train_loader = DeviceLoader(
-            train, c.batch_size, self.device, True, augment, c.seed, channels_last, resident
-        )
+            train, per_rank_batch(c.batch_size, world), self.device, True, augment, c.seed * world.size + world.rank,
+            channels_last, resident,
+        )  # fmt: skip
         self.test_loader = DeviceLoader(
             test, c.eval_batch_size, self.device, False, False, 0, channels_last, resident
         )
@@ -300,16 +327,21 @@ class Trainer:
         )
         fwd_flops, train_flops = count_flops(info.name, c.options, shape, classes)
         self.model = model
-        self.step = TrainStep(model, c, self.device, len(self.train_loader))
+        step_config = dataclasses.replace(c, batch_size=per_rank_batch(c.batch_size, world))
+        self.step = TrainStep(
+            model, step_config, self.device, len(self.train_loader), wrapped=wrap(model, self.device, world)
+        )
         self.conditions: dict[str, Any] = {
             **planned_conditions(c),
             "data_source": train.source,
-            "data_placement": "device" if resident else "pinned host memory, streamed per batch",
+            "data_placement": ("device" if resident else "pinned host memory, streamed per batch")
+            + (f", a 1/{world.size} shard per process" if world.distributed else ""),
+            "batch_per_process": per_rank_batch(c.batch_size, world),
             "jobs_per_gpu": c.jobs_per_gpu,
             "images_skipped": train.skipped + test.skipped,
             "class_names": ";".join(train.class_names),
-            "train_samples": self.train_loader.num_samples,
-            "test_samples": self.test_loader.num_samples,
+            "train_samples": self.train_loader.num_samples * world.size,
+            "test_samples": test_samples,
             "params": sum(p.numel() for p in model.parameters()),
             "forward_MACs_per_sample": fwd_flops // 2,
             "train_FLOPs_per_sample": train_flops,
@@ -329,6 +361,8 @@ class Trainer:
             # run with its separators replaced: a run id is one folder name.
             model = re.sub(r"[^A-Za-z0-9_.-]+", "_", get_model_info(c.model).name)
             run_id = c.run_name or f"{model}-{c.dataset}-s{c.seed}-{stamp}-{uuid.uuid4().hex[:4]}"
+            if not self.world.is_main:
+                return Replica.create(c.out, f"rank{self.world.rank}", record)
             return RunStore.create(c.out, run_id, record)
         saved = self.store.read_config()
         if saved["conditions_hash"] != self.conditions["conditions_hash"] and not _only_epochs_changed(
@@ -356,8 +390,11 @@ class Trainer:
         return done + 1, rows
 
     def run(self) -> RunResult:
-        with deterministic_algorithms(self.config.deterministic):
-            return self._run()
+        try:
+            with deterministic_algorithms(self.config.deterministic):
+                return self._run()
+        finally:
+            leave(self.world)
 
     def _run(self) -> RunResult:
         import torch
@@ -405,7 +442,7 @@ class Trainer:
         """Train one epoch, then evaluate; its row."""
         import torch
 
-        step, n = self.step, self.train_loader.num_samples
+        step, n = self.step, self.train_loader.num_samples * self.world.size
         if is_cuda(self.device):
             torch.cuda.reset_peak_memory_stats(self.device)
         lr = step.lr
@@ -416,6 +453,7 @@ class Trainer:
             loss = step.step(x, y)
             # Reading the loss forces a device sync, so the display samples it only now and then.
             self.cb.on_step(epoch, i + 1, loss.item() if (i + 1) % 50 == 0 else None)
+        sum_over_ranks(step.loss_sum, step.correct)
         train_loss, train_acc = step.epoch_stats(n)
         synchronize(self.device)
         epoch_s = time.perf_counter() - t0

@@ -1,0 +1,111 @@
+"""Data-parallel training through torchrun: two gloo processes on the CPU, as a user would start them."""
+
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnbench import distributed
+from cnnbench.cli import app
+from cnnbench.distributed import World
+
+runner = CliRunner()
+RECIPE = ["lenet5", "-d", "synthetic", "--device", "cpu", "--seed", "3"]
+
+
+def torchrun(*argv, processes=2):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "120"}
+    env.pop("WORLD_SIZE", None)
+    return subprocess.run(distributed.torchrun_argv(processes, ["train", *argv]), env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def single(*argv):
+    env = {**os.environ, "COLUMNS": "120"}
+    return subprocess.run([sys.executable, "-m", "cnnbench", "train", *argv], env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+def test_two_gloo_processes_train_like_one_and_rank_0_alone_writes(tmp_path):
+    ddp = torchrun(*RECIPE, "-e", "1", "--out", str(tmp_path / "ddp"))
+    assert ddp.returncode == 0, ddp.stderr[-2000:]
+    one = single(*RECIPE, "-e", "1", "--out", str(tmp_path / "one"))
+    assert one.returncode == 0, one.stderr[-2000:]
+    runs = pd.read_csv(tmp_path / "ddp" / "runs.csv")
+    assert len(runs) == 1  # one run, written once
+    row = runs.iloc[0]
+    assert row.status == "ok" and row.world_size == 2 and row.batch_per_process == 64 and row.batch_size == 128
+    assert row.train_samples == 5000 and row.test_samples == 1000  # the whole sets, over both shards
+    assert not row.cuda_graphs
+    assert "1/2 shard per process" in row.data_placement
+    assert [p.name for p in (tmp_path / "ddp" / "runs").iterdir()] == [row.run_id]
+    assert ddp.stdout.count("best test acc") == 1  # rank 0 prints, rank 1 does not
+    # The same global batch and recipe: the first epoch's loss matches a single process's (the order in
+    # which samples are drawn differs, so not to the digit).
+    ref = pd.read_csv(tmp_path / "one" / "runs.csv").iloc[0]
+    ddp_epoch = pd.read_csv(tmp_path / "ddp" / "runs" / row.run_id / "epochs.csv").iloc[0]
+    one_epoch = pd.read_csv(tmp_path / "one" / "runs" / ref.run_id / "epochs.csv").iloc[0]
+    assert ddp_epoch.train_loss == pytest.approx(one_epoch.train_loss, rel=0.03)
+    # world_size 1 stays out of the hash, so runs recorded before it existed are still reused
+    assert ref.world_size == 1 and ref.conditions_hash != row.conditions_hash
+
+
+def test_a_data_parallel_run_resumes_in_as_many_processes(tmp_path):
+    out = tmp_path / "r"
+    first = torchrun(*RECIPE, "-e", "1", "--out", str(out))
+    assert first.returncode == 0, first.stderr[-2000:]
+    run_id = pd.read_csv(out / "runs.csv").run_id.iloc[0]
+    alone = runner.invoke(app, ["train", "--resume", run_id, "--epochs", "2", "--out", str(out)])
+    assert alone.exit_code == 1
+    assert f"expected to resume run {run_id} in 2 process(es) (--gpus 2)" in alone.output
+    again = torchrun("--resume", run_id, "--epochs", "2", "--out", str(out))
+    assert again.returncode == 0, again.stderr[-2000:]
+    runs = pd.read_csv(out / "runs.csv")
+    assert len(runs) == 1 and runs.epochs_done.iloc[0] == 2 and runs.status.iloc[0] == "ok"
+    assert pd.read_csv(out / "runs" / run_id / "epochs.csv").epoch.tolist() == [1, 2]
+
+
+def test_gpus_starts_torchrun_with_the_runs_own_arguments(monkeypatch, tmp_path):
+    import torch
+
+    started = {}
+
+    def launch(gpus, argv):
+        started.update(gpus=list(gpus), argv=list(argv))
+        return 0
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    monkeypatch.setattr(distributed, "launch", launch)
+    result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "1,3", "-e", "2", "-b", "256",
+                                 "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert started["gpus"] == ["1", "3"]
+    argv = started["argv"]
+    assert argv[:2] == ["train", "lenet5"] and "--gpus" not in argv
+    assert argv[argv.index("--batch-size") + 1] == "256" and argv[argv.index("--epochs") + 1] == "2"
+    assert not (tmp_path / "runs.csv").exists()  # the launching process trains nothing itself
+
+
+def test_gpus_without_a_gpu_is_one_line(tmp_path):
+    result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "expected CUDA GPUs for --gpus 2, got none" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_shards_are_disjoint_and_equal_for_training():
+    import numpy as np
+
+    from cnnbench.data import ArrayDataset
+    from cnnbench.datasets import get_dataset_spec
+
+    data = ArrayDataset(np.zeros((11, 3, 2, 2), np.uint8), np.arange(11), get_dataset_spec("synthetic"), "x")
+    train = [distributed.shard(data, World(r, r, 3), equal=True).labels.tolist() for r in range(3)]
+    test = [distributed.shard(data, World(r, r, 3), equal=False).labels.tolist() for r in range(3)]
+    assert train == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]
+    assert sorted(sum(test, [])) == list(range(11))
+    with pytest.raises(Exception, match="divisible by the 3 processes"):
+        distributed.per_rank_batch(128, World(0, 0, 3))
