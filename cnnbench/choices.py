@@ -5,3 +5,4 @@ OPTIMIZERS = ("adam", "sgd", "adamw")
 SCHEDULERS = ("step", "cosine", "onecycle", "none")
 PRECISIONS = ("fp32", "bf16", "fp16")  # what cnnbench.device.autocast accepts
 PROFILE_MODES = ("infer", "train")
+LAUNCHERS = ("inline", "local", "slurm")  # compare --launcher: here, submitit local, submitit Slurm

@@ -15,7 +15,7 @@ import typer
 from typer.core import TyperGroup
 
 from cnnbench import __version__
-from cnnbench.choices import OPTIMIZERS, PRECISIONS, PROFILE_MODES, SCHEDULERS
+from cnnbench.choices import LAUNCHERS, OPTIMIZERS, PRECISIONS, PROFILE_MODES, SCHEDULERS
 from cnnbench.errors import CnnbenchError
 from cnnbench.results import DEFAULT_RESULTS_DIR
 
@@ -89,6 +89,7 @@ RepairOpt = Annotated[
 Optimizer = Enum("Optimizer", {name: name for name in OPTIMIZERS}, type=str)
 Scheduler = Enum("Scheduler", {name: name for name in SCHEDULERS}, type=str)
 Precision = Enum("Precision", {name: name for name in PRECISIONS}, type=str)
+Launcher = Enum("Launcher", {name: name for name in LAUNCHERS}, type=str)
 PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]
 WideOpt = Annotated[
     bool,
@@ -395,6 +396,14 @@ def train(
     skip_bad_images: SkipBadImagesOpt = False,
     jobs_per_gpu: JobsPerGpuOpt = 1,
     gpus: GpusTrainOpt = None,
+    run_name: Annotated[
+        str | None,
+        typer.Option(
+            "--run-name",
+            metavar="NAME",
+            help="The run's folder under OUT/runs/ (default: model, seed, time).",
+        ),
+    ] = None,
     repair: RepairOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
@@ -421,6 +430,7 @@ def train(
                         compile=compile, device=device, seed=seed, out=out_dir, input_size=input_size,
                         num_classes=num_classes, no_cuda_graphs=no_cuda_graphs, deterministic=deterministic,
                         image_size=image_size, skip_bad_images=skip_bad_images, no_checkpoint=no_checkpoint,
+                        run_name=run_name,
                     )  # fmt: skip
                 argv += ["--repair"] * repair + ["--quiet"] * quiet
                 raise typer.Exit(distributed.run_data_parallel(gpus, argv))
@@ -441,7 +451,7 @@ def train(
                     precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
                     out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
                     deterministic=deterministic, image_size=image_size, skip_bad_images=skip_bad_images,
-                    jobs_per_gpu=jobs_per_gpu,
+                    jobs_per_gpu=jobs_per_gpu, run_name=run_name,
                 )  # fmt: skip
                 result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
@@ -564,6 +574,25 @@ def compare(
         ),
     ] = None,
     jobs_per_gpu: JobsPerGpuOpt = 1,
+    launcher: Annotated[
+        Launcher,
+        typer.Option("--launcher", help="Where the runs train: here, submitit's local executor, or Slurm."),
+    ] = Launcher.inline,
+    partition: Annotated[
+        str | None, typer.Option("--partition", metavar="NAME", help="Slurm partition of the jobs.")
+    ] = None,
+    gpus_per_job: Annotated[
+        int,
+        typer.Option("--gpus-per-job", metavar="N", help="GPUs each job asks for (over 1: data-parallel)."),
+    ] = 1,
+    time_min: Annotated[int, typer.Option("--time", metavar="MINUTES", help="Each job's time limit.")] = 60,
+    max_parallel: Annotated[
+        int | None, typer.Option("--max-parallel", metavar="N", help="Jobs running at once.")
+    ] = None,
+    no_wait: Annotated[
+        bool,
+        typer.Option("--no-wait", help="Submit and return; render later with --from OUT/compare/NAME."),
+    ] = False,
     repair: RepairOpt = False,
     wide: WideOpt = False,
     quiet: QuietOpt = False,
@@ -571,8 +600,12 @@ def compare(
     """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
     from cnnbench import compare as comparing
     from cnnbench.display import TrainProgress, console, print_compare
+    from cnnbench.launchers import SchedulerOptions
 
-    if from_ is not None:
+    if from_ is not None and (Path(from_) / "plan.json").is_file():
+        # A comparison handed to a scheduler: its rows as the store holds them now.
+        result = comparing.collect(Path(from_), baseline, note or [])
+    elif from_ is not None:
         result = comparing.load_compare(from_, baseline)
         comparing.add_notes(result, note or [])
         comparing.write_outputs(result)
@@ -592,6 +625,8 @@ def compare(
         config = comparing.CompareConfig(
             variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or [], force=force,
             repair=repair, seed_list=_seed_list(seed_list), baseline=baseline, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
+            launcher=launcher.value, wait=not no_wait,
+            scheduler=SchedulerOptions(partition, gpus_per_job, time_min, max_parallel),
         )  # fmt: skip
         progress = TrainProgress(quiet)
 
@@ -616,7 +651,12 @@ def compare(
             )
             raise typer.Exit(130) from None
     print_compare(result, wide=wide)
-    if from_ is None and len(result.tidy) and not result.tidy.status.isin(comparing.FINISHED).any():
+    statuses = result.tidy.status if len(result.tidy) else None
+    if (
+        from_ is None
+        and statuses is not None
+        and not statuses.isin((*comparing.FINISHED, comparing.PENDING)).any()
+    ):
         raise typer.Exit(1)  # every variant failed: a script must not take this for a result
 
 

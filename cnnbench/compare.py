@@ -10,12 +10,14 @@ import dataclasses
 import itertools
 import math
 import re
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory, ResultsError
+from cnnbench.launchers import LAUNCHERS, SchedulerOptions
 from cnnbench.models import get_model_info
 from cnnbench.results import (
     atomic_path,
@@ -37,6 +39,8 @@ from cnnbench.train import Callbacks, TrainConfig, data_options, final_status, p
 REUSABLE = ("ok", "not learning", "diverged")
 # Statuses of runs that ran to an answer (a compare where no run did is a failed command).
 FINISHED = REUSABLE
+# A run handed to a scheduler that has not ended yet (--no-wait, or compare --from before the jobs end).
+PENDING = "pending"
 # A run's own numbers, under the names runs.csv gives them, that the tidy table carries over.
 RUN_NUMBERS = (
     "params", "forward_MACs_per_sample", "train_FLOPs_per_sample", "epochs_done", "median_epoch_s", "iqr_epoch_s",
@@ -124,6 +128,11 @@ class CompareConfig:
     )
     jobs_per_gpu: int = 1
     baseline: str | None = None  # the variant differences are measured from (default: the first)
+    launcher: str = "inline"  # inline (here, or --gpus workers) | local | slurm (through submitit)
+    scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+    wait: bool = True  # wait for the scheduler's jobs and render; False: submit and return
+    collect: bool = False  # train nothing: a saved plan's rows from the store (compare --from)
+    scheduled_runs: dict[str, str] = field(default_factory=dict)  # label -> run id a scheduler's job writes
 
     @property
     def seed_values(self) -> list[int]:
@@ -143,6 +152,19 @@ class CompareConfig:
                 )
         if self.name is not None:
             plain_name(self.name, "--name")
+        if self.launcher not in LAUNCHERS:
+            raise InvalidArgumentError(f"expected --launcher in {'|'.join(LAUNCHERS)}, got {self.launcher!r}")
+        if self.launcher != "inline":
+            if self.gpus is not None:
+                raise InvalidArgumentError(
+                    f"expected --gpus with --launcher inline, got --launcher {self.launcher} "
+                    "(a scheduler's job asks for --gpus-per-job instead)"
+                )
+            self.scheduler.validate()
+        elif not self.wait:
+            raise InvalidArgumentError(
+                "expected --no-wait with --launcher local or slurm, got --launcher inline"
+            )
 
 
 @dataclass
@@ -195,16 +217,33 @@ def _find_reusable(out: Path, conditions_hash: str) -> tuple[dict[str, Any], lis
         return None
     match = runs[(runs.conditions_hash.astype(str) == conditions_hash) & runs.status.isin(REUSABLE)]
     for _, row in match.iloc[::-1].iterrows():
-        store = RunStore(out, str(row.run_id))
-        if not store.epochs_path.exists() or not store.config_path.exists():
-            continue
-        epochs = read_frame(store.epochs_path).to_dict("records")
-        if len(epochs) == int(row.epochs_done):
-            summary = {k: (None if missing(v) else plain(v)) for k, v in row.to_dict().items()}
-            saved = read_json(store.config_path)
-            summary.update({k: v for k, v in saved.items() if k in SHARED_CONDITIONS})
-            return summary, epochs
+        record = _run_record(out, row)
+        if record is not None:
+            return record
     return None
+
+
+def _find_run(out: Path, run_id: str) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    """The run ``run_id`` (a scheduler's job names its run) once it has finished, as _find_reusable."""
+    runs_csv = out / "runs.csv"
+    if not runs_csv.exists():
+        return None
+    runs = read_frame(runs_csv)
+    mine = runs[(runs.run_id.astype(str) == run_id) & runs.status.isin(REUSABLE)]
+    return _run_record(out, mine.iloc[-1]) if len(mine) else None
+
+
+def _run_record(out: Path, row: Any) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+    store = RunStore(out, str(row.run_id))
+    if not store.epochs_path.exists() or not store.config_path.exists():
+        return None
+    epochs = read_frame(store.epochs_path).to_dict("records")
+    if len(epochs) != int(row.epochs_done):
+        return None
+    summary = {k: (None if missing(v) else plain(v)) for k, v in row.to_dict().items()}
+    saved = read_json(store.config_path)
+    summary.update({k: v for k, v in saved.items() if k in SHARED_CONDITIONS})
+    return summary, epochs
 
 
 def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | None = None,
@@ -223,12 +262,13 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     dataclasses.replace(config.base, model=variants[0].model).validate()
     # Problems every variant would share (no GPU, no data, a damaged runs.csv, a name taken) stop the
     # command before anything trains.
-    resolve_device(config.base.device)
+    if config.launcher == "inline" and not config.collect:
+        resolve_device(config.base.device)  # a scheduler's jobs find their device where they run
     out = ensure_dir(Path(config.base.out))
     repaired = validate_runs_table(out, config.repair)
     if repaired:
         log(f"repaired {repaired}")
-    for split in ("train", "test"):
+    for split in ("train", "test") if not config.collect else ():
         progress = callbacks("").on_data if callbacks else None  # decoding your own images is shown
         load_split(
             config.base.dataset, split, config.base.data_dir, **data_options(config.base), progress=progress
@@ -236,13 +276,20 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     baseline = resolve_baseline(config.baseline, variants)
     name = config.name or default_name(config, variants)
     folder = out / "compare" / name
-    if config.name is not None and (folder / "tidy.csv").exists() and not config.force:
+    if config.name is not None and (folder / "tidy.csv").exists() and not (config.force or config.collect):
         raise InvalidArgumentError(
             f"expected a new --name, got {name!r}, which holds a comparison already ({folder}); "
             "--force replaces it, another --name writes beside it"
         )
     ensure_dir(folder)
-    swept = _sweep(config, variants, out, log) if config.gpus else {}
+    swept: dict[str, Any] = {}
+    if config.collect:
+        pass
+    elif config.launcher != "inline":
+        swept = _schedule(config, variants, out, folder, log)
+    elif config.gpus:
+        swept = _sweep(config, variants, out, log)
+    by_scheduler = config.collect or config.launcher != "inline"
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     notes: list[str] = list(config.notes)
@@ -256,15 +303,19 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
                 summary, epochs, status, reused = None, [], "error", False
                 try:
                     planned = planned_conditions(run_config)
-                    job = swept.get(f"{variant.label} seed {seed}")
-                    found = (
-                        None
-                        if config.rerun and job is None
-                        else _find_reusable(out, planned["conditions_hash"])
-                    )
-                    if job is not None and found is None:  # a worker that left no finished run
-                        status = _worker_status(out, planned["conditions_hash"], job)
-                    elif job is not None:  # trained by a worker just now
+                    label = f"{variant.label} seed {seed}"
+                    job = swept.get(label)
+                    if label in config.scheduled_runs:  # a scheduler's job names its run
+                        found = _find_run(out, config.scheduled_runs[label])
+                    elif config.rerun and job is None and not by_scheduler:
+                        found = None
+                    else:
+                        found = _find_reusable(out, planned["conditions_hash"])
+                    if (job is not None or by_scheduler) and found is None:  # no finished run (yet)
+                        status = _worker_status(
+                            out, planned["conditions_hash"], job, config.scheduled_runs.get(label)
+                        )
+                    elif job is not None or by_scheduler:  # trained by a worker or a scheduler's job
                         summary, epochs = found
                         status = str(summary["status"])
                     elif found is not None:
@@ -312,9 +363,78 @@ def _sweep(
     import torch
 
     from cnnbench import sweep
-    from cnnbench.summary import count_flops
 
     gpus = sweep.parse_gpus(config.gpus or "", torch.cuda.device_count())
+    jobs = _jobs(config, variants, out)
+    log(f"{len(jobs)} runs on GPUs {', '.join(gpus)}, {config.jobs_per_gpu} at a time on each, longest first")
+    return {job.label: job for job in sweep.Sweep(jobs, gpus, config.jobs_per_gpu).run()}
+
+
+def _schedule(
+    config: CompareConfig, variants: list[Variant], out: Path, folder: Path, log: Callable[[str], None]
+) -> dict[str, Any]:
+    """Hand every run not already in the store to the scheduler of --launcher through submitit; wait
+    for them unless --no-wait. The jobs by label."""
+    from cnnbench import launchers, sweep
+
+    jobs = _jobs(config, variants, out)
+    logs = ensure_dir(folder / "jobs")
+    options = config.scheduler
+    # Each job names its run, so the table finds it wherever the job ran (a node's GPU is part of a
+    # run's conditions, which the submitting machine cannot know).
+    stamp = uuid.uuid4().hex[:6]
+    for i, job in enumerate(jobs):
+        run_id = f"{folder.name}-{i}-{stamp}"[-120:]
+        job.argv += ["--run-name", run_id]
+        config.scheduled_runs[job.label] = run_id
+    save_plan(folder, config)
+    if not jobs:
+        return {}
+    if config.launcher == "local":
+        # submitit's local executor starts every job at once: at most --max-parallel at a time here.
+        ex = launchers.executor("local", logs, options, len(jobs))
+        slots = launchers.local_slots(options)
+
+        def launch(job: sweep.Job, _slot: str) -> launchers.SubmititHandle:
+            return launchers.SubmititHandle(
+                ex.submit(launchers.run_cnnbench, launchers.job_argv(job.argv, options))
+            )
+
+        log(f"{len(jobs)} runs through submitit's local executor, {slots} at a time; logs in {logs}")
+        if not config.wait:
+            log("--no-wait: local jobs end with this command's process group; they run to the end here")
+        return {job.label: job for job in sweep.Sweep(jobs, ["local"], slots, launch).run()}
+    submitted = launchers.submit(config.launcher, logs, options, [job.argv for job in jobs])
+    ids = [j.job_id for j in submitted]
+    log(f"{len(jobs)} runs submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {logs}")
+    write_text_atomic(folder / "jobs.json", to_json({"launcher": config.launcher, "job_ids": ids,
+                                                      "labels": [job.label for job in jobs]}))  # fmt: skip
+    handles = [launchers.SubmititHandle(j) for j in submitted]
+    if not config.wait:
+        log(f"not waiting: render the table later with  cnnbench compare --from {folder}")
+        return {job.label: job for job in jobs}
+    done = 0
+    while done < len(jobs):
+        for job, handle in zip(jobs, handles, strict=True):
+            if job.returncode is None:
+                job.returncode = handle.poll()
+        now = sum(job.returncode is not None for job in jobs)
+        if now != done:
+            done = now
+            log(f"{done}/{len(jobs)} runs ended")
+        if done < len(jobs):
+            import time
+
+            time.sleep(10)
+    return {job.label: job for job in jobs}
+
+
+def _jobs(config: CompareConfig, variants: list[Variant], out: Path) -> list[Any]:
+    """One job per run of the comparison that the store does not hold yet, with its train command and
+    its cost (training FLOPs x epochs: the longest go first)."""
+    from cnnbench import sweep
+    from cnnbench.summary import count_flops
+
     jobs = []
     for variant in variants:
         for seed in config.seed_values:
@@ -332,18 +452,56 @@ def _sweep(
             cost = flops * run.epochs
             argv = sweep.train_argv(run, dict(variant.options)) + ["--jobs-per-gpu", str(config.jobs_per_gpu)]
             jobs.append(sweep.Job(f"{variant.label} seed {seed}", argv, float(cost)))
-    log(f"{len(jobs)} runs on GPUs {', '.join(gpus)}, {config.jobs_per_gpu} at a time on each, longest first")
-    return {job.label: job for job in sweep.Sweep(jobs, gpus, config.jobs_per_gpu).run()}
+    return jobs
 
 
-def _worker_status(out: Path, conditions_hash: str, job: Any) -> str:
-    """How a worker's run ended when it left no finished run: its row's status, else its exit code."""
+def _worker_status(out: Path, conditions_hash: str, job: Any, run_id: str | None = None) -> str:
+    """How a worker's or a scheduler's run stands when it left no finished run: its row's status, else
+    its exit code, else pending (a job not ended, or a saved plan's run that has not started)."""
     runs = read_frame(out / "runs.csv") if (out / "runs.csv").exists() else None
     if runs is not None and "conditions_hash" in runs.columns:
-        mine = runs[runs.conditions_hash.astype(str) == conditions_hash]
+        mine = (
+            runs[runs.run_id.astype(str) == run_id]
+            if run_id
+            else runs[runs.conditions_hash.astype(str) == conditions_hash]
+        )
         if len(mine):
             return str(mine.status.iloc[-1])
+    if job is None or job.returncode is None:
+        return PENDING
     return f"failed: worker exited with code {job.returncode}"
+
+
+def save_plan(folder: Path, config: CompareConfig) -> None:
+    """plan.json: the comparison's variants, seeds and recipe, from which ``--from`` collects its rows
+    out of the store while (or after) a scheduler runs them."""
+    base = dataclasses.asdict(config.base)
+    plan = {"variants": config.variants, "seeds": config.seed_values, "baseline": config.baseline,
+            "notes": config.notes, "launcher": config.launcher, "base": plain(base),
+            "runs": config.scheduled_runs}  # fmt: skip
+    write_text_atomic(folder / "plan.json", to_json(plan))
+
+
+def collect(folder: Path, baseline: str | None = None, notes: list[str] | None = None) -> CompareResult:
+    """The comparison whose plan ``folder`` holds, its rows read from the store as they stand now."""
+    plan = read_json(folder / "plan.json", required=("variants", "seeds", "base"))
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    base = dict(plan["base"])
+    for key in ("out", "data_dir"):
+        base[key] = Path(base[key]) if base.get(key) else None
+    base["out"] = folder.parent.parent  # OUT/compare/NAME, wherever OUT is now
+    if base.get("input_size"):
+        base["input_size"] = tuple(base["input_size"])
+    try:
+        recipe = TrainConfig(**{k: v for k, v in base.items() if k in known})
+    except TypeError as exc:
+        raise ResultsError(f"expected a comparison's plan in {folder / 'plan.json'}, got {exc}") from None
+    config = CompareConfig(
+        variants=list(plan["variants"]), base=recipe, seed_list=[int(s) for s in plan["seeds"]], name=folder.name,
+        notes=[*plan.get("notes", []), *(notes or [])], baseline=baseline or plan.get("baseline"), collect=True,
+        scheduled_runs=dict(plan.get("runs") or {}),
+    )  # fmt: skip
+    return run_compare(config)
 
 
 def resolve_baseline(spec: str | None, variants: list[Variant]) -> str | None:
