@@ -37,7 +37,9 @@ def test_two_gloo_processes_train_like_one_and_rank_0_alone_writes(tmp_path):
     runs = pd.read_csv(tmp_path / "ddp" / "runs.csv")
     assert len(runs) == 1  # one run, written once
     row = runs.iloc[0]
-    assert row.status == "ok" and row.world_size == 2 and row.batch_per_process == 64 and row.batch_size == 128
+    assert (
+        row.status == "ok" and row.world_size == 2 and row.batch_per_process == 64 and row.batch_size == 128
+    )
     assert row.train_samples == 5000 and row.test_samples == 1000  # the whole sets, over both shards
     assert not row.cuda_graphs
     assert "1/2 shard per process" in row.data_placement
