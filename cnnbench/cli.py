@@ -599,7 +599,7 @@ def compare(
 ) -> None:
     """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
     from cnnbench import compare as comparing
-    from cnnbench.display import TrainProgress, console, print_compare
+    from cnnbench.display import SweepDisplay, TrainProgress, console, err_console, print_compare
     from cnnbench.launchers import SchedulerOptions
 
     if from_ is not None and (Path(from_) / "plan.json").is_file():
@@ -634,10 +634,13 @@ def compare(
             progress.variant = label
             return progress
 
+        # Runs in workers or a scheduler's jobs share one display; runs trained here, a progress bar.
+        elsewhere = gpus is not None or launcher != Launcher.inline
+        view = SweepDisplay(live=elsewhere and err_console.is_terminal and not quiet)
         try:
-            with progress:
+            with view if elsewhere else progress:
                 result = comparing.run_compare(
-                    config, callbacks=for_variant, log=lambda m: console.print(m, highlight=False)
+                    config, callbacks=for_variant, log=lambda m: console.print(m, highlight=False), view=view
                 )
         except KeyboardInterrupt:
             from cnnbench.display import err_console
@@ -692,8 +695,13 @@ def profile(
     dataset: DatasetOpt = None,
     num_classes: NumClassesOpt = None,
     batch_sizes: Annotated[
-        str, typer.Option("--batch-sizes", metavar="N,N,...", help="Comma-separated batch sizes.")
-    ] = "1,32,128,512",
+        str | None,
+        typer.Option(
+            "--batch-sizes",
+            metavar="N,N,...",
+            help="Batch sizes (default 1,32,128,512; with --gpus, 128 per GPU).",
+        ),
+    ] = None,
     mode: Annotated[
         Mode, typer.Option("--mode", help="Inference forward, training step, or both.")
     ] = Mode.both,
@@ -714,21 +722,33 @@ def profile(
     fmt: Annotated[
         ProfileFormat, typer.Option("--format", "-f", help="Output format.")
     ] = ProfileFormat.table,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            metavar="N,N,...",
+            help="Data-parallel images/s and scaling efficiency at these GPU counts.",
+        ),
+    ] = None,
     out: OutOpt = None,
     repair: RepairOpt = False,
     wide: WideOpt = False,
 ) -> None:
     """Step time (median, IQR), throughput, memory, TFLOP/s and utilisation per batch size and mode."""
     from cnnbench import profile as profiling
-    from cnnbench.display import print_profile
+    from cnnbench.display import print_profile, print_scaling
 
     config = profiling.ProfileConfig(
         model=model, options=_options(option), input_size=_input_size(input_size), dataset=dataset,
-        num_classes=num_classes, batch_sizes=profiling.parse_batch_sizes(batch_sizes),
+        num_classes=num_classes,
+        batch_sizes=profiling.parse_batch_sizes(batch_sizes or ("128" if gpus else "1,32,128,512")),
         modes=["infer", "train"] if mode is Mode.both else [mode.value], precision=precision.value,
         channels_last=channels_last, compile=compile, device=device, warmup=warmup, iters=iters, layers=layers,
         trace=trace, grads=grads, out=out or DEFAULT_RESULTS_DIR,
     )  # fmt: skip
+    if gpus is not None:
+        print_scaling(profiling.profile_scaling(config, gpus, repair), fmt.value)
+        return
     print_profile(profiling.profile(config, repair), fmt.value, wide=wide)
 
 

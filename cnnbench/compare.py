@@ -60,7 +60,7 @@ TIDY_NUMBERS = (
 SHARED_CONDITIONS = (
     "dataset", "data_source", "input_size", "epochs", "batch_size", "optimizer", "lr", "weight_decay",
     "scheduler", "step_size", "gamma", "label_smoothing", "precision", "channels_last", "compile", "cuda_graphs",
-    "deterministic", "jobs_per_gpu",
+    "deterministic", "jobs_per_gpu", "cuda_mps",
     "augment", "device", "gpu_name", "torch_version", "cuda_version", "cudnn_version", "cnnbench_version",
 )  # fmt: skip
 
@@ -247,8 +247,9 @@ def _run_record(out: Path, row: Any) -> tuple[dict[str, Any], list[dict[str, Any
 
 
 def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | None = None,
-                log: Callable[[str], None] = lambda _m: None) -> CompareResult:  # fmt: skip
-    """Train (or reuse) every variant x seed; one failing variant leaves the others' rows intact."""
+                log: Callable[[str], None] = lambda _m: None, view: Any = None) -> CompareResult:  # fmt: skip
+    """Train (or reuse) every variant x seed; one failing variant leaves the others' rows intact.
+    ``view`` (a :class:`cnnbench.sweep.SweepView`) shows the runs of workers and scheduled jobs."""
     import pandas as pd
     import torch
 
@@ -286,9 +287,9 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     if config.collect:
         pass
     elif config.launcher != "inline":
-        swept = _schedule(config, variants, out, folder, log)
+        swept = _schedule(config, variants, out, folder, log, view)
     elif config.gpus:
-        swept = _sweep(config, variants, out, log)
+        swept = _sweep(config, variants, out, log, view)
     by_scheduler = config.collect or config.launcher != "inline"
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
@@ -356,10 +357,10 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
 
 
 def _sweep(
-    config: CompareConfig, variants: list[Variant], out: Path, log: Callable[[str], None]
+    config: CompareConfig, variants: list[Variant], out: Path, log: Callable[[str], None], view: Any = None
 ) -> dict[str, Any]:
-    """Train every run not already in the store on the GPUs of --gpus, one worker process each; the
-    jobs by label ("VARIANT seed N")."""
+    """Train every run not already in the store on the GPUs of --gpus, one worker process each (under
+    CUDA MPS when several share a GPU); the jobs by label ("VARIANT seed N")."""
     import torch
 
     from cnnbench import sweep
@@ -367,11 +368,28 @@ def _sweep(
     gpus = sweep.parse_gpus(config.gpus or "", torch.cuda.device_count())
     jobs = _jobs(config, variants, out)
     log(f"{len(jobs)} runs on GPUs {', '.join(gpus)}, {config.jobs_per_gpu} at a time on each, longest first")
-    return {job.label: job for job in sweep.Sweep(jobs, gpus, config.jobs_per_gpu).run()}
+    if not jobs:
+        return {}
+    with sweep.mps_daemon(config.jobs_per_gpu > 1, log) as env:
+
+        def launch(job: sweep.Job, gpu: str) -> Any:
+            return sweep.launch_process(job, gpu, view, env)
+
+        return {
+            job.label: job
+            for job in sweep.Sweep(
+                jobs, gpus, config.jobs_per_gpu, launch, view=view or sweep.SweepView()
+            ).run()
+        }
 
 
 def _schedule(
-    config: CompareConfig, variants: list[Variant], out: Path, folder: Path, log: Callable[[str], None]
+    config: CompareConfig,
+    variants: list[Variant],
+    out: Path,
+    folder: Path,
+    log: Callable[[str], None],
+    view: Any = None,
 ) -> dict[str, Any]:
     """Hand every run not already in the store to the scheduler of --launcher through submitit; wait
     for them unless --no-wait. The jobs by label."""
@@ -403,7 +421,8 @@ def _schedule(
         log(f"{len(jobs)} runs through submitit's local executor, {slots} at a time; logs in {logs}")
         if not config.wait:
             log("--no-wait: local jobs end with this command's process group; they run to the end here")
-        return {job.label: job for job in sweep.Sweep(jobs, ["local"], slots, launch).run()}
+        ran = sweep.Sweep(jobs, ["local"], slots, launch, view=view or sweep.SweepView()).run()
+        return {job.label: job for job in ran}
     submitted = launchers.submit(config.launcher, logs, options, [job.argv for job in jobs])
     ids = [j.job_id for j in submitted]
     log(f"{len(jobs)} runs submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {logs}")
@@ -723,7 +742,8 @@ def conditions_text(conditions: dict[str, Any]) -> str:
         f"scheduler {c.get('scheduler')} (step {c.get('step_size')}, gamma {c.get('gamma')}), "
         f"label smoothing {c.get('label_smoothing')}, augment {c.get('augment')}, precision {c.get('precision')}, "
         f"channels_last {c.get('channels_last')}, compile {c.get('compile')}, CUDA graphs {c.get('cuda_graphs')}, "
-        f"deterministic {bool(c.get('deterministic'))}, runs at once per GPU {c.get('jobs_per_gpu') or 1}; "
+        f"deterministic {bool(c.get('deterministic'))}, runs at once per GPU {c.get('jobs_per_gpu') or 1}"
+        f"{' (CUDA MPS)' if c.get('cuda_mps') else ''}; "
         f"device {device}; torch {c.get('torch_version')}, CUDA {c.get('cuda_version') or '-'}, "
         f"cuDNN {c.get('cudnn_version') or '-'}, cnnbench {c.get('cnnbench_version')}"
     )

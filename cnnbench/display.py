@@ -443,3 +443,122 @@ def print_pool(result: Any) -> None:
     )
     for line in result.findings():
         console.print(f"- {line}", highlight=False)
+
+
+class SweepDisplay:
+    """The runs of a sweep (compare --gpus, --launcher local) as one display: on a terminal, a live
+    line per running run (where it runs, its latest epoch line) under the overall count; in a pipe,
+    every worker's lines as they come (each names its variant and seed). A run that fails shows its
+    last lines."""
+
+    KEPT_LINES = 6
+
+    def __init__(self, live: bool) -> None:
+        import threading
+
+        from rich.live import Live
+
+        self.total = 0
+        self.done = 0
+        self.running: dict[str, tuple[str, str]] = {}  # label -> (where, latest line)
+        self.tails: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+        self.live = Live(console=err_console, transient=True, refresh_per_second=4) if live else None
+
+    def __enter__(self) -> SweepDisplay:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(f"[bold]runs: {self.done} of {self.total} ended, {len(self.running)} running[/]")
+        for label, (where, line) in self.running.items():
+            grid.add_row(f"{where}  {label}: {line}")
+        return grid
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def job_started(self, job: Any) -> None:
+        with self.lock:
+            self.total = max(self.total, self.done + len(self.running) + 1)
+            where = f"GPU {job.gpu}" if job.gpu not in (None, "local") else "job"
+            self.running[job.label] = (where, "starting")
+            self.tails[job.label] = []
+            self._refresh()
+
+    def job_line(self, job: Any, line: str) -> None:
+        with self.lock:
+            tail = self.tails.setdefault(job.label, [])
+            tail.append(line)
+            del tail[: -self.KEPT_LINES]
+            if self.live is None:
+                err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+                return
+            if job.label in self.running and " epoch " in line:
+                where = self.running[job.label][0]
+                self.running[job.label] = (where, line.split(" epoch ", 1)[1] if " epoch " in line else line)
+                self._refresh()
+
+    def job_ended(self, job: Any) -> None:
+        with self.lock:
+            self.running.pop(job.label, None)
+            self.done += 1
+            if job.returncode not in (0, None):
+                target = self.live.console if self.live is not None else err_console
+                target.print(
+                    f"[red]{job.label}: worker exited with code {job.returncode}[/]", highlight=False
+                )
+                if self.live is not None:  # a pipe has shown these lines already
+                    for line in self.tails.get(job.label, []):
+                        target.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+            self._refresh()
+
+    def jobs_planned(self, total: int) -> None:
+        with self.lock:
+            self.total = total
+            self._refresh()
+
+
+def print_scaling(result: Any, fmt: str = "table") -> None:
+    """profile --gpus: throughput and scaling efficiency per process count."""
+    import pandas as pd
+
+    from cnnbench.results import to_json
+
+    if fmt == "json":
+        print(to_json({"rows": result.rows}))
+        return
+    if fmt == "csv":
+        print(pd.DataFrame(result.rows).to_csv(index=False), end="")
+        return
+    first = result.rows[0]
+    where = first.get("gpu_name") or first.get("cpu") or first.get("device")
+    title = (
+        f"{first['model']} data-parallel training step, {first['input_size']}, {first['precision']}, "
+        f"batch {first.get('batch_per_process', '?')} per process ({first['backend']}, {where})"
+    )
+    rows = []
+    for r in result.rows:
+        if r["status"] != "ok":
+            rows.append([r["processes"], "-", "-", "-", r["status"]])
+            continue
+        eff = r.get("scaling_efficiency_pct")
+        rows.append([r["processes"], f"{r['step_ms_median']:.2f} ({r['step_ms_iqr']:.2f})",
+                     f"{r['images_per_s']:,.0f}", "-" if eff is None else f"{eff:.1f}", "ok"])  # fmt: skip
+    columns = ["processes", "step ms, median (IQR)", "images/s", "scaling eff. %", "status"]
+    print_fitted(*fitted_table(title, columns, rows, priority=columns))
+    console.print(
+        "images/s = processes x batch / the slowest rank's median step; efficiency = images/s over processes "
+        "x one process's images/s (the same eager step, CUDA graphs off)",
+        highlight=False,
+    )
+    console.print(f"results: {result.csv_path}", highlight=False)

@@ -31,7 +31,7 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
-from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError, first_line
+from cnnbench.errors import DeviceError, InputSizeError, InvalidArgumentError, ResultsError, first_line
 from cnnbench.models import format_options, get_model_info
 from cnnbench.results import (
     DEFAULT_RESULTS_DIR,
@@ -483,3 +483,43 @@ def gradient_norms(name: str, options: dict[str, str], shape: tuple[int, int, in
             rows.append({"parameter": param_name, "shape": "x".join(map(str, param.shape)),
                          "grad_norm": float(param.grad.norm()), "weight_norm": float(param.detach().norm())})  # fmt: skip
     return rows
+
+
+def profile_scaling(config: ProfileConfig, gpus: str, repair: bool = False) -> ProfileResult:
+    """Data-parallel throughput at 1..N processes (``--gpus 1,2,4``): one row per count, appended to
+    OUT/profile_scaling.csv with its conditions (see :mod:`cnnbench.scaling`)."""
+    import torch
+
+    from cnnbench.scaling import measure, parse_counts
+    from cnnbench.summary import resolve_input
+
+    config.validate()
+    if len(config.batch_sizes) != 1:
+        raise InvalidArgumentError(
+            f"expected one --batch-sizes value with --gpus (the batch of each GPU), got {config.batch_sizes}"
+        )
+    device = resolve_device(config.device)
+    cuda = is_cuda(device)
+    if not cuda and config.device == "auto":
+        raise DeviceError(
+            f"expected CUDA GPUs for --gpus {gpus}, got none (torch sees no GPU); --device cpu measures CPU "
+            "processes (gloo) instead"
+        )
+    counts = parse_counts(gpus, torch.cuda.device_count() if cuda else None)
+    info = get_model_info(config.model)
+    shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
+    config = dataclasses.replace(config, model=info.name, input_size=shape, num_classes=classes, dataset=None,
+                                 channels_last=use_channels_last(config.channels_last, device))  # fmt: skip
+    out = ensure_dir(Path(config.out))
+    check_table(out / "profile_scaling.csv", repair)
+    base = {
+        "model": info.name, "options": format_options(info.parse_options(config.options)),
+        "input_size": format_input_size(shape), "num_classes": classes, "mode": "train (DDP, eager)",
+        "precision": config.precision, "channels_last": config.channels_last, "warmup_steps": config.warmup,
+        "timed_steps": config.iters, "backend": "nccl" if cuda else "gloo",
+    }  # fmt: skip
+    env = environment("cuda:0" if cuda else "cpu")
+    rows = [{**base, **row, **env} for row in measure(config, counts, "cuda" if cuda else "cpu")]
+    for row in rows:
+        append_row(out / "profile_scaling.csv", row)
+    return ProfileResult(rows, csv_path=out / "profile_scaling.csv")

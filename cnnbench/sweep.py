@@ -4,17 +4,25 @@ with CUDA_VISIBLE_DEVICES, the longest jobs first, each next job to the GPU that
 Workers are ``cnnbench train`` processes writing into the same results folder; the store's locked
 appends keep every row. A worker that crashes or runs out of memory ends as its job's row; the others
 go on. Ctrl-C stops every worker; finished runs stay.
+
+Several runs on one GPU (``--jobs-per-gpu K``) share it through CUDA MPS where the machine has it
+(:func:`mps_daemon`): kernels of the K processes then run side by side instead of time-sliced.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import DeviceError, InvalidArgumentError
@@ -63,6 +71,15 @@ class Slot:
     handle: Any = None
 
 
+class SweepView:
+    """What a sweep shows as it goes (the terminal's live display implements it); silent by default."""
+
+    def jobs_planned(self, total: int) -> None: ...
+    def job_started(self, job: Job) -> None: ...
+    def job_line(self, job: Job, line: str) -> None: ...
+    def job_ended(self, job: Job) -> None: ...
+
+
 @dataclass
 class Sweep:
     """Runs ``jobs`` on ``gpus`` with ``per_gpu`` at once on each; ``launch`` starts a job on a GPU and
@@ -73,11 +90,13 @@ class Sweep:
     per_gpu: int = 1
     launch: Callable[[Job, str], Any] = field(default=None)  # type: ignore[assignment]
     started: list[Job] = field(default_factory=list)
+    view: SweepView = field(default_factory=SweepView)
 
     def run(self, interval: float = 0.2, on_change: Callable[[list[Slot]], None] | None = None) -> list[Job]:
         queue = sorted(self.jobs, key=lambda j: j.cost, reverse=True)
         slots = [Slot(gpu) for _ in range(self.per_gpu) for gpu in self.gpus]
         launch = self.launch or launch_process
+        self.view.jobs_planned(len(queue))
         try:
             while queue or any(s.job for s in slots):
                 changed = False
@@ -86,12 +105,15 @@ class Sweep:
                         code = slot.handle.poll()
                         if code is None:
                             continue
-                        slot.job.returncode, slot.job, slot.handle, changed = code, None, None, True
+                        slot.job.returncode = code
+                        self.view.job_ended(slot.job)
+                        slot.job, slot.handle, changed = None, None, True
                     if queue:
                         job = queue.pop(0)
                         job.gpu = slot.gpu
                         slot.job, slot.handle = job, launch(job, slot.gpu)
                         self.started.append(job)
+                        self.view.job_started(job)
                         changed = True
                 if changed and on_change is not None:
                     on_change(slots)
@@ -104,11 +126,73 @@ class Sweep:
         return self.jobs
 
 
-def launch_process(job: Job, gpu: str) -> subprocess.Popen:
-    """``job.argv`` in a process that sees only ``gpu``."""
+def launch_process(
+    job: Job, gpu: str, view: SweepView | None = None, env: dict[str, str] | None = None
+) -> subprocess.Popen:
+    """``job.argv`` in a process that sees only ``gpu``; with ``view``, its output lines go there."""
     # A worker prints its epoch lines (each naming variant and seed), never a progress bar of its own.
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": gpu, "PYTHONUNBUFFERED": "1", WORKER_ENV: gpu}
-    return subprocess.Popen([sys.executable, "-m", "cnnbench", *job.argv], env=env)
+    env = {**os.environ, **(env or {}), "CUDA_VISIBLE_DEVICES": gpu, "PYTHONUNBUFFERED": "1", WORKER_ENV: gpu}
+    argv = [sys.executable, "-m", "cnnbench", *job.argv]
+    if view is None:
+        return subprocess.Popen(argv, env=env)
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               errors="replace")  # fmt: skip
+
+    def forward() -> None:
+        for line in process.stdout or ():
+            view.job_line(job, line.rstrip("\n"))
+
+    reader = threading.Thread(target=forward, daemon=True)
+    reader.start()
+    # poll() reports the end only once every line is read, so a crash's last words reach the view first.
+    poll = process.poll
+
+    def poll_after_output() -> int | None:
+        code = poll()
+        if code is None:
+            return None
+        reader.join(timeout=5)
+        return code
+
+    process.poll = poll_after_output  # type: ignore[method-assign]
+    return process
+
+
+@contextlib.contextmanager
+def mps_daemon(wanted: bool, log: Callable[[str], None]) -> Iterator[dict[str, str]]:
+    """CUDA MPS for the sweep, when ``wanted`` (several runs per GPU): a control daemon of our own with
+    private pipe and log folders, stopped afterwards. Yields the environment workers need to use it
+    (empty without MPS, and then says why)."""
+    if not wanted:
+        yield {}
+        return
+    control = shutil.which("nvidia-cuda-mps-control")
+    if control is None:
+        log(
+            "CUDA MPS is not available (no nvidia-cuda-mps-control): the runs on each GPU take turns (time-sliced)"
+        )
+        yield {}
+        return
+    folder = Path(tempfile.mkdtemp(prefix="cnnbench-mps-"))
+    env = {"CUDA_MPS_PIPE_DIRECTORY": str(folder / "pipe"), "CUDA_MPS_LOG_DIRECTORY": str(folder / "log")}
+    for path in env.values():
+        Path(path).mkdir()
+    daemon_env = {**os.environ, **env}
+    daemon_env.pop("CUDA_VISIBLE_DEVICES", None)
+    started = subprocess.run([control, "-d"], env=daemon_env, capture_output=True, text=True)
+    if started.returncode != 0:
+        reason = (started.stderr or started.stdout).strip().splitlines()
+        log(f"CUDA MPS did not start ({reason[0] if reason else f'exit {started.returncode}'}): the runs on each "
+            "GPU take turns (time-sliced)")  # fmt: skip
+        shutil.rmtree(folder, ignore_errors=True)
+        yield {}
+        return
+    log(f"CUDA MPS on for the sweep (pipe {env['CUDA_MPS_PIPE_DIRECTORY']})")
+    try:
+        yield {**env, "CNNBENCH_CUDA_MPS": "1"}
+    finally:
+        subprocess.run([control], input="quit\n", env=daemon_env, capture_output=True, text=True, timeout=60)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def train_argv(config: Any, label_options: dict[str, str]) -> list[str]:

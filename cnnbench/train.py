@@ -338,6 +338,8 @@ class Trainer:
             + (f", a 1/{world.size} shard per process" if world.distributed else ""),
             "batch_per_process": per_rank_batch(c.batch_size, world),
             "jobs_per_gpu": c.jobs_per_gpu,
+            "cuda_mps": os.environ.get("CNNBENCH_CUDA_MPS")
+            == "1",  # sharing the GPU through MPS (compare --gpus)
             "images_skipped": train.skipped + test.skipped,
             "class_names": ";".join(train.class_names),
             "train_samples": self.train_loader.num_samples * world.size,

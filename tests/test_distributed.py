@@ -1,5 +1,6 @@
 """Data-parallel training through torchrun: two gloo processes on the CPU, as a user would start them."""
 
+import json
 import os
 import subprocess
 import sys
@@ -111,3 +112,31 @@ def test_shards_are_disjoint_and_equal_for_training():
     assert sorted(sum(test, [])) == list(range(11))
     with pytest.raises(Exception, match="divisible by the 3 processes"):
         distributed.per_rank_batch(128, World(0, 0, 3))
+
+
+def test_profile_measures_data_parallel_scaling_at_each_process_count(tmp_path):
+    result = runner.invoke(app, ["profile", "lenet5", "--gpus", "2,1", "--device", "cpu", "--batch-sizes", "16",
+                                 "--warmup", "1", "--iters", "3", "--out", str(tmp_path), "-f", "json"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)["rows"]
+    assert [r["processes"] for r in rows] == [1, 2] and all(r["status"] == "ok" for r in rows)
+    for r in rows:
+        assert r["world_size"] == r["processes"] and r["batch_per_process"] == 16 and r["backend"] == "gloo"
+        assert r["images_per_s"] == pytest.approx(r["processes"] * 16 / (r["step_ms_median"] / 1e3))
+    assert rows[0]["scaling_efficiency_pct"] == pytest.approx(100)
+    assert rows[1]["scaling_efficiency_pct"] == pytest.approx(
+        100 * rows[1]["images_per_s"] / (2 * rows[0]["images_per_s"])
+    )
+    saved = pd.read_csv(tmp_path / "profile_scaling.csv")
+    assert saved.processes.tolist() == [1, 2] and (saved.device == "cpu").all() and saved.date.notna().all()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--gpus", "1,2"], "expected CUDA GPUs for --gpus 1,2, got none"),
+     (["--gpus", "0,1", "--device", "cpu"], "expected --gpus of counts >= 1"),
+     (["--gpus", "1,2", "--device", "cpu", "--batch-sizes", "8,16"], "expected one --batch-sizes value with --gpus")],
+)  # fmt: skip
+def test_profile_scaling_refuses_bad_counts_in_one_line(tmp_path, args, message):
+    result = runner.invoke(app, ["profile", "lenet5", *args, "--out", str(tmp_path)])
+    assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
