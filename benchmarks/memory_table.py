@@ -29,7 +29,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     rows = []
-    workspace = cublas_workspace_bytes("cuda") or (0, 0)
     for precision in ("fp32", "bf16"):
         for name in list_models():
             base = {
@@ -49,7 +48,7 @@ def main() -> None:
             est, peak = row["estimated_mem_MiB"], row.get("peak_mem_MiB")
             rows.append({**base, "status": row["status"], "estimated_MiB": est, "measured_peak_MiB": peak,
                          "estimate_over_measured": est / peak if peak else None,
-                         "cublas_workspace_MiB": workspace[0] / 2**20, "cublaslt_workspace_MiB": workspace[1] / 2**20,
+                         "cublas_workspace_MiB": (cublas_workspace_bytes("cuda", precision) or 0) / 2**20,
                          "gpu_name": row["gpu_name"],
                          "torch_version": row["torch_version"], "date": row["date"]})  # fmt: skip
             print(rows[-1], flush=True)

@@ -574,6 +574,9 @@ def compare(
         ),
     ] = None,
     jobs_per_gpu: JobsPerGpuOpt = 1,
+    no_mps: Annotated[
+        bool, typer.Option("--no-mps", help="With --jobs-per-gpu: time-slice the GPU instead of CUDA MPS.")
+    ] = False,
     launcher: Annotated[
         Launcher,
         typer.Option("--launcher", help="Where the runs train: here, submitit's local executor, or Slurm."),
@@ -625,7 +628,7 @@ def compare(
         config = comparing.CompareConfig(
             variants=models, base=base, seeds=seeds, name=name, rerun=rerun, notes=note or [], force=force,
             repair=repair, seed_list=_seed_list(seed_list), baseline=baseline, gpus=gpus, jobs_per_gpu=jobs_per_gpu,
-            launcher=launcher.value, wait=not no_wait,
+            launcher=launcher.value, wait=not no_wait, mps=not no_mps,
             scheduler=SchedulerOptions(partition, gpus_per_job, time_min, max_parallel),
         )  # fmt: skip
         progress = TrainProgress(quiet)

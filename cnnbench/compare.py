@@ -127,6 +127,7 @@ class CompareConfig:
         None  # --gpus all|N|0,2,3: one worker process per GPU (None: one run after another here)
     )
     jobs_per_gpu: int = 1
+    mps: bool = True  # several runs on a GPU share it through CUDA MPS where it exists (else time-sliced)
     baseline: str | None = None  # the variant differences are measured from (default: the first)
     launcher: str = "inline"  # inline (here, or --gpus workers) | local | slurm (through submitit)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
@@ -370,7 +371,9 @@ def _sweep(
     log(f"{len(jobs)} runs on GPUs {', '.join(gpus)}, {config.jobs_per_gpu} at a time on each, longest first")
     if not jobs:
         return {}
-    with sweep.mps_daemon(config.jobs_per_gpu > 1, log) as env:
+    if config.jobs_per_gpu > 1 and not config.mps:
+        log("CUDA MPS off (--no-mps): the runs on each GPU take turns (time-sliced)")
+    with sweep.mps_daemon(config.jobs_per_gpu > 1 and config.mps, log) as env:
 
         def launch(job: sweep.Job, gpu: str) -> Any:
             return sweep.launch_process(job, gpu, view, env)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from collections.abc import Iterator
 from typing import Any
@@ -99,19 +100,39 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
-def cublas_workspace_bytes(device: str) -> tuple[int, int] | None:
-    """(cuBLAS workspace, cuBLASLt workspace) in bytes that each cuBLAS handle holds on ``device``, as
-    PyTorch sizes them (CUBLAS_WORKSPACE_CONFIG, else its default for the card); None off CUDA."""
+@functools.cache
+def cublas_workspace_bytes(device: str, precision: str = "fp32") -> int | None:
+    """Bytes that cuBLAS keeps on ``device`` once cnnbench's training step has run matrix products:
+    measured, since PyTorch sizes these workspaces per card and version (64 MiB per handle and stream
+    on an H200 with torch 2.11) and keeps one per thread and stream that ran one (the warm-up's stream,
+    the step's, autograd's backward thread). Freed first, then a tiny linear model trained a few steps
+    by :class:`cnnbench.step.TrainStep` as a run trains (eager); what stays allocated once it is gone.
+    None off CUDA. Call it before any CUDA graph is captured: it frees the workspaces graphs use."""
+    import gc
+
     import torch
+
+    from cnnbench.step import FixedBatch, TrainStep
+    from cnnbench.train import TrainConfig
 
     if not is_cuda(device) or not torch.cuda.is_available():
         return None
-    with torch.cuda.device(torch.device(device)):
-        blas = getattr(torch._C, "_cuda_getCublasWorkspaceSize", None)
-        lt = getattr(torch._C, "_cuda_getCublasLtWorkspaceSize", None)
-        if blas is None:
-            return None
-        return int(blas()), int(lt()) if lt is not None else 0
+    where = torch.device(device)
+    torch.cuda.synchronize(where)
+    clear_cublas_workspaces()
+    before = torch.cuda.memory_allocated(where)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).to(where)
+    x, y = torch.randn(32, 64, device=where), torch.randint(0, 10, (32,), device=where)
+    recipe = TrainConfig(model="probe", batch_size=32, eval_batch_size=32, precision=precision, cuda_graphs=False,
+                         warmup_steps=1)  # fmt: skip
+    step = TrainStep(model, recipe, device, steps_per_epoch=1)
+    step.warmup(FixedBatch(x, y), FixedBatch(x, y))
+    for _ in range(2):
+        step.step(x, y)
+    torch.cuda.synchronize(where)
+    del model, x, y, step
+    gc.collect()
+    return int(torch.cuda.memory_allocated(where) - before)
 
 
 def clear_cublas_workspaces() -> None:

@@ -265,6 +265,9 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
     )
     if is_cuda(device):
         torch.backends.cudnn.benchmark = True
+        cublas_workspace_bytes(
+            device, config.precision
+        )  # before any graph exists: measuring frees workspaces
     rows = []
     for mode in config.modes:
         for batch in sorted(config.batch_sizes):
@@ -306,17 +309,11 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
     from cnnbench.summary import build, estimate_memory
 
     meta, _ = build(name, config.options, shape, classes, device="meta")
-    workspace = cublas_workspace_bytes(resolve_device(config.device))
+    workspace = cublas_workspace_bytes(resolve_device(config.device), config.precision)
     memory = estimate_memory(meta, shape, batch, config.precision, workspace)
     if mode == "train":
         return memory["total_train_MiB"]
-    forward_workspace = workspace[0] + workspace[1] if workspace and memory["cublas_workspace_MiB"] else 0
-    return (
-        memory["params_MiB"]
-        + memory["input_MiB"]
-        + memory["activations_infer_MiB"]
-        + forward_workspace / 2**20
-    )
+    return memory["params_MiB"] + memory["input_MiB"] + memory["activations_infer_MiB"]
 
 
 def _check_writable(path: Path) -> None:

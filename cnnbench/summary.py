@@ -357,7 +357,11 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         layers=layers,
         batch_size=config.batch_size,
         memory=estimate_memory(
-            meta_model, shape, config.batch_size, config.precision, cublas_workspace_bytes("cuda")
+            meta_model,
+            shape,
+            config.batch_size,
+            config.precision,
+            cublas_workspace_bytes("cuda", config.precision),
         ),
     )
 
@@ -385,7 +389,7 @@ def estimate_memory(
     shape: tuple[int, int, int],
     batch: int,
     precision: str = "fp32",
-    workspace: tuple[int, int] | None = None,
+    workspace: int | None = None,
 ) -> dict[str, Any]:
     """Memory of one training step at ``batch`` (MiB = 2**20 bytes), estimated on the meta device.
 
@@ -398,10 +402,9 @@ def estimate_memory(
     - optimizer: Adam's two moment buffers per weight;
     - in bf16/fp16, saved activations take half the bytes, and each weight's half-precision copy is
       saved for the backward pass as well;
-    - ``workspace`` (cuBLAS's and cuBLASLt's workspace per handle, :func:`cnnbench.device.cublas_workspace_bytes`):
-      a model with matrix products holds one cuBLAS workspace for the forward pass's thread and one
-      for autograd's backward thread, plus a cuBLASLt workspace, as long as the process lives. None
-      (no GPU to size them) leaves them out, and ``cublas_workspace_MiB`` is None.
+    - ``workspace``: the bytes cuBLAS keeps once a training step has run matrix products
+      (:func:`cnnbench.device.cublas_workspace_bytes`, measured on the GPU), counted for a model with
+      linear layers. None (no GPU to measure them) leaves them out: ``cublas_workspace_MiB`` is None.
     """
     import torch
 
@@ -456,9 +459,7 @@ def estimate_memory(
         "input_MiB": input_bytes / mib,
     }
     matmuls = any(isinstance(m, torch.nn.Linear) for m in meta_model.modules())
-    memory["cublas_workspace_MiB"] = (
-        None if workspace is None else (2 * workspace[0] + workspace[1]) / mib if matmuls else 0.0
-    )
+    memory["cublas_workspace_MiB"] = None if workspace is None else workspace / mib if matmuls else 0.0
     memory["total_train_MiB"] = (
         memory["params_MiB"] + memory["grads_MiB"] + memory["activations_train_MiB"] + memory["optimizer_MiB"]
         + memory["input_MiB"] + (memory["cublas_workspace_MiB"] or 0.0)

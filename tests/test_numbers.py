@@ -229,10 +229,9 @@ def test_cublas_workspaces_count_for_models_with_matrix_products_only():
     with torch.device("meta"):
         mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))
         conv = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AdaptiveAvgPool2d(1))
-    workspace = (64 * 2**20, 2 * 2**20)  # what PyTorch gives a cuBLAS handle on an H200
+    workspace = 130 * 2**20  # what cuBLAS keeps after a training step on an H200 with torch 2.11
     bare, sized = estimate_memory(mlp, (3, 2, 2), 8), estimate_memory(mlp, (3, 2, 2), 8, workspace=workspace)
-    # the forward thread's and autograd's backward thread's cuBLAS workspaces, and one cuBLASLt workspace
     assert bare["cublas_workspace_MiB"] is None
-    assert sized["cublas_workspace_MiB"] == 2 * 64 + 2
+    assert sized["cublas_workspace_MiB"] == 130
     assert sized["total_train_MiB"] == pytest.approx(bare["total_train_MiB"] + 130)
     assert estimate_memory(conv, (3, 2, 2), 8, workspace=workspace)["cublas_workspace_MiB"] == 0
