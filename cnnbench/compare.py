@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnbench.device import is_cuda, resolve_device
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory, ResultsError
 from cnnbench.launchers import LAUNCHERS, SchedulerOptions
 from cnnbench.models import get_model_info
@@ -255,7 +256,6 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     import torch
 
     from cnnbench.data import load_split
-    from cnnbench.device import resolve_device
     from cnnbench.train import Trainer
 
     config.validate()
@@ -264,8 +264,8 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
     dataclasses.replace(config.base, model=variants[0].model).validate()
     # Problems every variant would share (no GPU, no data, a damaged runs.csv, a name taken) stop the
     # command before anything trains.
-    if config.launcher == "inline" and not config.collect:
-        resolve_device(config.base.device)  # a scheduler's jobs find their device where they run
+    if config.launcher != "slurm" and not config.collect:
+        resolve_device(config.base.device)  # a Slurm job finds its device on its node
     out = ensure_dir(Path(config.base.out))
     repaired = validate_runs_table(out, config.repair)
     if repaired:
@@ -300,8 +300,9 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
         for variant in variants:
             for seed in config.seed_values:
                 run_config = dataclasses.replace(
-                    config.base, model=variant.model, options=dict(variant.options), seed=seed, run_name=None
-                )
+                    config.base, model=variant.model, options=dict(variant.options), seed=seed, run_name=None,
+                    device=_planning_device(config),
+                )  # fmt: skip
                 summary, epochs, status, reused = None, [], "error", False
                 try:
                     planned = planned_conditions(run_config)
@@ -451,20 +452,31 @@ def _schedule(
     return {job.label: job for job in jobs}
 
 
+def _planning_device(config: CompareConfig) -> str:
+    """The device the conditions of a comparison's runs are worked out for here: its own, unless Slurm
+    trains them (on nodes whose GPUs this machine may not have: their runs are found by run id)."""
+    return "auto" if config.launcher == "slurm" or config.collect else config.base.device
+
+
 def _jobs(config: CompareConfig, variants: list[Variant], out: Path) -> list[Any]:
     """One job per run of the comparison that the store does not hold yet, with its train command and
     its cost (training FLOPs x epochs: the longest go first)."""
     from cnnbench import sweep
     from cnnbench.summary import count_flops
 
+    device = config.base.device
+    if device == "auto" and config.launcher == "local":  # local jobs run where this machine's device is
+        device = "cuda" if is_cuda(resolve_device("auto")) else "cpu"
+    elif device == "auto" and config.launcher == "slurm":  # a node's GPUs, if the job asks for any
+        device = "cuda" if config.scheduler.gpus_per_job > 0 else "cpu"
     jobs = []
     for variant in variants:
         for seed in config.seed_values:
             run = dataclasses.replace(
-                config.base, model=variant.model, options=dict(variant.options), seed=seed
+                config.base, model=variant.model, options=dict(variant.options), seed=seed, device=device
             )
             try:
-                planned = planned_conditions(run)
+                planned = planned_conditions(dataclasses.replace(run, device=_planning_device(config)))
                 shape = tuple(int(d) for d in planned["input_size"].split("x"))
                 flops = count_flops(variant.model, dict(variant.options), shape, planned["num_classes"])[1]
             except CnnbenchError:

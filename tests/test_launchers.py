@@ -16,8 +16,9 @@ RECIPE = ["-d", "synthetic", "-e", "1", "--device", "cpu"]
 
 def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     out = tmp_path / "r"
-    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *RECIPE, "--launcher", "local",
-                                 "--gpus-per-job", "0", "--max-parallel", "2", "--name", "loc", "--out", str(out)])  # fmt: skip
+    # --device auto: local jobs train where this machine's device is (the CPU here)
+    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-e", "1",
+                                 "--launcher", "local", "--max-parallel", "2", "--name", "loc", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2 runs through submitit's local executor" in result.output
     folder = out / "compare" / "loc"
@@ -29,8 +30,8 @@ def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     assert sorted(plan["runs"].values()) == sorted(runs.run_id) == sorted(tidy.run_id)
     assert len(list((folder / "jobs").glob("*_log.out"))) == 2  # submitit's logs, one per job
     # the same command again reuses both runs: nothing is submitted
-    again = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *RECIPE, "--launcher", "local",
-                                "--gpus-per-job", "0", "--name", "loc", "--force", "--out", str(out)])  # fmt: skip
+    again = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-e", "1",
+                                "--launcher", "local", "--name", "loc", "--force", "--out", str(out)])  # fmt: skip
     assert again.exit_code == 0, again.output
     assert len(pd.read_csv(out / "runs.csv")) == 2
 
@@ -81,6 +82,7 @@ def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
     # a job runs (here: the first job's own command, as the scheduler would run it)
     first = submitted[0]
     assert first[0] == "train" and "--run-name" in first
+    assert first[first.index("--device") + 1] == "cpu"  # as asked (--device auto asks a node's GPU)
     code = launchers.run_cnnbench(first)
     assert code == 0
     later = runner.invoke(app, ["compare", "--from", str(folder)])
@@ -130,3 +132,22 @@ def test_launcher_options_checked_before_work(tmp_path, args, message):
     assert result.exit_code == 1
     assert message in result.output
     assert not (tmp_path / "runs.csv").exists()
+
+
+@pytest.mark.parametrize(("gpus_per_job", "device"), [("1", "cuda"), ("0", "cpu")])
+def test_slurm_jobs_ask_for_a_nodes_gpu_unless_they_ask_for_none(tmp_path, monkeypatch, gpus_per_job, device):
+    submitted = []
+
+    class Pending:
+        job_id = "5_0"
+
+        def done(self):
+            return False
+
+    monkeypatch.setattr(launchers, "submit", lambda launcher, folder, options, argvs: [
+        submitted.extend(argvs) or Pending() for _ in argvs])  # fmt: skip
+    result = runner.invoke(app, ["compare", "lenet5", "-d", "synthetic", "-e", "1", "--launcher", "slurm",
+                                 "--gpus-per-job", gpus_per_job, "--no-wait", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    argv = submitted[0]
+    assert argv[argv.index("--device") + 1] == device
