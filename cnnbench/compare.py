@@ -436,19 +436,25 @@ def _schedule(
     if not config.wait:
         log(f"not waiting: render the table later with  cnnbench compare --from {folder}")
         return {job.label: job for job in jobs}
-    done = 0
-    while done < len(jobs):
-        for job, handle in zip(jobs, handles, strict=True):
-            if job.returncode is None:
-                job.returncode = handle.poll()
-        now = sum(job.returncode is not None for job in jobs)
-        if now != done:
-            done = now
-            log(f"{done}/{len(jobs)} runs ended")
-        if done < len(jobs):
-            import time
+    import time
 
-            time.sleep(10)
+    done = 0
+    try:
+        while done < len(jobs):
+            for job, handle in zip(jobs, handles, strict=True):
+                if job.returncode is None:
+                    job.returncode = handle.poll()
+            now = sum(job.returncode is not None for job in jobs)
+            if now != done:
+                done = now
+                log(f"{done}/{len(jobs)} runs ended")
+            if done < len(jobs):
+                time.sleep(10)
+    except KeyboardInterrupt:
+        # Ctrl-C stops the waiting, not the cluster's jobs: the table shows what has ended so far.
+        log(
+            f"stopped waiting; the jobs go on in Slurm: render the table later with  cnnbench compare --from {folder}"
+        )
     return {job.label: job for job in jobs}
 
 

@@ -151,3 +151,23 @@ def test_slurm_jobs_ask_for_a_nodes_gpu_unless_they_ask_for_none(tmp_path, monke
     assert result.exit_code == 0, result.output
     argv = submitted[0]
     assert argv[argv.index("--device") + 1] == device
+
+
+def test_ctrl_c_while_waiting_for_slurm_leaves_the_jobs_running_and_renders_what_ended(tmp_path, monkeypatch):
+    class Waiting:
+        job_id = "9_0"
+
+        def done(self):
+            raise KeyboardInterrupt  # the user stops waiting at the first poll
+
+        def cancel(self, check=True):
+            raise AssertionError("a Slurm job must not be cancelled by Ctrl-C on the waiting side")
+
+    monkeypatch.setattr(
+        launchers, "submit", lambda launcher, folder, options, argvs: [Waiting() for _ in argvs]
+    )
+    result = runner.invoke(app, ["compare", "lenet5", *RECIPE, "--launcher", "slurm", "--name", "w",
+                                 "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "stopped waiting; the jobs go on in Slurm" in result.output
+    assert pd.read_csv(tmp_path / "compare" / "w" / "tidy.csv").status.tolist() == ["pending"]
