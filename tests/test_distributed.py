@@ -14,7 +14,7 @@ from cnnbench.cli import app
 from cnnbench.distributed import World
 
 runner = CliRunner()
-RECIPE = ["lenet5", "-d", "synthetic", "--device", "cpu", "--seed", "3"]
+RECIPE = ["lenet5", "-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "--seed", "3"]
 
 
 def torchrun(*argv, processes=2):

@@ -11,13 +11,13 @@ from cnnbench.cli import app
 from cnnbench.launchers import SchedulerOptions
 
 runner = CliRunner()
-RECIPE = ["-d", "synthetic", "-e", "1", "--device", "cpu"]
+RECIPE = ["-d", "synthetic", "-i", "3x16x16", "-e", "1", "--device", "cpu"]
 
 
 def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     out = tmp_path / "r"
     # --device auto: local jobs train where this machine's device is (the CPU here)
-    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-e", "1",
+    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-i", "3x16x16", "-e", "1",
                                  "--launcher", "local", "--max-parallel", "2", "--name", "loc", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2 runs through submitit's local executor" in result.output
@@ -30,7 +30,7 @@ def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     assert sorted(plan["runs"].values()) == sorted(runs.run_id) == sorted(tidy.run_id)
     assert len(list((folder / "jobs").glob("*_log.out"))) == 2  # submitit's logs, one per job
     # the same command again reuses both runs: nothing is submitted
-    again = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-e", "1",
+    again = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-i", "3x16x16", "-e", "1",
                                 "--launcher", "local", "--name", "loc", "--force", "--out", str(out)])  # fmt: skip
     assert again.exit_code == 0, again.output
     assert len(pd.read_csv(out / "runs.csv")) == 2
