@@ -491,7 +491,7 @@ class SweepDisplay:
         with self.lock:
             self.total = max(self.total, self.done + len(self.running) + 1)
             where = f"GPU {job.gpu}" if job.gpu not in (None, "local") else "job"
-            self.running[job.label] = (where, "starting")
+            self.running[job.label] = (where, "running, no epoch ended yet")
             self.tails[job.label] = []
             self._refresh()
 

@@ -172,7 +172,7 @@ def test_one_live_display_shows_each_running_run_and_a_failures_last_lines(monke
         lines = [str(row) for row in view._render().columns[0]._cells]
         assert lines[0] == "[bold]runs: 0 of 3 ended, 2 running[/]"
         assert lines[1] == "GPU 0  lenet5 seed 0: 3/20  train loss 1.2 acc 55.00%"
-        assert lines[2] == "GPU 1  vgg16 seed 0: starting"
+        assert lines[2] == "GPU 1  vgg16 seed 0: running, no epoch ended yet"
         b.returncode = 1
         view.job_ended(b)
         assert [str(r) for r in view._render().columns[0]._cells][
