@@ -30,7 +30,7 @@ def single(*argv):
                           text=True, timeout=300)  # fmt: skip
 
 
-def test_two_gloo_processes_train_like_one_and_rank_0_alone_writes(tmp_path):
+def test_two_gloo_processes_train_like_one_rank_0_alone_writes_and_it_resumes(tmp_path):
     ddp = torchrun(*RECIPE, "-e", "1", "--out", str(tmp_path / "ddp"))
     assert ddp.returncode == 0, ddp.stderr[-2000:]
     one = single(*RECIPE, "-e", "1", "--out", str(tmp_path / "one"))
@@ -55,12 +55,8 @@ def test_two_gloo_processes_train_like_one_and_rank_0_alone_writes(tmp_path):
     # world_size 1 stays out of the hash, so runs recorded before it existed are still reused
     assert ref.world_size == 1 and ref.conditions_hash != row.conditions_hash
 
-
-def test_a_data_parallel_run_resumes_in_as_many_processes(tmp_path):
-    out = tmp_path / "r"
-    first = torchrun(*RECIPE, "-e", "1", "--out", str(out))
-    assert first.returncode == 0, first.stderr[-2000:]
-    run_id = pd.read_csv(out / "runs.csv").run_id.iloc[0]
+    # It resumes in as many processes as it was trained in, and only so.
+    out, run_id = tmp_path / "ddp", row.run_id
     alone = runner.invoke(app, ["train", "--resume", run_id, "--epochs", "2", "--out", str(out)])
     assert alone.exit_code == 1
     assert f"expected to resume run {run_id} in 2 process(es) (--gpus 2)" in alone.output
