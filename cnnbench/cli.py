@@ -414,45 +414,42 @@ def train(
 
     out_dir = out or DEFAULT_RESULTS_DIR
     main_process = distributed.is_main_process()
+    config = None
+    if not resume:
+        if model is None:
+            from cnnbench.errors import InvalidArgumentError
+
+            raise InvalidArgumentError("expected a MODEL argument or --resume RUN_ID, got neither")
+        config = _train_config(
+            model, _options(option), checkpoints=not no_checkpoint, dataset=dataset, data_dir=data_dir,
+            epochs=20 if epochs is None else epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
+            weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
+            precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
+            out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
+            deterministic=deterministic, image_size=image_size, skip_bad_images=skip_bad_images,
+            jobs_per_gpu=jobs_per_gpu, run_name=run_name,
+        )  # fmt: skip
+    if gpus is not None and not distributed.world_from_env().distributed:
+        # This process only starts torchrun; the ranks it starts run this command without --gpus.
+        from cnnbench.sweep import train_argv
+
+        if config is None:
+            argv = ["train", "--resume", str(resume), "--out", str(out_dir)]
+            argv += ["--epochs", str(epochs)] if epochs is not None else []
+        else:
+            config.validate()
+            argv = train_argv(config, config.options)
+        argv += ["--repair"] * repair + ["--quiet"] * quiet
+        raise typer.Exit(distributed.run_data_parallel(gpus, argv))
     progress = TrainProgress(quiet or not main_process)
     try:
         with progress:
-            if gpus is not None and not distributed.world_from_env().distributed:
-                # This process only starts torchrun; the ranks it starts run this command without --gpus.
-                if resume:
-                    argv = ["train", "--resume", resume, "--out", str(out_dir)]
-                    argv += ["--epochs", str(epochs)] if epochs is not None else []
-                else:
-                    argv = _data_parallel_argv(
-                        model, option, dataset=dataset, data_dir=data_dir, epochs=epochs, batch_size=batch_size,
-                        optimizer=optimizer, lr=lr, weight_decay=weight_decay, scheduler=scheduler,
-                        label_smoothing=label_smoothing, precision=precision, channels_last=channels_last,
-                        compile=compile, device=device, seed=seed, out=out_dir, input_size=input_size,
-                        num_classes=num_classes, no_cuda_graphs=no_cuda_graphs, deterministic=deterministic,
-                        image_size=image_size, skip_bad_images=skip_bad_images, no_checkpoint=no_checkpoint,
-                        run_name=run_name,
-                    )  # fmt: skip
-                argv += ["--repair"] * repair + ["--quiet"] * quiet
-                raise typer.Exit(distributed.run_data_parallel(gpus, argv))
-            if resume:
+            if config is None:
                 result = training.resume(
-                    out_dir, resume, progress, epochs=epochs, model=model,
+                    out_dir, str(resume), progress, epochs=epochs, model=model,
                     device=None if device == "auto" else device, repair=repair,
                 )  # fmt: skip
             else:
-                if model is None:
-                    from cnnbench.errors import InvalidArgumentError
-
-                    raise InvalidArgumentError("expected a MODEL argument or --resume RUN_ID, got neither")
-                config = _train_config(
-                    model, _options(option), checkpoints=not no_checkpoint, dataset=dataset, data_dir=data_dir,
-                    epochs=20 if epochs is None else epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
-                    weight_decay=weight_decay, scheduler=scheduler, label_smoothing=label_smoothing,
-                    precision=precision, channels_last=channels_last, compile=compile, device=device, seed=seed,
-                    out=out_dir, input_size=input_size, num_classes=num_classes, no_cuda_graphs=no_cuda_graphs,
-                    deterministic=deterministic, image_size=image_size, skip_bad_images=skip_bad_images,
-                    jobs_per_gpu=jobs_per_gpu, run_name=run_name,
-                )  # fmt: skip
                 result = training.train(config, progress, repair=repair)
     except KeyboardInterrupt:
         if main_process:
@@ -460,21 +457,6 @@ def train(
         raise typer.Exit(130) from None
     if main_process:
         print_run(result)
-
-
-def _data_parallel_argv(model: str | None, option: list[str] | None, *, epochs: int | None, no_checkpoint: bool,
-                        **recipe: Any) -> list[str]:  # fmt: skip
-    """The ``cnnbench train`` arguments each rank of a data-parallel run is started with."""
-    from cnnbench.errors import InvalidArgumentError
-    from cnnbench.sweep import train_argv
-
-    if model is None:
-        raise InvalidArgumentError("expected a MODEL argument or --resume RUN_ID, got neither")
-    options = _options(option)
-    config = _train_config(model, options, checkpoints=not no_checkpoint, epochs=20 if epochs is None else epochs,
-                           **recipe)  # fmt: skip
-    config.validate()
-    return train_argv(config, options)
 
 
 def _interrupted_run(run_id: str | None, out: Path | None, checkpoints: bool) -> None:

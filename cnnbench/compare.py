@@ -284,12 +284,10 @@ def run_compare(config: CompareConfig, callbacks: Callable[[str], Callbacks] | N
             "--force replaces it, another --name writes beside it"
         )
     ensure_dir(folder)
-    swept: dict[str, Any] = {}
-    if config.collect:
-        pass
-    elif config.launcher != "inline":
+    swept: dict[str, Any] = {}  # the runs handed to workers or a scheduler, by label
+    if config.launcher != "inline" and not config.collect:
         swept = _schedule(config, variants, out, folder, log, view)
-    elif config.gpus:
+    elif config.gpus and not config.collect:
         swept = _sweep(config, variants, out, log, view)
     by_scheduler = config.collect or config.launcher != "inline"
     tidy_rows: list[dict[str, Any]] = []

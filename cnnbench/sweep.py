@@ -207,6 +207,8 @@ def train_argv(config: Any, label_options: dict[str, str]) -> list[str]:
         argv += ["-o", f"{key}={value}"]
     if c.data_dir is not None:
         argv += ["--data-dir", str(c.data_dir)]
+    if c.run_name is not None:
+        argv += ["--run-name", c.run_name]
     if c.input_size is not None:
         argv += ["--input-size", "x".join(map(str, c.input_size))]
     if c.num_classes is not None:
