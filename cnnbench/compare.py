@@ -412,7 +412,7 @@ def _schedule(
         return {}
     if config.launcher == "local":
         # submitit's local executor starts every job at once: at most --max-parallel at a time here.
-        ex = launchers.executor("local", logs, options, len(jobs))
+        ex = launchers.executor("local", logs, options)
         slots = launchers.local_slots(options)
 
         def launch(job: sweep.Job, _slot: str) -> launchers.SubmititHandle:

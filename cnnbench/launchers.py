@@ -50,11 +50,11 @@ def job_argv(argv: Sequence[str], options: SchedulerOptions) -> list[str]:
     return [*argv, "--gpus", "all"] if options.gpus_per_job > 1 else list(argv)
 
 
-def executor(launcher: str, folder: Path, options: SchedulerOptions, jobs: int) -> Any:
-    """A submitit executor for ``launcher`` whose logs go to ``folder``."""
+def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
+    """A submitit executor for ``launcher`` whose logs go to ``folder`` (``options`` already validated
+    with the comparison's configuration)."""
     import submitit
 
-    options.validate()
     if launcher == "slurm":
         if shutil.which("sbatch") is None:
             raise DeviceError(
@@ -97,7 +97,7 @@ class SubmititHandle:
 
 def submit(launcher: str, folder: Path, options: SchedulerOptions, argvs: list[list[str]]) -> list[Any]:
     """Submit every run at once (Slurm throttles the array to --max-parallel); the submitit jobs."""
-    ex = executor(launcher, folder, options, len(argvs))
+    ex = executor(launcher, folder, options)
     return ex.map_array(run_cnnbench, [job_argv(a, options) for a in argvs])
 
 

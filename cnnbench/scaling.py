@@ -17,11 +17,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import InvalidArgumentError, ResultsError
+from cnnbench.results import plain
 from cnnbench.stats import iqr
 
 
@@ -46,7 +46,7 @@ def measure(config: Any, counts: list[int], device: str) -> list[dict[str, Any]]
     for n in counts:
         with tempfile.TemporaryDirectory(prefix="cnnbench-scaling-") as tmp:
             result = Path(tmp) / "rank0.json"
-            job = {**_plain_config(config), "device": device, "result": str(result)}
+            job = {**plain(dataclasses.asdict(config)), "device": device, "result": str(result)}
             env = {**os.environ, "PYTHONUNBUFFERED": "1", "CNNBENCH_SCALING_JOB": json.dumps(job)}
             if device.startswith("cuda"):
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n))
@@ -71,17 +71,12 @@ def measure(config: Any, counts: list[int], device: str) -> list[dict[str, Any]]
     return rows
 
 
-def _plain_config(config: Any) -> dict[str, Any]:
-    record = dataclasses.asdict(config)
-    return {k: (str(v) if isinstance(v, Path) else v) for k, v in record.items()}
-
-
 def _rank_main() -> None:
     """One rank of one process count (started by torchrun with the job in the environment)."""
     import torch
 
     from cnnbench.distributed import join, leave, world_from_env, wrap
-    from cnnbench.profile import ProfileConfig, _prepare
+    from cnnbench.profile import ProfileConfig, _prepare, time_steps
     from cnnbench.step import FixedBatch, TrainStep
     from cnnbench.summary import resolve_input
     from cnnbench.train import TrainConfig
@@ -100,17 +95,8 @@ def _rank_main() -> None:
                              cuda_graphs=False, world_size=world.size)  # fmt: skip
         step = TrainStep(model, recipe, device, steps_per_epoch=1, wrapped=wrap(model, device, world))
         step.warmup(FixedBatch(x, y), FixedBatch(x, y))
-        for _ in range(config.warmup):
-            step.step(x, y)
-        times = []
-        for _ in range(config.iters):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(device)
-            t0 = time.perf_counter()
-            step.step(x, y)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize(device)
-            times.append((time.perf_counter() - t0) * 1e3)
+        # Timed as profile times a step: untimed warm-up, then CUDA events around each timed step.
+        times, _ = time_steps(lambda: step.step(x, y), device, config.warmup, config.iters)
         median = torch.tensor([statistics.median(times), iqr(times)], dtype=torch.float64, device=device)
         if world.distributed:
             import torch.distributed as dist

@@ -126,9 +126,32 @@ class Sweep:
         return self.jobs
 
 
+class PipedWorker:
+    """A worker whose output lines a thread hands to the view; its end is reported only once every
+    line is read, so a crash's last words reach the view first."""
+
+    def __init__(self, process: subprocess.Popen, job: Job, view: SweepView) -> None:
+        self.process = process
+        self.reader = threading.Thread(target=self._forward, args=(job, view), daemon=True)
+        self.reader.start()
+
+    def _forward(self, job: Job, view: SweepView) -> None:
+        for line in self.process.stdout or ():
+            view.job_line(job, line.rstrip("\n"))
+
+    def poll(self) -> int | None:
+        code = self.process.poll()
+        if code is not None:
+            self.reader.join(timeout=5)
+        return code
+
+    def terminate(self) -> None:
+        self.process.terminate()
+
+
 def launch_process(
     job: Job, gpu: str, view: SweepView | None = None, env: dict[str, str] | None = None
-) -> subprocess.Popen:
+) -> subprocess.Popen | PipedWorker:
     """``job.argv`` in a process that sees only ``gpu``; with ``view``, its output lines go there."""
     # A worker prints its epoch lines (each naming variant and seed), never a progress bar of its own.
     env = {**os.environ, **(env or {}), "CUDA_VISIBLE_DEVICES": gpu, "PYTHONUNBUFFERED": "1", WORKER_ENV: gpu}
@@ -137,25 +160,7 @@ def launch_process(
         return subprocess.Popen(argv, env=env)
     process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                errors="replace")  # fmt: skip
-
-    def forward() -> None:
-        for line in process.stdout or ():
-            view.job_line(job, line.rstrip("\n"))
-
-    reader = threading.Thread(target=forward, daemon=True)
-    reader.start()
-    # poll() reports the end only once every line is read, so a crash's last words reach the view first.
-    poll = process.poll
-
-    def poll_after_output() -> int | None:
-        code = poll()
-        if code is None:
-            return None
-        reader.join(timeout=5)
-        return code
-
-    process.poll = poll_after_output  # type: ignore[method-assign]
-    return process
+    return PipedWorker(process, job, view)
 
 
 @contextlib.contextmanager

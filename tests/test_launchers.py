@@ -105,7 +105,7 @@ def test_slurm_gets_the_jobs_scheduling_options(tmp_path, monkeypatch):
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
     monkeypatch.setattr(launchers.shutil, "which", lambda name: "/usr/bin/sbatch")
     options = SchedulerOptions(partition="gpu", gpus_per_job=2, time_min=30, max_parallel=4)
-    launchers.executor("slurm", tmp_path, options, jobs=8)
+    launchers.executor("slurm", tmp_path, options)
     assert made["cluster"] == "slurm"
     assert made["params"] == {"timeout_min": 30, "gpus_per_node": 2, "tasks_per_node": 1, "nodes": 1,
                               "name": "cnnbench", "slurm_partition": "gpu", "slurm_array_parallelism": 4}  # fmt: skip
