@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnbench.train import TrainConfig, train
+from cnnbench.recipe import TrainConfig
+from cnnbench.training.trainer import train
 
 
 def main() -> None:

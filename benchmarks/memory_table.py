@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnbench.device import cublas_workspace_bytes
 from cnnbench.errors import CnnbenchError
+from cnnbench.measure.memory import cublas_workspace_bytes
+from cnnbench.measure.profile import ProfileConfig, profile
 from cnnbench.models import list_models
-from cnnbench.profile import ProfileConfig, profile
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnbench.profile import ProfileConfig, profile
+from cnnbench.measure.profile import ProfileConfig, profile
 
 MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "simple_resnet", "cifar10net", "cnn_dropout", "resnet18")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cnnbench import profile as profiling
-from cnnbench.results import environment
-from cnnbench.summary import build
+from cnnbench.measure import profile as profiling
+from cnnbench.models.build import build
+from cnnbench.store.tables import environment
 
 MODEL, BATCH, SHAPE = "resnet18", 256, (3, 224, 224)
 

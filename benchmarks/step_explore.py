@@ -1,6 +1,6 @@
 """Per-step time of one CUDA-graph-captured training step under settings that might cut epoch time.
 
-The step is cnnbench's own (``cnnbench.step.TrainStep``: forward under autocast, cross-entropy,
+The step is cnnbench's own (``cnnbench.training.step.TrainStep``: forward under autocast, cross-entropy,
 backward, Adam with capturable state), here also with the choices cnnbench does not make itself
 (Adam unfused, other compile modes, cuDNN's autotuning limits), on random CIFAR-shaped data at the
 chapter's batch size, captured once and replayed; timed with CUDA
@@ -20,11 +20,11 @@ import pandas as pd
 import torch
 
 from cnnbench.choices import PRECISIONS
-from cnnbench.results import environment
+from cnnbench.models.build import prepare_model
+from cnnbench.recipe import TrainConfig
 from cnnbench.stats import iqr
-from cnnbench.step import FixedBatch, TrainStep
-from cnnbench.summary import prepare_model
-from cnnbench.train import TrainConfig
+from cnnbench.store.tables import environment
+from cnnbench.training.step import FixedBatch, TrainStep
 
 # label: (precision, channels_last, compile mode or None, fused Adam[, cuDNN benchmark_limit, None: no autotuning])
 SETTINGS = {

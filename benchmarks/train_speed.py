@@ -29,11 +29,12 @@ from torch import nn, optim
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from cnnbench.data import load_split
+from cnnbench.data.readers import load_split
 from cnnbench.models import get_model
-from cnnbench.results import environment
+from cnnbench.recipe import TrainConfig
 from cnnbench.stats import iqr
-from cnnbench.train import TrainConfig, train
+from cnnbench.store.tables import environment
+from cnnbench.training.trainer import train
 
 MODELS = ("lenet5", "cifar10net", "simple_resnet")
 # label: (precision, channels_last, compile, the argument that gives its number of epochs)

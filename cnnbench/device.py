@@ -1,15 +1,15 @@
-"""Where work runs: device selection, synchronisation and autocast, shared by train and profile."""
+"""Where work runs: device selection, GPU lists, synchronisation and autocast, shared by every command.
+
+A leaf: it imports nothing of cnnbench but its errors, so every layer may use it."""
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 from collections.abc import Iterator
 from typing import Any
 
-from cnnbench.choices import PRECISIONS  # noqa: F401  (re-exported: what autocast() accepts)
-from cnnbench.errors import DeviceError
+from cnnbench.errors import DeviceError, InvalidArgumentError
 
 
 def is_cuda(device: str) -> bool:
@@ -100,41 +100,6 @@ def deterministic_algorithms(enabled: bool) -> Iterator[None]:
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2], before[3]
 
 
-@functools.cache
-def cublas_workspace_bytes(device: str, precision: str = "fp32") -> int | None:
-    """Bytes that cuBLAS keeps on ``device`` once cnnbench's training step has run matrix products:
-    measured, since PyTorch sizes these workspaces per card and version (64 MiB per handle and stream
-    on an H200 with torch 2.11) and keeps one per thread and stream that ran one (the warm-up's stream,
-    the step's, autograd's backward thread). Freed first, then a tiny linear model trained a few steps
-    by :class:`cnnbench.step.TrainStep` as a run trains (eager); what stays allocated once it is gone.
-    None off CUDA. Call it before any CUDA graph is captured: it frees the workspaces graphs use."""
-    import gc
-
-    import torch
-
-    from cnnbench.step import FixedBatch, TrainStep
-    from cnnbench.train import TrainConfig
-
-    if not is_cuda(device) or not torch.cuda.is_available():
-        return None
-    where = torch.device(device)
-    torch.cuda.synchronize(where)
-    clear_cublas_workspaces()
-    before = torch.cuda.memory_allocated(where)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).to(where)
-    x, y = torch.randn(32, 64, device=where), torch.randint(0, 10, (32,), device=where)
-    recipe = TrainConfig(model="probe", batch_size=32, eval_batch_size=32, precision=precision, cuda_graphs=False,
-                         warmup_steps=1)  # fmt: skip
-    step = TrainStep(model, recipe, device, steps_per_epoch=1)
-    step.warmup(FixedBatch(x, y), FixedBatch(x, y))
-    for _ in range(2):
-        step.step(x, y)
-    torch.cuda.synchronize(where)
-    del model, x, y, step
-    gc.collect()
-    return int(torch.cuda.memory_allocated(where) - before)
-
-
 def clear_cublas_workspaces() -> None:
     """Free the workspaces cuBLAS handles keep, so that the next step's peak includes its own."""
     import torch
@@ -160,3 +125,26 @@ def autocast(precision: str, device: str) -> Any:
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     # The cast cache must be off for CUDA graph capture; one forward reuses each weight once anyway.
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype, cache_enabled=False)
+
+
+def parse_gpus(text: str, available: int) -> list[str]:
+    """``all``, a count ``N`` (the first N GPUs) or a list ``0,2,3``, checked against the GPUs there are."""
+    if available < 1:
+        raise DeviceError(f"expected CUDA GPUs for --gpus {text}, got none (torch sees no GPU)")
+    text = text.strip().lower()
+    if text == "all":
+        return [str(i) for i in range(available)]
+    try:
+        if "," not in text:
+            count = int(text)
+            if not 1 <= count <= available:
+                raise InvalidArgumentError(f"expected --gpus between 1 and {available}, got {count}")
+            return [str(i) for i in range(count)]
+        ids = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise InvalidArgumentError(
+            f"expected --gpus all, a count or a list like 0,2,3, got {text!r}"
+        ) from None
+    if len(set(ids)) != len(ids) or any(not 0 <= i < available for i in ids):
+        raise InvalidArgumentError(f"expected --gpus of distinct ids in [0, {available}), got {text!r}")
+    return [str(i) for i in ids]

@@ -6,8 +6,8 @@ import torch
 # The terminal's width is read when rich's consoles are made: made here, with no COLUMNS set, they
 # follow each test's own COLUMNS instead of whichever test first imported the display.
 os.environ.pop("COLUMNS", None)
-import cnnbench.display  # noqa: E402, F401
-from cnnbench.train import Callbacks  # noqa: E402
+import cnnbench.report.progress  # noqa: E402, F401
+from cnnbench.training.trainer import Callbacks  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -20,25 +20,6 @@ def _few_threads():
 @pytest.fixture
 def results_dir(tmp_path):
     return tmp_path / "results"
-
-
-def limit_synthetic(monkeypatch, size):
-    """Synthetic data of ``size`` training and test images unless a config asks for another size:
-    small sets keep an epoch well under a second on two cores."""
-    from cnnbench import train
-
-    original = train.TrainConfig.__init__
-
-    def init(self, *a, **kw):
-        original(self, *a, **kw)
-        self.synthetic_size = self.synthetic_size or size
-
-    monkeypatch.setattr(train.TrainConfig, "__init__", init)
-
-
-@pytest.fixture
-def small_synthetic(monkeypatch):
-    limit_synthetic(monkeypatch, 128)
 
 
 class InterruptAt(Callbacks):

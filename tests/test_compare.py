@@ -5,25 +5,33 @@ import json
 import pandas as pd
 import pytest
 import torch
-from conftest import limit_synthetic
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
-from cnnbench.compare import Variant, parse_variants
+from cnnbench.compare.variants import Variant, parse_variants
 from cnnbench.errors import InvalidArgumentError, UnknownModelError
 
 runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "2", "-b", "64", "--device", "cpu", "-q"]
+SYNTH = [
+    "-d",
+    "synthetic",
+    "-i",
+    "3x16x16",
+    "-e",
+    "2",
+    "-b",
+    "64",
+    "--device",
+    "cpu",
+    "-q",
+    "--synthetic-size",
+    "256",
+]
 
 
 def compare(out, *args):
     # Defaults first, so a test's own options win.
     return runner.invoke(app, ["compare", *SYNTH, "--out", str(out), *args], env={"COLUMNS": "200"})
-
-
-@pytest.fixture(autouse=True)
-def _small_synthetic(monkeypatch):
-    limit_synthetic(monkeypatch, 256)
 
 
 def test_grammar_expands_lists_and_products():
@@ -122,16 +130,16 @@ def test_two_models_two_seeds_files_match_their_runs(tmp_path):
 
 
 def test_a_failing_variant_keeps_the_others(tmp_path, monkeypatch):
-    from cnnbench import train
+    from cnnbench.training import trainer
 
-    original = train.Trainer.run
+    original = trainer.Trainer.run
 
     def run(self):
         if self.config.model == "cnn_dropout":
             raise torch.cuda.OutOfMemoryError("CUDA out of memory (simulated)")
         return original(self)
 
-    monkeypatch.setattr(train.Trainer, "run", run)
+    monkeypatch.setattr(trainer.Trainer, "run", run)
     result = compare(tmp_path, "lenet:pool=avg,median", "cnn_dropout", "lenet:pool=max", "--name", "f")
     assert result.exit_code == 0, result.output
     tidy = pd.read_csv(tmp_path / "compare" / "f" / "tidy.csv").set_index("variant")
@@ -166,7 +174,7 @@ def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
     def no_download(name, data_dir):
         raise DatasetError(f"dataset {name} not found and the download failed (no network): expected ...")
 
-    monkeypatch.setattr("cnnbench.data._download", no_download)
+    monkeypatch.setattr("cnnbench.data.readers._download", no_download)
     (tmp_path / "none").mkdir()
     result = runner.invoke(
         app,

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cnnbench.data import DeviceLoader, load_split, read_idx
+from cnnbench.data.loader import DeviceLoader
+from cnnbench.data.readers import load_split, read_idx
 from cnnbench.errors import DatasetError
 
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cnnbench import distributed
 from cnnbench.cli import app
-from cnnbench.distributed import World
+from cnnbench.training import distributed
+from cnnbench.training.distributed import World
 
 runner = CliRunner()
 RECIPE = ["lenet5", "-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "--seed", "3"]
@@ -67,24 +67,27 @@ def test_two_gloo_processes_train_like_one_rank_0_alone_writes_and_it_resumes(tm
     assert pd.read_csv(out / "runs" / run_id / "epochs.csv").epoch.tolist() == [1, 2]
 
 
-def test_gpus_starts_torchrun_with_the_runs_own_arguments(monkeypatch, tmp_path):
+def test_gpus_starts_torchrun_with_the_runs_own_recipe(monkeypatch, tmp_path):
     import torch
+
+    from cnnbench.recipe import read_job
 
     started = {}
 
     def launch(gpus, argv):
-        started.update(gpus=list(gpus), argv=list(argv))
+        started.update(gpus=list(gpus), argv=list(argv), recipe=read_job(argv[argv.index("--config") + 1]))
         return 0
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(distributed, "launch", launch)
     result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "1,3", "-e", "2", "-b", "256",
-                                 "--out", str(tmp_path)])  # fmt: skip
+                                 "--momentum", "0.8", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert started["gpus"] == ["1", "3"]
-    argv = started["argv"]
-    assert argv[:2] == ["train", "lenet5"] and "--gpus" not in argv
-    assert argv[argv.index("--batch-size") + 1] == "256" and argv[argv.index("--epochs") + 1] == "2"
+    assert started["argv"][:2] == ["train", "--config"] and "--gpus" not in started["argv"]
+    recipe = started["recipe"]  # every rank trains this recipe, under one run id fixed before the launch
+    assert (recipe.model, recipe.batch_size, recipe.epochs, recipe.momentum) == ("lenet5", 256, 2, 0.8)
+    assert recipe.run_name.startswith("lenet5-synthetic-s0-") and recipe.out == tmp_path
     assert not (tmp_path / "runs.csv").exists()  # the launching process trains nothing itself
 
 
@@ -98,8 +101,8 @@ def test_gpus_without_a_gpu_is_one_line(tmp_path):
 def test_shards_are_disjoint_and_equal_for_training():
     import numpy as np
 
-    from cnnbench.data import ArrayDataset
-    from cnnbench.datasets import get_dataset_spec
+    from cnnbench.data.readers import ArrayDataset
+    from cnnbench.data.specs import get_dataset_spec
 
     data = ArrayDataset(np.zeros((11, 3, 2, 2), np.uint8), np.arange(11), get_dataset_spec("synthetic"), "x")
     train = [distributed.shard(data, World(r, r, 3), equal=True).labels.tolist() for r in range(3)]

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from cnnbench.train import TrainConfig, train
+from cnnbench.recipe import TrainConfig
+from cnnbench.training.trainer import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -36,7 +37,7 @@ def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
 def test_resume_under_cuda_graphs(tmp_path, precision):
     from conftest import InterruptAt
 
-    from cnnbench.train import resume
+    from cnnbench.training.trainer import resume
 
     straight = train(_config(tmp_path / "a", precision=precision))
     with pytest.raises(KeyboardInterrupt):
@@ -115,7 +116,7 @@ def test_your_own_images_streamed_from_pinned_memory_train_on_the_gpu(tmp_path, 
     import numpy as np
     from PIL import Image
 
-    from cnnbench import train as training
+    from cnnbench.data import loader
 
     rng = np.random.default_rng(0)
     for split, n in (("train", 64), ("val", 16)):
@@ -126,7 +127,7 @@ def test_your_own_images_streamed_from_pinned_memory_train_on_the_gpu(tmp_path, 
                 pixels = rng.integers(0, 60, (32, 32, 3)).astype(np.uint8)
                 pixels[..., c] += 150
                 Image.fromarray(pixels).save(folder / f"{i}.png")
-    monkeypatch.setattr(training, "fits_on_device", lambda *_: False)  # as if the set were too large
+    monkeypatch.setattr(loader, "fits_on_device", lambda *_: False)  # as if the set were too large
     run = train(TrainConfig(model="lenet", dataset="imagefolder", data_dir=tmp_path / "imgs", input_size=(3, 24, 24),
                             epochs=3, batch_size=16, device="cuda", out=tmp_path / "r"))  # fmt: skip
     assert run.summary["data_placement"].startswith("pinned host memory")

@@ -1,24 +1,43 @@
-"""compare --launcher local|slurm: the runs handed to a scheduler through submitit."""
+"""Where a comparison's runs train: one Launcher interface (inline, per-GPU workers, submitit's local
+executor and Slurm), one poll loop, and the recipe a job carries arriving whole wherever it trains."""
 
 import json
+import os
 
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from cnnbench import launchers
 from cnnbench.cli import app
-from cnnbench.launchers import SchedulerOptions
+from cnnbench.launchers import scheduler
+from cnnbench.launchers.base import Job, JobView, Outcome, run_queue
+from cnnbench.launchers.scheduler import SchedulerOptions, SubmititLauncher
+from cnnbench.recipe import TrainConfig
 
 runner = CliRunner()
-RECIPE = ["-d", "synthetic", "-i", "3x16x16", "-e", "1", "--device", "cpu"]
+# Small enough for two cores, large enough to learn in one epoch (status ok).
+LEARNS = [
+    "-d",
+    "synthetic",
+    "-i",
+    "3x16x16",
+    "-e",
+    "1",
+    "-b",
+    "16",
+    "--lr",
+    "0.005",
+    "--synthetic-size",
+    "256",
+]
+RECIPE = [*LEARNS, "--device", "cpu"]
 
 
 def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     out = tmp_path / "r"
     # --device auto: local jobs train where this machine's device is (the CPU here)
-    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-i", "3x16x16", "-e", "1",
-                                 "--launcher", "local", "--max-parallel", "2", "--name", "loc", "--out", str(out)])  # fmt: skip
+    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *LEARNS, "--launcher", "local", "--max-parallel", "2", "--name", "loc",
+                                 "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "2 runs through submitit's local executor" in result.output
     folder = out / "compare" / "loc"
@@ -27,11 +46,12 @@ def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     plan = json.loads((folder / "plan.json").read_text())
     runs = pd.read_csv(out / "runs.csv")
     # each job named its run, and the table found exactly those
-    assert sorted(plan["runs"].values()) == sorted(runs.run_id) == sorted(tidy.run_id)
+    assert sorted(r["run_id"] for r in plan["runs"]) == sorted(runs.run_id) == sorted(tidy.run_id)
     assert len(list((folder / "jobs").glob("*_log.out"))) == 2  # submitit's logs, one per job
+    assert sorted(p.stem for p in (folder / "jobs").glob("*.json")) == sorted(runs.run_id)  # the job files
     # the same command again reuses both runs: nothing is submitted
-    again = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", "-d", "synthetic", "-i", "3x16x16", "-e", "1",
-                                "--launcher", "local", "--name", "loc", "--force", "--out", str(out)])  # fmt: skip
+    again = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *LEARNS, "--launcher", "local", "--name", "loc", "--force",
+                                "--out", str(out)])  # fmt: skip
     assert again.exit_code == 0, again.output
     assert len(pd.read_csv(out / "runs.csv")) == 2
 
@@ -51,7 +71,19 @@ def test_a_job_that_crashes_becomes_its_row_and_the_others_go_on(tmp_path):
                                  "--gpus-per-job", "0", "--name", "f", "--out", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output  # one run has a result
     tidy = pd.read_csv(out / "compare" / "f" / "tidy.csv")
-    assert tidy.status.tolist() == ["ok", "failed: worker exited with code 1"]
+    assert tidy.status[0] == "ok"
+    # the crash's own words, from the job's log, not just an exit code
+    assert tidy.status[1].startswith("failed: worker exited with code 1: ")
+    assert "crashed in the job" in tidy.status[1]
+
+
+class FakeJob:
+    def __init__(self, i, done=False):
+        self.job_id = f"77_{i}"
+        self._done = done
+
+    def done(self):
+        return self._done
 
 
 def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
@@ -59,18 +91,13 @@ def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
     in the store, --from renders it."""
     submitted = []
 
-    class FakeJob:
-        def __init__(self, i):
-            self.job_id = f"77_{i}"
+    class FakeExecutor:
+        def map_array(self, fn, argvs):
+            submitted.extend(argvs)
+            return [FakeJob(i) for i in range(len(argvs))]
 
-        def done(self):
-            return False
-
-    def fake_submit(launcher, folder, options, argvs):
-        submitted.extend(argvs)
-        return [FakeJob(i) for i in range(len(argvs))]
-
-    monkeypatch.setattr(launchers, "submit", fake_submit)
+    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
+    monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
     out = tmp_path / "r"
     result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *RECIPE, "--launcher", "slurm",
                                  "--no-wait", "--name", "nw", "--out", str(out)])  # fmt: skip
@@ -78,13 +105,13 @@ def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
     folder = out / "compare" / "nw"
     assert "cnnbench compare --from" in result.output and str(folder) in result.output.replace("\n", "")
     assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["pending", "pending"]
-    assert json.loads((folder / "jobs.json").read_text())["job_ids"] == ["77_0", "77_1"]
+    assert json.loads((folder / "jobs" / "jobs.json").read_text())["job_ids"] == ["77_0", "77_1"]
     # a job runs (here: the first job's own command, as the scheduler would run it)
     first = submitted[0]
-    assert first[0] == "train" and "--run-name" in first
-    assert first[first.index("--device") + 1] == "cpu"  # as asked (--device auto asks a node's GPU)
-    code = launchers.run_cnnbench(first)
-    assert code == 0
+    assert first[3:5] == ["train", "--config"]
+    job = json.loads(open(first[5]).read())
+    assert job["recipe"]["device"] == "cpu" and job["recipe"]["run_name"]  # as asked, and its run named
+    assert scheduler.run_job(first) == 0
     later = runner.invoke(app, ["compare", "--from", str(folder)])
     assert later.exit_code == 0, later.output
     assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["ok", "pending"]
@@ -103,19 +130,21 @@ def test_slurm_gets_the_jobs_scheduling_options(tmp_path, monkeypatch):
     import submitit
 
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
-    monkeypatch.setattr(launchers.shutil, "which", lambda name: "/usr/bin/sbatch")
     options = SchedulerOptions(partition="gpu", gpus_per_job=2, time_min=30, max_parallel=4)
-    launchers.executor("slurm", tmp_path, options)
+    scheduler.executor("slurm", tmp_path, options)
     assert made["cluster"] == "slurm"
     assert made["params"] == {"timeout_min": 30, "gpus_per_node": 2, "tasks_per_node": 1, "nodes": 1,
                               "name": "cnnbench", "slurm_partition": "gpu", "slurm_array_parallelism": 4}  # fmt: skip
     # a job with two GPUs trains data-parallel on both
-    assert launchers.job_argv(["train", "vgg16"], options)[-2:] == ["--gpus", "all"]
-    assert launchers.job_argv(["train", "vgg16"], SchedulerOptions(gpus_per_job=1)) == ["train", "vgg16"]
+    job = Job("vgg16 seed 0", TrainConfig(model="vgg16", run_name="r"))
+    two = SubmititLauncher("slurm", tmp_path, options, True, print).command(job)
+    assert two[-2:] == ["--gpus", "all"]
+    one = SubmititLauncher("slurm", tmp_path, SchedulerOptions(gpus_per_job=1), True, print).command(job)
+    assert one[-2] == "--config"
 
 
 def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch):
-    monkeypatch.setattr(launchers.shutil, "which", lambda name: None)
+    monkeypatch.setattr(scheduler.shutil, "which", lambda name: None)
     result = runner.invoke(app, ["compare", "lenet5", *RECIPE, "--launcher", "slurm", "--out", str(tmp_path)])
     assert result.exit_code == 1
     assert "expected Slurm for --launcher slurm (sbatch on PATH), got none" in result.output
@@ -138,36 +167,124 @@ def test_launcher_options_checked_before_work(tmp_path, args, message):
 def test_slurm_jobs_ask_for_a_nodes_gpu_unless_they_ask_for_none(tmp_path, monkeypatch, gpus_per_job, device):
     submitted = []
 
-    class Pending:
-        job_id = "5_0"
+    class FakeExecutor:
+        def map_array(self, fn, argvs):
+            submitted.extend(argvs)
+            return [FakeJob(i) for i in range(len(argvs))]
 
-        def done(self):
-            return False
-
-    monkeypatch.setattr(launchers, "submit", lambda launcher, folder, options, argvs: [
-        submitted.extend(argvs) or Pending() for _ in argvs])  # fmt: skip
+    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
+    monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
     result = runner.invoke(app, ["compare", "lenet5", "-d", "synthetic", "-e", "1", "--launcher", "slurm",
                                  "--gpus-per-job", gpus_per_job, "--no-wait", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    argv = submitted[0]
-    assert argv[argv.index("--device") + 1] == device
+    assert json.loads(open(submitted[0][5]).read())["recipe"]["device"] == device
 
 
 def test_ctrl_c_while_waiting_for_slurm_leaves_the_jobs_running_and_renders_what_ended(tmp_path, monkeypatch):
-    class Waiting:
-        job_id = "9_0"
-
+    class Waiting(FakeJob):
         def done(self):
             raise KeyboardInterrupt  # the user stops waiting at the first poll
 
         def cancel(self, check=True):
             raise AssertionError("a Slurm job must not be cancelled by Ctrl-C on the waiting side")
 
-    monkeypatch.setattr(
-        launchers, "submit", lambda launcher, folder, options, argvs: [Waiting() for _ in argvs]
-    )
+    class FakeExecutor:
+        def map_array(self, fn, argvs):
+            return [Waiting(i) for i in range(len(argvs))]
+
+    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
+    monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
     result = runner.invoke(app, ["compare", "lenet5", *RECIPE, "--launcher", "slurm", "--name", "w",
                                  "--out", str(tmp_path)])  # fmt: skip
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 130, result.output
     assert "stopped waiting; the jobs go on in Slurm" in result.output
     assert pd.read_csv(tmp_path / "compare" / "w" / "tidy.csv").status.tolist() == ["pending"]
+
+
+class FakeRun:
+    """A job that ends after ``steps`` polls with ``code``."""
+
+    def __init__(self, steps, code=0):
+        self.steps, self.code, self.stopped = steps, code, False
+
+    def poll(self):
+        self.steps -= 1
+        return self.code if self.steps <= 0 else None
+
+    def stop(self):
+        self.stopped = True
+
+
+def test_the_poll_loop_runs_the_longest_first_each_next_to_the_slot_that_frees():
+    jobs = [Job(f"j{i}", TrainConfig(model="lenet5"), cost) for i, cost in enumerate([1, 5, 3, 4, 2])]
+    durations = {"j1": 6, "j3": 1, "j2": 1, "j4": 1, "j0": 1}  # polls until each ends
+    started = []
+
+    def start(job, slot):
+        started.append(job.label)
+        return FakeRun(durations[job.label], 1 if job.label == "j4" else 0)
+
+    outcomes = {}
+    run_queue(jobs, ["0", "1"], start, JobView(), outcomes, interval=0)
+    assert started == ["j1", "j3", "j2", "j4", "j0"]  # by cost, longest first
+    placed = {j.label: j.gpu for j in jobs}
+    assert placed["j1"] == "0" and placed["j3"] == "1"
+    assert placed["j2"] == placed["j4"] == placed["j0"] == "1"  # slot 0 stays busy with the longest job
+    assert {k: o.returncode for k, o in outcomes.items()} == {"j0": 0, "j1": 0, "j2": 0, "j3": 0, "j4": 1}
+    assert all(o.ended for o in outcomes.values())
+
+
+def test_the_poll_loop_runs_as_many_at_once_as_it_has_slots():
+    running, peak = [], []
+
+    class Counted(FakeRun):
+        def __init__(self):
+            super().__init__(3)
+            running.append(self)
+            peak.append(len([r for r in running if r.steps > 0]))
+
+    jobs = [Job(f"j{i}", TrainConfig(model="lenet5")) for i in range(6)]
+    run_queue(jobs, ["0"] * 3, lambda job, slot: Counted(), JobView(), {}, interval=0)
+    assert max(peak) == 3
+
+
+def test_ctrl_c_in_the_poll_loop_stops_every_running_job():
+    runs = []
+
+    def start(job, slot):
+        runs.append(FakeRun(10**6))
+        return runs[-1]
+
+    class Interrupting(JobView):
+        def job_started(self, job):
+            if len(runs) == 2:
+                raise KeyboardInterrupt
+
+    outcomes = {}
+    with pytest.raises(KeyboardInterrupt):
+        run_queue([Job(f"j{i}", TrainConfig(model="lenet5")) for i in range(3)], ["a", "b"], start, Interrupting(),
+                  outcomes, interval=0)  # fmt: skip
+    assert [r.stopped for r in runs] == [True, True]
+    assert set(outcomes) == {"j0", "j1"} and not any(o.ended for o in outcomes.values())
+
+
+def test_an_outcome_without_a_row_says_how_its_job_ended(tmp_path):
+    log = tmp_path / "job.log"
+    log.write_text(
+        "epoch 1 ...\nTraceback (most recent call last):\n  File x\nRuntimeError: the GPU fell off\n"
+    )
+    assert Outcome().describe() == "pending"
+    assert Outcome(ended=True, returncode=3).describe() == "failed: worker exited with code 3"
+    assert Outcome(ended=True, returncode=1, log=log).describe() == (
+        "failed: worker exited with code 1: RuntimeError: the GPU fell off"
+    )
+    assert Outcome(ended=True, returncode=1, status="timeout").describe() == "timeout"
+
+
+def test_a_job_file_is_the_recipe_and_nothing_else(tmp_path):
+    from cnnbench.recipe import read_job
+
+    recipe = TrainConfig(model="lenet5", lr=0.01, run_name="r", out=tmp_path)
+    path = Job("lenet5 seed 0", recipe).write(tmp_path)
+    assert path == tmp_path / "r.json" and read_job(path) == recipe
+    assert os.path.getsize(path) > 0

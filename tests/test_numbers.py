@@ -9,9 +9,9 @@ import torch
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
-from cnnbench.flops import flop_counter
+from cnnbench.measure.summary import SummaryConfig, summarize
 from cnnbench.models import get_model, get_model_info, list_models
-from cnnbench.summary import SummaryConfig, count_flops, crosscheck, summarize
+from cnnbench.models.counting import count_flops, crosscheck, flop_counter
 
 runner = CliRunner()
 
@@ -31,7 +31,7 @@ def test_a_depthwise_convolution_counts_its_backward_by_hand():
 @pytest.mark.parametrize("name", list_models())
 def test_training_flops_are_two_to_three_and_a_half_forward_passes(name):
     info = get_model_info(name)
-    from cnnbench.datasets import get_dataset_spec
+    from cnnbench.data.specs import get_dataset_spec
 
     spec = get_dataset_spec(info.default_dataset)
     forward, train = count_flops(name, {}, spec.input_shape, spec.num_classes)
@@ -158,7 +158,7 @@ def test_summary_json_states_the_convention_memory_and_cross_check(tmp_path):
 
 
 def test_saved_activations_of_a_linear_relu_linear_by_hand():
-    from cnnbench.summary import estimate_memory
+    from cnnbench.measure.memory import estimate_memory
 
     with torch.device("meta"):
         model = torch.nn.Sequential(
@@ -224,7 +224,7 @@ def test_pool_bad_input(args, message):
 
 
 def test_cublas_workspaces_count_for_models_with_matrix_products_only():
-    from cnnbench.summary import estimate_memory
+    from cnnbench.measure.memory import estimate_memory
 
     with torch.device("meta"):
         mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(12, 5))

@@ -9,10 +9,11 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from cnnbench import imagefolder
 from cnnbench.cli import app
-from cnnbench.data import ArrayDataset, DeviceLoader
-from cnnbench.datasets import DatasetSpec
+from cnnbench.data import imagefolder
+from cnnbench.data.loader import DeviceLoader
+from cnnbench.data.readers import ArrayDataset
+from cnnbench.data.specs import DatasetSpec
 
 runner = CliRunner()
 CLASSES = ["circles", "squares", "stripes"]
@@ -52,9 +53,9 @@ def test_a_folder_of_pngs_trains_and_compares_and_the_cache_is_reused(tmp_path, 
     assert config["class_names"] == "circles;squares;stripes"
     assert len(list((root / ".cnnbench-cache").glob("*.npz"))) == 2
 
-    from cnnbench import data
+    from cnnbench.data import readers
 
-    data._CACHE.clear()  # a new process: only the files on disk remain
+    readers._CACHE.clear()  # a new process: only the files on disk remain
 
     def no_decoding(*_a, **_k):
         raise AssertionError("decoded again instead of reading the cache")

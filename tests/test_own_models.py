@@ -10,7 +10,21 @@ from typer.testing import CliRunner
 from cnnbench.cli import app
 
 runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-e", "1", "-b", "64", "-q"]
+SYNTH = [
+    "-d",
+    "synthetic",
+    "-i",
+    "3x16x16",
+    "--device",
+    "cpu",
+    "-e",
+    "1",
+    "-b",
+    "64",
+    "-q",
+    "--synthetic-size",
+    "256",
+]
 
 FACTORY = '''
 import torch.nn as nn

@@ -7,8 +7,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from cnnbench import profile as profiling
 from cnnbench.cli import app
+from cnnbench.measure import profile as profiling
 
 runner = CliRunner()
 

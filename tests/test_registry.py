@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from cnnbench.errors import InputSizeError, InvalidOptionError, UnknownModelError
-from cnnbench.models import get_model, get_model_info, list_models, parse_option_strings
+from cnnbench.models import get_model, get_model_info, list_models
+from cnnbench.recipe import parse_option_strings
 
 ALL = list_models()
 CASES = [(name, shape) for name in ALL for shape in get_model_info(name).supported_inputs]

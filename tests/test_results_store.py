@@ -16,11 +16,12 @@ from typer.testing import CliRunner
 
 from cnnbench.cli import app
 from cnnbench.errors import ResultsError
-from cnnbench.results import append_row, check_table, read_table, upsert_rows
-from cnnbench.train import TrainConfig, resume, train
+from cnnbench.recipe import TrainConfig
+from cnnbench.store.tables import append_row, check_table, read_table, upsert_rows
+from cnnbench.training.trainer import resume, train
 
 runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q"]
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q", "--synthetic-size", "128"]
 
 
 def cfg(out, **kw):
@@ -148,7 +149,7 @@ def test_a_run_interrupted_in_epoch_1_never_writes_epoch_1_twice(tmp_path):
 
 APPENDER = """
 import sys
-from cnnbench.results import append_row
+from cnnbench.store.tables import append_row
 path, worker, wide = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "wide"
 for i in range(50):
     row = {"worker": worker, "i": i, "text": f"w{worker},i{i}"}
@@ -215,7 +216,10 @@ def test_a_directory_where_a_table_belongs_is_refused(tmp_path):
 def test_repair_moves_the_damaged_table_aside_and_keeps_every_intact_row(tmp_path):
     text = "run_id,status,x\nA,ok,1\nB,ok\nC,ok,3\nD,o"
     path = runs_csv_with(tmp_path, text)
-    result = cli("train", "lenet", *SYNTH, "-e", "1", "--out", tmp_path, "--repair", "--no-checkpoint")
+    learns = ["-b", "16", "--lr", "0.005", "--synthetic-size", "256"]
+    result = cli(
+        "train", "lenet", *SYNTH, *learns, "-e", "1", "--out", tmp_path, "--repair", "--no-checkpoint"
+    )
     assert result.exit_code == 0, result.output
     aside = list(tmp_path.glob("runs.csv.damaged-*"))
     assert len(aside) == 1 and aside[0].read_text() == text
@@ -273,7 +277,7 @@ def test_disk_full_says_so_keeps_earlier_files_and_leaves_no_temporary_file(tmp_
 
 
 def test_any_exception_ends_the_run_as_failed_never_running(tmp_path, monkeypatch):
-    from cnnbench import step
+    from cnnbench.training import step
 
     def broken(self, x, y):
         raise ValueError("a bug in a model")
@@ -373,7 +377,7 @@ def test_an_input_size_that_cannot_fit_is_one_line(tmp_path):
 
 
 def test_cpu_out_of_memory_in_profile_is_a_row_and_the_sweep_goes_on(tmp_path, monkeypatch):
-    from cnnbench import profile as profiling
+    from cnnbench.measure import profile as profiling
 
     original = profiling._measure
 
@@ -405,7 +409,7 @@ def compare(out, *args):
     return cli("compare", *SYNTH, "-e", "1", "-b", "64", "--out", out, *args)
 
 
-def test_two_comparisons_never_share_a_folder(tmp_path, small_synthetic):
+def test_two_comparisons_never_share_a_folder(tmp_path):
     assert compare(tmp_path, "lenet").exit_code == 0
     assert compare(tmp_path, "lenet", "--lr", "0.01").exit_code == 0
     assert compare(tmp_path, "lenet", "--lr", "0.01").exit_code == 0  # the same comparison: its own folder
@@ -418,7 +422,7 @@ def test_compare_name_is_a_plain_folder_name(tmp_path, name):
     one_line_error(compare(tmp_path, "lenet", "--name", name), "expected --name as a plain folder name")
 
 
-def test_reusing_a_name_asks_for_force(tmp_path, small_synthetic):
+def test_reusing_a_name_asks_for_force(tmp_path):
     assert compare(tmp_path, "lenet", "--name", "n").exit_code == 0
     before = (tmp_path / "compare" / "n" / "tidy.csv").read_text()
     one_line_error(compare(tmp_path, "cnn_dropout", "--name", "n"), "--force replaces it")
@@ -428,7 +432,7 @@ def test_reusing_a_name_asks_for_force(tmp_path, small_synthetic):
 
 
 def test_from_validates_tidy_before_writing_and_a_failed_render_keeps_the_old_outputs(
-    tmp_path, small_synthetic
+    tmp_path,
 ):
     assert compare(tmp_path, "lenet", "--name", "n").exit_code == 0
     folder = tmp_path / "compare" / "n"
@@ -447,13 +451,13 @@ def test_from_validates_tidy_before_writing_and_a_failed_render_keeps_the_old_ou
     assert after == {k: v for k, v in before.items() if k != "tidy.csv"}
 
 
-def test_a_compare_in_which_every_variant_failed_exits_non_zero(tmp_path, small_synthetic):
+def test_a_compare_in_which_every_variant_failed_exits_non_zero(tmp_path):
     result = compare(tmp_path, "lenet:pool=median", "lenet:pool=mode")
     assert result.exit_code == 1
     assert "failed: bad value for option pool" in result.output
 
 
-def test_markdown_and_latex_cells_are_escaped(tmp_path, small_synthetic):
+def test_markdown_and_latex_cells_are_escaped(tmp_path):
     note = r"copy #2 | 50% of A&B {x_y} \ end"
     assert compare(tmp_path, "cnn_dropout:dropout=0.5", "--name", "n", "--note", note).exit_code == 0
     folder = tmp_path / "compare" / "n"
@@ -470,7 +474,7 @@ def test_markdown_and_latex_cells_are_escaped(tmp_path, small_synthetic):
 @pytest.mark.skipif(
     not __import__("shutil").which("pdflatex"), reason="apt-get install texlive-latex-recommended"
 )
-def test_the_latex_table_compiles_with_hostile_notes(tmp_path, small_synthetic):
+def test_the_latex_table_compiles_with_hostile_notes(tmp_path):
     note = r"copy #2 | 50% of A&B {x_y} \ end ~ ^ $"
     # two seeds: the table carries the Δ column and ± cells too
     result = compare(tmp_path, "cnn_dropout:dropout=0.5,0.3", "--seeds", "2", "--name", "n", "--note", note)

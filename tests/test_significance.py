@@ -12,12 +12,21 @@ from cnnbench.cli import app
 from cnnbench.stats import welch_interval
 
 runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "-e", "1", "-q"]
-
-
-@pytest.fixture(autouse=True)
-def _small_synthetic(small_synthetic):
-    pass
+SYNTH = [
+    "-d",
+    "synthetic",
+    "-i",
+    "3x16x16",
+    "--device",
+    "cpu",
+    "-b",
+    "64",
+    "-e",
+    "1",
+    "-q",
+    "--synthetic-size",
+    "128",
+]
 
 
 def test_welch_interval_by_hand():

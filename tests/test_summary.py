@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
-from cnnbench.summary import SummaryConfig, summarize
+from cnnbench.measure.summary import SummaryConfig, summarize
 
 runner = CliRunner()
 

@@ -1,4 +1,5 @@
-"""compare --gpus: one worker process per GPU, the longest jobs first, each next job to the GPU that frees."""
+"""compare --gpus: one worker process per GPU, the longest jobs first, each next job to the GPU that frees;
+several on one GPU under a CUDA MPS daemon of the comparison's own; one display for all of them."""
 
 import os
 
@@ -7,10 +8,13 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
+from cnnbench.device import parse_gpus
 from cnnbench.errors import DeviceError, InvalidArgumentError
-from cnnbench.sweep import Job, Sweep, parse_gpus
+from cnnbench.launchers.base import Job, Outcome
+from cnnbench.recipe import TrainConfig
 
 runner = CliRunner()
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "1", "--device", "cpu", "--synthetic-size", "96", "-q"]
 
 
 @pytest.mark.parametrize(
@@ -24,57 +28,11 @@ def test_gpu_lists(text, available, expected):
 @pytest.mark.parametrize(
     ("text", "available", "error"),
     [("all", 0, DeviceError), ("5", 4, InvalidArgumentError), ("0,0", 4, InvalidArgumentError),
-     ("0,7", 4, InvalidArgumentError), ("two", 4, InvalidArgumentError)],
+     ("0,7", 4, InvalidArgumentError), ("two", 4, InvalidArgumentError), ("", 4, InvalidArgumentError)],
 )  # fmt: skip
 def test_bad_gpu_lists(text, available, error):
     with pytest.raises(error):
         parse_gpus(text, available)
-
-
-class FakeRun:
-    """A job that ends after ``steps`` polls, or fails with ``code``."""
-
-    def __init__(self, steps, code=0):
-        self.steps, self.code = steps, code
-
-    def poll(self):
-        self.steps -= 1
-        return self.code if self.steps <= 0 else None
-
-
-def test_longest_jobs_first_and_each_next_job_to_the_gpu_that_frees():
-    jobs = [Job(f"j{i}", [], cost) for i, cost in enumerate([1, 5, 3, 4, 2])]
-    durations = {"j1": 6, "j3": 1, "j2": 1, "j4": 1, "j0": 1}  # polls until each ends
-    sweep = Sweep(
-        jobs, ["0", "1"], launch=lambda job, gpu: FakeRun(durations[job.label], 1 if job.label == "j4" else 0)
-    )
-    sweep.run(interval=0)
-    assert [j.label for j in sweep.started] == ["j1", "j3", "j2", "j4", "j0"]  # by cost, longest first
-    placed = {j.label: j.gpu for j in jobs}
-    assert placed["j1"] == "0" and placed["j3"] == "1"
-    assert placed["j2"] == placed["j4"] == placed["j0"] == "1"  # GPU 0 stays busy with the longest job
-    assert {j.label: j.returncode for j in jobs} == {
-        "j0": 0,
-        "j1": 0,
-        "j2": 0,
-        "j3": 0,
-        "j4": 1,
-    }  # a crash is kept
-
-
-def test_jobs_per_gpu_runs_that_many_at_once():
-    running, peak = [], []
-
-    class Counted(FakeRun):
-        def __init__(self):
-            super().__init__(3)
-            running.append(self)
-            peak.append(len([r for r in running if r.steps > 0]))
-
-    Sweep([Job(f"j{i}", [], 1) for i in range(6)], ["0"], per_gpu=3, launch=lambda job, gpu: Counted()).run(
-        interval=0
-    )
-    assert max(peak) == 3
 
 
 def test_a_sweep_on_two_workers_end_to_end(tmp_path, monkeypatch):
@@ -90,18 +48,21 @@ def test_a_sweep_on_two_workers_end_to_end(tmp_path, monkeypatch):
         "        raise RuntimeError('a worker crash')\n"
         "    return nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))\n"
     )
-    args = ["compare", "lenet", "lenet:pool=max,median", f"{factory}:fails_in_workers", "-d", "synthetic", "-i", "3x16x16",
-            "-e", "1", "--device", "cpu", "--gpus", "2", "--out", str(tmp_path), "--name", "s", "-q"]  # fmt: skip
+    args = ["compare", "lenet", "lenet:pool=max,median", f"{factory}:fails_in_workers", *SYNTH, "--gpus", "2",
+            "--out", str(tmp_path), "--name", "s"]  # fmt: skip
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "3 runs on GPUs 0, 1, 1 at a time on each, longest first" in result.output
     tidy = pd.read_csv(tmp_path / "compare" / "s" / "tidy.csv").set_index("variant")
     assert tidy.loc["lenet5", "status"] in ("ok", "not learning") and not tidy.loc["lenet5", "reused"]
     assert tidy.loc["lenet5:pool=max", "epochs_done"] == 1
-    assert tidy.loc[f"{factory}:fails_in_workers", "status"] == "failed: worker exited with code 1"
+    assert tidy.loc[f"{factory}:fails_in_workers", "status"].startswith("failed: worker exited with code 1: ")
+    assert "a worker crash" in tidy.loc[f"{factory}:fails_in_workers", "status"]
     assert tidy.loc["lenet5:pool=median", "status"].startswith("failed: bad value for option pool")
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert len(runs) == 2 and set(runs.jobs_per_gpu) == {1}
+    logs = sorted((tmp_path / "compare" / "s" / "jobs").glob("*.log"))
+    assert len(logs) == 3 and any("a worker crash" in p.read_text() for p in logs)  # each worker's own log
 
 
 FAKE_MPS = """#!/bin/sh
@@ -122,8 +83,8 @@ def test_several_runs_per_gpu_share_it_through_their_own_mps_daemon(tmp_path, mo
     log = tmp_path / "mps.log"
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("MPS_LOG", str(log))
-    args = ["compare", "lenet", "lenet:pool=max", "-d", "synthetic", "-i", "3x16x16", "-e", "1", "--device", "cpu",
-            "--gpus", "1", "--jobs-per-gpu", "2", "--out", str(tmp_path), "--name", "m", "-q"]  # fmt: skip
+    args = ["compare", "lenet", "lenet:pool=max", *SYNTH, "--gpus", "1", "--jobs-per-gpu", "2", "--out", str(tmp_path),
+            "--name", "m"]  # fmt: skip
     result = runner.invoke(app, args, env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     assert "CUDA MPS on for the sweep" in result.output
@@ -134,11 +95,11 @@ def test_several_runs_per_gpu_share_it_through_their_own_mps_daemon(tmp_path, mo
     assert "cnnbench-mps-" in pipe and not os.path.exists(pipe)  # private folders, removed after
     runs = pd.read_csv(tmp_path / "runs.csv")
     assert runs.cuda_mps.tolist() == [True, True] and runs.jobs_per_gpu.tolist() == [2, 2]
-    assert "runs at once per GPU 2 (CUDA MPS)" in result.output
+    assert "runs at once per GPU 2" in result.output and "CUDA MPS on" in result.output
 
 
 def test_without_mps_the_sweep_says_the_runs_take_turns():
-    from cnnbench.sweep import mps_daemon
+    from cnnbench.launchers.workers import mps_daemon
 
     said = []
     with mps_daemon(True, said.append) as env:
@@ -156,13 +117,17 @@ def _console():
     return Console(file=io.StringIO(), force_terminal=True, width=200)
 
 
+def _job(label, gpu):
+    return Job(label, TrainConfig(model="lenet5"), 1, gpu=gpu)
+
+
 def test_one_live_display_shows_each_running_run_and_a_failures_last_lines(monkeypatch):
-    from cnnbench import display
+    from cnnbench.report import progress
 
     console = _console()
-    monkeypatch.setattr(display, "err_console", console)
-    view = display.SweepDisplay(live=True)
-    a, b = Job("lenet5 seed 0", [], 1, gpu="0"), Job("vgg16 seed 0", [], 2, gpu="1")
+    monkeypatch.setattr(progress, "err_console", console)
+    view = progress.JobsDisplay(live=True)
+    a, b = _job("lenet5 seed 0", "0"), _job("vgg16 seed 0", "1")
     with view:
         view.jobs_planned(3)
         view.job_started(a)
@@ -173,13 +138,12 @@ def test_one_live_display_shows_each_running_run_and_a_failures_last_lines(monke
         assert lines[0] == "[bold]runs: 0 of 3 ended, 2 running[/]"
         assert lines[1] == "GPU 0  lenet5 seed 0: 3/20  train loss 1.2 acc 55.00%"
         assert lines[2] == "GPU 1  vgg16 seed 0: running, no epoch ended yet"
-        b.returncode = 1
-        view.job_ended(b)
+        view.job_ended(b, Outcome(ended=True, returncode=1))
         assert [str(r) for r in view._render().columns[0]._cells][
             0
         ] == "[bold]runs: 1 of 3 ended, 1 running[/]"
     text = console.file.getvalue()
-    assert "vgg16 seed 0: worker exited with code 1" in text and "CUDA out of memory" in text
+    assert "vgg16 seed 0: failed: worker exited with code 1" in text and "CUDA out of memory" in text
 
 
 def test_in_a_pipe_the_display_passes_every_workers_line_on(monkeypatch):
@@ -187,14 +151,14 @@ def test_in_a_pipe_the_display_passes_every_workers_line_on(monkeypatch):
 
     from rich.console import Console
 
-    from cnnbench import display
+    from cnnbench.report import progress
 
     console = Console(file=io.StringIO(), force_terminal=False, width=80)
-    monkeypatch.setattr(display, "err_console", console)
-    view = display.SweepDisplay(live=False)
-    job = Job("lenet5 seed 0", [], 1, gpu="0")
+    monkeypatch.setattr(progress, "err_console", console)
+    view = progress.JobsDisplay(live=False)
+    job = _job("lenet5 seed 0", "0")
     line = "lenet5 seed 0 epoch 1/20  train loss 1.9877 acc 50.08%  test loss 0.8718 acc 94.90%  0.97 s  5,155 img/s"
     view.job_started(job)
     view.job_line(job, line)
-    view.job_ended(job)
+    view.job_ended(job, Outcome(ended=True, returncode=0))
     assert console.file.getvalue().splitlines() == [line]  # whole, unwrapped, nothing added

@@ -6,13 +6,12 @@ import re
 
 import pandas as pd
 import pytest
-from conftest import limit_synthetic
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
 
 runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64"]
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "--synthetic-size", "128"]
 LONG = ["cifar10net:batch_norm=true,false", "cnn_dropout:dropout=0.3"]
 
 
@@ -23,11 +22,6 @@ def strict(text):
         raise ValueError(f"not JSON: {name}")
 
     return json.loads(text, parse_constant=refuse)
-
-
-@pytest.fixture(autouse=True)
-def _small_synthetic(small_synthetic):
-    pass
 
 
 @pytest.mark.parametrize("command", ["list", "summary", "train", "compare", "profile"])
@@ -44,10 +38,8 @@ def test_help_fits_80_columns_without_bool_placeholders(command):
 def long_compare(tmp_path_factory):
     out = tmp_path_factory.mktemp("r")
     # Module-scoped: built once with small data for the width tests below.
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        limit_synthetic(monkeypatch, 128)
-        result = runner.invoke(app, ["compare", *LONG, *SYNTH, "-e", "1", "-q", "--out", str(out), "--name", "w"],
-                               env={"COLUMNS": "200"})  # fmt: skip
+    result = runner.invoke(app, ["compare", *LONG, *SYNTH, "-e", "1", "-q", "--out", str(out), "--name", "w"],
+                           env={"COLUMNS": "200"})  # fmt: skip
     assert result.exit_code == 0, result.output
     return out / "compare" / "w"
 
@@ -83,7 +75,7 @@ def test_piped_compare_logs_name_variant_and_seed_on_every_epoch_line(tmp_path):
 
 
 def test_ctrl_c_prints_the_run_id_and_the_command_that_resumes_it(tmp_path, monkeypatch):
-    from cnnbench import display
+    from cnnbench.report import progress as display
 
     original = display.TrainProgress.on_step
 
@@ -106,7 +98,7 @@ def test_ctrl_c_prints_the_run_id_and_the_command_that_resumes_it(tmp_path, monk
 
 
 def test_download_errors_carry_their_cause():
-    from cnnbench.data import _cause
+    from cnnbench.data.readers import _cause
 
     exc = RuntimeError(
         "Error downloading train-images-idx3-ubyte.gz:\nTried https://a/, got:\n"

@@ -11,7 +11,8 @@ from conftest import InterruptAt
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
-from cnnbench.train import TrainConfig, resume, train
+from cnnbench.recipe import TrainConfig
+from cnnbench.training.trainer import resume, train
 
 runner = CliRunner()
 FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -149,7 +150,7 @@ def test_lenet_on_the_real_cifar10_copy(results_dir):
 )
 def test_bad_train_input_is_one_line_and_exit_1(args, message, tmp_path, monkeypatch):
     # No network: make the torchvision download fail fast.
-    monkeypatch.setattr("cnnbench.data._download", _no_download)
+    monkeypatch.setattr("cnnbench.data.readers._download", _no_download)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "r")]
     result = runner.invoke(app, ["train", "lenet", "-q", *out, *args])
@@ -159,7 +160,7 @@ def test_bad_train_input_is_one_line_and_exit_1(args, message, tmp_path, monkeyp
 
 
 def _no_download(name, data_dir):
-    from cnnbench.data import _expected_files
+    from cnnbench.data.readers import _expected_files
     from cnnbench.errors import DatasetError
 
     raise DatasetError(
@@ -206,6 +207,6 @@ def test_progress_output_shows_each_epoch(results_dir):
     ],
 )
 def test_which_runs_replay_a_captured_cuda_graph(tmp_path, options, device, captured):
-    from cnnbench.train import uses_cuda_graphs
+    from cnnbench.training.step import uses_cuda_graphs
 
     assert uses_cuda_graphs(synthetic_config(tmp_path, **options), device) is captured

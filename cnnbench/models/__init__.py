@@ -8,7 +8,6 @@ from cnnbench.models._api import (
     get_model,
     get_model_info,
     list_models,
-    parse_option_strings,
     register_model,
 )
 
@@ -19,6 +18,5 @@ __all__ = [
     "get_model",
     "get_model_info",
     "list_models",
-    "parse_option_strings",
     "register_model",
 ]

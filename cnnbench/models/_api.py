@@ -1,8 +1,10 @@
 """The architecture registry: ``@register_model()`` builders, ``list_models``, ``get_model``.
 
 A builder takes ``input_shape`` (C, H, W), ``num_classes`` and its declared options, and returns an
-``nn.Module``. Options are declared with :class:`Option` so that the CLI can parse ``-o key=value``
-strings, list them, and reject unknown keys or bad values with a message naming the valid ones.
+``nn.Module``. Options are declared with :class:`~cnnbench.models._info.Option` so that the CLI can
+parse ``-o key=value`` strings, list them, and reject unknown keys or bad values with a message naming
+the valid ones. Names from outside the registry (``torchvision:NAME``, a user's factory) are resolved
+apart, in :mod:`cnnbench.models._sources`.
 """
 
 from __future__ import annotations
@@ -10,62 +12,11 @@ from __future__ import annotations
 import difflib
 import fnmatch
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
-from cnnbench.errors import InvalidOptionError, UnknownModelError
-
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
-
-
-@dataclass(frozen=True)
-class Option:
-    """One builder option: its type, default, the values it allows and what it does."""
-
-    kind: str  # "bool" | "float" | "int" | "choice"
-    default: Any
-    help: str
-    choices: tuple[str, ...] = ()
-    minimum: float | None = None
-    maximum: float | None = None
-
-    def describe_values(self) -> str:
-        if self.kind == "bool":
-            return "true|false"
-        if self.kind == "choice":
-            return "|".join(self.choices)
-        lo = "" if self.minimum is None else f"{self.minimum:g}"
-        hi = "" if self.maximum is None else f"{self.maximum:g}"
-        return f"{self.kind} in [{lo}, {hi}]" if (lo or hi) else self.kind
-
-    def parse(self, key: str, raw: Any) -> Any:
-        text = str(raw).strip().lower()
-        if self.kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if text in _TRUE:
-                return True
-            if text in _FALSE:
-                return False
-        elif self.kind == "choice":
-            if text in self.choices:
-                return text
-        else:
-            cast = float if self.kind == "float" else int
-            try:
-                value = cast(raw) if not isinstance(raw, str) else cast(text)
-            except ValueError:
-                value = None
-            if value is not None and (
-                (self.minimum is None or value >= self.minimum)
-                and (self.maximum is None or value <= self.maximum)
-            ):
-                return value
-        raise InvalidOptionError(
-            f"bad value for option {key}: expected {self.describe_values()}, got {raw!r}"
-        )
-
+from cnnbench.errors import UnknownModelError
+from cnnbench.models._info import ModelInfo, Option, format_options  # noqa: F401  (the registry's face)
+from cnnbench.models._sources import external_info, is_external
 
 # Options shared by several families, defined once.
 BATCH_NORM = Option("bool", False, "BatchNorm after each convolution")
@@ -80,39 +31,6 @@ STEM = Option(
     "input stem: imagenet (large kernel, stride) or cifar (3x3, stride 1); auto picks by input size",
     choices=("auto", "imagenet", "cifar"),
 )
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    name: str
-    builder: Callable[..., Any]
-    family: str
-    aliases: tuple[str, ...]
-    default_dataset: str
-    supported_inputs: tuple[tuple[int, int, int], ...]
-    options: Mapping[str, Option]
-    defaults: Mapping[str, Any] = field(default_factory=dict)
-    open_options: bool = False  # a model from outside the registry takes whatever its factory takes
-
-    @property
-    def description(self) -> str:
-        doc = (self.builder.__doc__ or "").strip()
-        return doc.splitlines()[0] if doc else ""
-
-    def parse_options(self, raw: Mapping[str, Any]) -> dict[str, Any]:
-        """Validate ``raw`` against the declared options; return the full, typed option set."""
-        if self.open_options:
-            from cnnbench.models._sources import loose
-
-            return {key: loose(value) for key, value in raw.items()}
-        parsed = {key: opt.default for key, opt in self.options.items()}
-        parsed.update(self.defaults)
-        for key, value in raw.items():
-            if key not in self.options:
-                valid = ", ".join(f"{k}={o.describe_values()}" for k, o in self.options.items()) or "none"
-                raise InvalidOptionError(f"unknown option {key!r} for {self.name}: expected one of {valid}")
-            parsed[key] = self.options[key].parse(key, value)
-        return parsed
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -176,8 +94,6 @@ def list_models(
 
 
 def get_model_info(name: str) -> ModelInfo:
-    from cnnbench.models._sources import external_info, is_external
-
     if is_external(name.strip()):
         return external_info(name.strip())
     key = name.strip().lower()
@@ -197,7 +113,7 @@ def get_model(
     **options: Any,
 ) -> Any:
     """Build a registered model for ``input_shape`` and ``num_classes`` (the default dataset's if None)."""
-    from cnnbench.datasets import get_dataset_spec
+    from cnnbench.data.specs import get_dataset_spec
 
     info = get_model_info(name)
     spec = get_dataset_spec(info.default_dataset)
@@ -205,27 +121,3 @@ def get_model(
     return info.builder(
         tuple(input_shape or spec.input_shape), int(num_classes or spec.num_classes), **parsed
     )
-
-
-def parse_option_strings(items: Iterable[str]) -> dict[str, str]:
-    """Turn ``["k=v", ...]`` from ``-o`` into a dict, rejecting malformed items."""
-    out: dict[str, str] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip() or not value.strip():
-            raise InvalidOptionError(f"expected -o key=value, got {item!r}")
-        out[key.strip().lower()] = value.strip()
-    return out
-
-
-def format_options(options: Mapping[str, Any]) -> str:
-    """Canonical text of an option set, used in CSV keys: sorted ``k=v`` joined by ';'."""
-
-    def fmt(v: Any) -> str:
-        if isinstance(v, bool):
-            return str(v).lower()
-        if isinstance(v, float):
-            return f"{v:g}"
-        return str(v)
-
-    return ";".join(f"{k}={fmt(v)}" for k, v in sorted(options.items()))

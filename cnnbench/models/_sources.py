@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import InvalidOptionError, UnknownModelError, first_line
+from cnnbench.models._info import ModelInfo
 
 SOURCES = ("torchvision", "timm")
 
@@ -43,25 +44,8 @@ def split_spec(spec: str) -> tuple[str, str]:
     return f"{head}:{name}", options
 
 
-def loose(value: Any) -> Any:
-    """An option's text as the value a factory most likely wants: bool, int, float, else the text."""
-    if not isinstance(value, str):
-        return value
-    low = value.strip().lower()
-    if low in ("true", "false"):
-        return low == "true"
-    for cast in (int, float):
-        try:
-            return cast(low)
-        except ValueError:
-            pass
-    return value
-
-
 @functools.cache
 def external_info(name: str) -> Any:
-    from cnnbench.models._api import ModelInfo
-
     source, _, target = name.partition(":")
     if source == "torchvision":
         builder, family, dataset = _torchvision(target), "torchvision", "imagenet"

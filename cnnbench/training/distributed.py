@@ -138,7 +138,7 @@ def run_data_parallel(gpus: str, argv: Sequence[str]) -> int:
     """``cnnbench ARGV`` as a data-parallel run on the GPUs of ``--gpus`` (all, N or 0,2,3)."""
     import torch
 
-    from cnnbench.sweep import parse_gpus
+    from cnnbench.device import parse_gpus
 
     return launch(parse_gpus(gpus, torch.cuda.device_count()), argv)
 

@@ -15,9 +15,15 @@ Two corrections to the counters as they ship:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from typing import Any
+
+from cnnbench.models.build import build
+
+# Warn when fvcore and FlopCounterMode disagree by more than this (percent of the larger).
+CROSSCHECK_TOLERANCE_PCT = 2.0
 
 # fvcore's own handles for ops outside the convention; they are switched off so both counters count
 # the same operators (fvcore would count BatchNorm at about 2 per element, adaptive pooling at 1).
@@ -117,3 +123,69 @@ def fvcore_analysis(model: Any, x: Any) -> Any:
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis
+
+
+def count_flops(
+    model_name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int]:
+    """(forward FLOPs per sample, training FLOPs per sample).
+
+    Measured with FlopCounterMode on the meta device: exact shapes, no arithmetic, no memory. Kept per
+    process, so a comparison's seeds and repeated variants count once.
+    """
+    return _count_flops(model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
+
+
+@functools.cache
+def _count_flops(
+    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int]:
+    forward, train, _ = _count(model_name, options, shape, num_classes)
+    return forward, train
+
+
+@functools.cache
+def _count(
+    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int, tuple[tuple[str, int], ...]]:
+    """(forward FLOPs, training FLOPs, forward FLOPs per operator family), per sample."""
+    import torch
+
+    model, _ = build(model_name, dict(options), shape, num_classes, device="meta")
+    model.eval()
+    with flop_counter() as counter, torch.no_grad():
+        model(torch.empty(1, *shape, device="meta"))
+    forward = counter.get_total_flops()
+    families: Counter[str] = Counter()
+    for op, flops in counter.get_flop_counts().get("Global", {}).items():
+        families[family(str(op))] += int(flops)
+    # Batch of 2: BatchNorm in training mode needs more than one value per channel.
+    model.train()
+    x = torch.empty(2, *shape, device="meta")
+    with flop_counter() as counter:
+        model(x).sum().backward()
+    train = counter.get_total_flops() // 2
+    return forward, train, tuple(sorted(families.items()))
+
+
+def crosscheck(
+    fvcore_by_op: dict[str, int], counter_flops_by_family: dict[str, int]
+) -> tuple[float, str | None]:
+    """(difference in %, a warning naming the operator families responsible, or None) between fvcore's
+    MACs and FlopCounterMode's forward FLOPs / 2 over the operators both count."""
+    fv: Counter[str] = Counter()
+    for op, macs in fvcore_by_op.items():
+        fv[family(op)] += int(macs)
+    fc: Counter[str] = Counter()
+    for op, flops in counter_flops_by_family.items():
+        fc[family(op)] += int(flops) // 2
+    both = set(fv) & set(fc)
+    a, b = sum(fv[k] for k in both), sum(fc[k] for k in both)
+    diff = abs(a - b) / max(a, b, 1) * 100
+    if diff <= CROSSCHECK_TOLERANCE_PCT:
+        return diff, None
+    apart = [f"{k} {fv[k]:,} vs {fc[k]:,}" for k in sorted(both) if fv[k] != fc[k]]
+    return diff, (
+        f"fvcore and FlopCounterMode differ by {diff:.1f}% on the operators both count (tolerance "
+        f"{CROSSCHECK_TOLERANCE_PCT:g}%): {'; '.join(apart)} MACs"
+    )

@@ -1,7 +1,7 @@
 """Train one registry architecture and record what it cost and what it reached.
 
-:class:`Trainer` sets a run up and runs its epochs; how a step runs is :class:`cnnbench.step.TrainStep`
-and where the run's files go is :class:`cnnbench.runs.RunStore`.
+:class:`Trainer` sets a run up and runs its epochs; how a step runs is :class:`cnnbench.training.step.TrainStep`
+and where the run's files go is :class:`cnnbench.store.runs.RunStore`.
 
 Timing: an epoch's time is the training loop over it (data, forward, backward, step), bracketed by
 ``torch.cuda.synchronize``; evaluation is timed on its own, and so is warm-up (cuDNN autotuning,
@@ -12,31 +12,33 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import hashlib
-import json
 import math
 import os
 import re
 import statistics
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnbench.choices import OPTIMIZERS, SCHEDULERS
-from cnnbench.datasets import format_input_size, get_dataset_spec
+from cnnbench.data.specs import get_dataset_spec
 from cnnbench.device import (
-    PRECISIONS,
     deterministic_algorithms,
     is_cpu_oom,
     is_cuda,
-    optimizer_impl,
     resolve_device,
     synchronize,
     use_channels_last,
 )
-from cnnbench.distributed import (
+from cnnbench.errors import InvalidArgumentError, OutOfMemory, first_line
+from cnnbench.models import get_model_info
+from cnnbench.recipe import TrainConfig
+from cnnbench.stats import iqr
+from cnnbench.store.runs import Replica, RunStore, restore_into, validate_runs_table
+from cnnbench.store.tables import ensure_dir, environment
+from cnnbench.training.conditions import data_options, planned_conditions
+from cnnbench.training.distributed import (
     World,
     join,
     leave,
@@ -46,99 +48,8 @@ from cnnbench.distributed import (
     world_from_env,
     wrap,
 )
-from cnnbench.errors import CnnbenchError, InvalidArgumentError, OutOfMemory, first_line
-from cnnbench.models import format_options, get_model_info
-from cnnbench.results import DEFAULT_RESULTS_DIR, ensure_dir, environment, plain
-from cnnbench.runs import Replica, RunStore, plain_name, restore_into, validate_runs_table
-from cnnbench.stats import iqr
-from cnnbench.step import TrainStep, evaluate, uses_cuda_graphs
-
-
-def _bookkeeping(default: Any) -> Any:
-    """A TrainConfig field that does not change what a run computes (where files go, how often the
-    run is saved): left out of the run's conditions and of the hash that decides reuse."""
-    return field(default=default, metadata={"condition": False})
-
-
-def _added(default: Any = False) -> Any:
-    """A condition added after runs were recorded without it: at its default, it stays out of the
-    hash, so those runs (which had the default) are still found and reused."""
-    return field(default=default, metadata={"hashed_at_default": False})
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs; defaults are the chapter's recipe."""
-
-    model: str
-    options: dict[str, str] = field(default_factory=dict)
-    dataset: str = "cifar10"
-    data_dir: Path | None = _bookkeeping(None)
-    epochs: int = 20
-    batch_size: int = 128
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    scheduler: str = "step"
-    step_size: int = 20
-    gamma: float = 0.5
-    label_smoothing: float = 0.0
-    precision: str = "fp32"
-    channels_last: bool | None = None  # None: NHWC on CUDA, NCHW on the CPU
-    compile: bool = False
-    device: str = _bookkeeping("auto")  # the conditions hold the device's kind instead
-    seed: int = 0
-    out: Path = _bookkeeping(DEFAULT_RESULTS_DIR)
-    augment: bool | None = None  # None: the dataset's default (crop + flip for CIFAR)
-    eval_batch_size: int = _bookkeeping(1000)
-    checkpoints: bool = _bookkeeping(True)
-    warmup_steps: int = _bookkeeping(3)
-    cuda_graphs: bool = True  # replay the training step as a CUDA graph where possible
-    input_size: tuple[int, int, int] | None = None  # synthetic only (a real dataset has its own)
-    num_classes: int | None = None  # synthetic only (a real dataset has its own)
-    synthetic_size: int | None = None
-    deterministic: bool = _added()  # deterministic algorithms, no cuDNN autotuning
-    skip_bad_images: bool = _added()  # your own images: leave unreadable files out, counted
-    world_size: int = _added(1)  # processes of a data-parallel run (train --gpus N); batch_size is global
-    run_name: str | None = _bookkeeping(None)
-    jobs_per_gpu: int = _bookkeeping(1)  # runs sharing the GPU at once (compare --gpus): moves epoch times
-
-    def validate(self) -> None:
-        def need(ok: bool, what: str, got: Any) -> None:
-            if not ok:
-                raise InvalidArgumentError(f"expected {what}, got {got!r}")
-
-        need(isinstance(self.epochs, int) and self.epochs >= 1, "--epochs >= 1", self.epochs)
-        need(isinstance(self.batch_size, int) and self.batch_size >= 1, "--batch-size >= 1", self.batch_size)
-        need(self.lr > 0 and math.isfinite(self.lr), "--lr > 0", self.lr)
-        need(self.weight_decay >= 0, "--weight-decay >= 0", self.weight_decay)
-        need(0 <= self.label_smoothing < 1, "--label-smoothing in [0, 1)", self.label_smoothing)
-        need(self.optimizer in OPTIMIZERS, f"--optimizer in {'|'.join(OPTIMIZERS)}", self.optimizer)
-        need(self.scheduler in SCHEDULERS, f"--scheduler in {'|'.join(SCHEDULERS)}", self.scheduler)
-        need(self.precision in PRECISIONS, f"--precision in {'|'.join(PRECISIONS)}", self.precision)
-        need(self.step_size >= 1, "--step-size >= 1", self.step_size)
-        need(self.eval_batch_size >= 1, "eval batch size >= 1", self.eval_batch_size)
-        # What torch.manual_seed and the loader's per-epoch generator accept alike.
-        need(isinstance(self.seed, int) and 0 <= self.seed < 2**32, "--seed in [0, 2**32)", self.seed)
-        need(self.warmup_steps >= 0, "warm-up steps >= 0", self.warmup_steps)
-        spec = get_dataset_spec(self.dataset)
-        if not spec.sized_by_user:
-            # A real dataset decides its own input size and classes; a contradiction is a mistake.
-            if self.input_size is not None and tuple(self.input_size) != spec.input_shape:
-                raise InvalidArgumentError(
-                    f"expected --input-size {format_input_size(spec.input_shape)} (that of {spec.name}) or none, "
-                    f"got {format_input_size(tuple(self.input_size))}"
-                )
-            if self.num_classes is not None and self.num_classes != spec.num_classes:
-                raise InvalidArgumentError(
-                    f"expected --num-classes {spec.num_classes} (that of {spec.name}) or none, got {self.num_classes}"
-                )
-        elif self.num_classes is not None:
-            need(self.num_classes >= 2, "--num-classes >= 2", self.num_classes)
-        if self.run_name is not None:
-            plain_name(self.run_name, "a run name")
-        get_model_info(self.model).parse_options(self.options)
+from cnnbench.training.status import diverged, final_status
+from cnnbench.training.step import TrainStep, evaluate
 
 
 @dataclass
@@ -176,95 +87,6 @@ class Callbacks:
     def on_data(self, done: int, total: int) -> None: ...
 
 
-# The settings that decide what a run computes: two runs equal in these are interchangeable.
-CONDITION_FIELDS = tuple(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("condition", True))
-
-
-def planned_conditions(config: TrainConfig) -> dict[str, Any]:
-    """The conditions that decide what a run computes, known before any data is loaded."""
-    import torch
-
-    device = resolve_device(config.device)
-    info = get_model_info(config.model)
-    spec = get_dataset_spec(config.dataset)
-    synthetic = spec.name == "synthetic"
-    shape = tuple(config.input_size or spec.input_shape) if spec.sized_by_user else spec.input_shape
-    gpu = torch.cuda.get_device_name(torch.device(device)) if is_cuda(device) else ""
-    # Every field of TrainConfig but its bookkeeping, as given or as resolved for this device and data.
-    conditions = {
-        "model": info.name,
-        "options": format_options(info.parse_options(config.options)),
-        "family": info.family,
-        "dataset": spec.name,
-        "input_size": format_input_size(shape),
-        "num_classes": _num_classes(config, spec),
-        **{k: getattr(config, k) for k in CONDITION_FIELDS if k not in ("model", "options", "dataset",
-                                                                        "input_size", "num_classes")},
-        "augment": spec.augment if config.augment is None else config.augment,
-        "synthetic_size": config.synthetic_size if synthetic else None,
-        "channels_last": use_channels_last(config.channels_last, device),
-        "cuda_graphs": uses_cuda_graphs(config, device),
-        "optimizer_impl": optimizer_impl(config.optimizer, device),
-        "device_kind": gpu or "cpu",
-    }  # fmt: skip
-    conditions["conditions_hash"] = conditions_hash(conditions)
-    return conditions
-
-
-def _num_classes(config: TrainConfig, spec: Any) -> int:
-    if spec.name == "synthetic":
-        return int(config.num_classes or spec.num_classes)
-    if spec.name == "imagefolder":  # the class folders, counted before any image is decoded
-        from cnnbench.data import default_data_dir
-        from cnnbench.imagefolder import classes_of
-
-        return len(classes_of(Path(config.data_dir or default_data_dir())))
-    return spec.num_classes
-
-
-def conditions_hash(conditions: dict[str, Any]) -> str:
-    key = {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
-    for f in dataclasses.fields(TrainConfig):
-        if f.metadata.get("hashed_at_default", True) is False and key[f.name] == f.default:
-            del key[f.name]
-    return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def data_options(config: TrainConfig) -> dict[str, Any]:
-    """What load_split needs of a run's configuration beyond the dataset's name and folder."""
-    return dict(synthetic_shape=config.input_size, synthetic_classes=config.num_classes,
-                synthetic_size=config.synthetic_size, skip_bad_images=config.skip_bad_images)  # fmt: skip
-
-
-def fits_on_device(dataset_bytes: int, device: str) -> bool:
-    """Whether a dataset can live on the device: uint8 images plus one float32 epoch (4x) within half
-    the GPU's free memory. The CPU always holds it."""
-    import torch
-
-    if not is_cuda(device):
-        return True
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return 5 * dataset_bytes < free // 2
-
-
-def diverged(loss: float, num_classes: int) -> bool:
-    """A non-finite loss, or one that exploded: a thousand times cross-entropy at chance (ln C)."""
-    return not math.isfinite(loss) or loss > 1e3 * math.log(max(num_classes, 2))
-
-
-def final_status(exc: BaseException) -> str:
-    """The status a run ends in when ``exc`` stops it."""
-    import torch
-
-    if isinstance(exc, KeyboardInterrupt):
-        return "interrupted"
-    if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError, OutOfMemory)) or is_cpu_oom(exc):
-        return "out of memory"
-    if isinstance(exc, CnnbenchError):
-        return f"failed: {first_line(exc)}"
-    return f"failed: {type(exc).__name__}" + (f": {first_line(exc)}" if str(exc).strip() else "")
-
-
 class Trainer:
     """One run: set-up, the epoch loop, and the run's record (see the module doc)."""
 
@@ -292,8 +114,10 @@ class Trainer:
     def _setup(self) -> None:
         import torch
 
-        from cnnbench.data import DeviceLoader, load_split
-        from cnnbench.summary import count_flops, prepare_model
+        from cnnbench.data.loader import DeviceLoader, fits_on_device
+        from cnnbench.data.readers import load_split
+        from cnnbench.models.build import prepare_model
+        from cnnbench.models.counting import count_flops
 
         c, world = self.config, self.world
         self.device = join(world, resolve_device(c.device))
@@ -356,13 +180,9 @@ class Trainer:
     def _open_store(self) -> RunStore:
         """A new run's folder and config.json, or the checks that a resumed run's conditions hold."""
         c = self.config
-        record = {**self.conditions, "config": config_record(c)}
+        record = {**self.conditions, "config": c.to_dict(location=False)}
         if self.store is None:
-            stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-            # A model from outside the registry ("torchvision:resnet50", "models/net.py:make") names its
-            # run with its separators replaced: a run id is one folder name.
-            model = re.sub(r"[^A-Za-z0-9_.-]+", "_", get_model_info(c.model).name)
-            run_id = c.run_name or f"{model}-{c.dataset}-s{c.seed}-{stamp}-{uuid.uuid4().hex[:4]}"
+            run_id = c.run_name or new_run_id(c)
             if not self.world.is_main:
                 return Replica.create(c.out, f"rank{self.world.rank}", record)
             return RunStore.create(c.out, run_id, record)
@@ -496,12 +316,13 @@ class Trainer:
         }
 
 
-def config_record(config: TrainConfig) -> dict[str, Any]:
-    """The configuration as config.json keeps it, what ``resume`` reads back."""
-    record = dataclasses.asdict(config)
-    for key in ("out", "data_dir"):
-        record.pop(key)
-    return plain(record)
+def new_run_id(config: TrainConfig) -> str:
+    """A new run's folder name: model, dataset, seed, time and a few random letters. A model from outside
+    the registry ("torchvision:resnet50", "models/net.py:make") has its separators replaced: a run id is
+    one folder name."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", get_model_info(config.model).name)
+    return f"{model}-{config.dataset}-s{config.seed}-{stamp}-{uuid.uuid4().hex[:4]}"
 
 
 def _only_epochs_changed(saved: dict[str, Any], config: TrainConfig) -> bool:
@@ -520,20 +341,11 @@ def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int 
     ``epochs``, to that epoch (a finished run is continued)."""
     store = RunStore.open(out, run)
     saved = store.read_config()
-    record = dict(saved["config"])
     if model is not None and get_model_info(model).name != saved["model"]:
         raise InvalidArgumentError(
             f"expected model {saved['model']} (the run's own) with --resume {run}, got {get_model_info(model).name}"
         )
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    try:
-        config = TrainConfig(**{k: v for k, v in record.items() if k in known})
-    except TypeError as exc:
-        raise InvalidArgumentError(
-            f"expected a complete configuration in {store.config_path}, got {exc}"
-        ) from None
-    if config.input_size is not None:
-        config.input_size = tuple(config.input_size)
+    config = TrainConfig.from_dict(saved["config"], source=str(store.config_path))
     source = saved.get("data_source")
     data_dir = Path(source) if config.dataset != "synthetic" and source else None  # where the data was read
     config = dataclasses.replace(

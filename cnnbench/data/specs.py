@@ -43,6 +43,10 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+# How the commands that train name the datasets they take.
+DATASET_NAMES = "cifar10, cifar100, mnist, synthetic, imagefolder (your own) or fashion-mnist"
+
+
 def get_dataset_spec(name: str) -> DatasetSpec:
     key = name.lower().replace("_", "-")
     if key == "fashionmnist":

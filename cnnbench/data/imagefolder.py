@@ -156,7 +156,7 @@ def _cache_path(root: Path, split: str, size: int, skip_bad: bool, files: list[t
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
-    from cnnbench.results import atomic_path
+    from cnnbench.store.tables import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -1,6 +1,6 @@
 """Data-parallel throughput and scaling efficiency: ``cnnbench profile MODEL --gpus 1,2,4``.
 
-For each process count N, torchrun starts N processes (``python -m cnnbench.scaling``), one per GPU;
+For each process count N, torchrun starts N processes (``python -m cnnbench.measure.scaling``), one per GPU;
 each times the same eager DDP training step (the chapter's Adam, synthetic data) at ``batch`` samples
 per GPU (weak scaling: the global batch is N x batch). A step's time is the slowest rank's median, so
 throughput is N x batch / that time, and the efficiency of N processes is their throughput over N times
@@ -20,9 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import InvalidArgumentError, ResultsError
-from cnnbench.results import plain
+from cnnbench.data.specs import format_input_size
+from cnnbench.device import is_cuda, resolve_device, use_channels_last
+from cnnbench.errors import DeviceError, InvalidArgumentError, ResultsError
+from cnnbench.measure.profile import ProfileConfig, ProfileResult, _prepare, time_steps
+from cnnbench.models import format_options, get_model_info
+from cnnbench.models.build import resolve_input
+from cnnbench.recipe import TrainConfig
 from cnnbench.stats import iqr
+from cnnbench.store.tables import append_row, check_table, ensure_dir, environment, plain
+from cnnbench.training.distributed import join, leave, world_from_env, wrap
+from cnnbench.training.step import FixedBatch, TrainStep
 
 
 def parse_counts(text: str, available: int | None = None) -> list[int]:
@@ -51,7 +59,7 @@ def measure(config: Any, counts: list[int], device: str) -> list[dict[str, Any]]
             if device.startswith("cuda"):
                 env["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in range(n))
             argv = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
-                    "-m", "cnnbench.scaling"]  # fmt: skip
+                    "-m", "cnnbench.measure.scaling"]  # fmt: skip
             done = subprocess.run(argv, env=env, capture_output=True, text=True)
             if done.returncode != 0 or not result.is_file():
                 last = (done.stderr or done.stdout).strip().splitlines()
@@ -71,15 +79,46 @@ def measure(config: Any, counts: list[int], device: str) -> list[dict[str, Any]]
     return rows
 
 
+def profile_scaling(config: ProfileConfig, gpus: str, repair: bool = False) -> ProfileResult:
+    """Data-parallel throughput at 1..N processes (``--gpus 1,2,4``): one row per count, appended to
+    OUT/profile_scaling.csv with its conditions (see the module doc)."""
+    import torch
+
+    config.validate()
+    if len(config.batch_sizes) != 1:
+        raise InvalidArgumentError(
+            f"expected one --batch-sizes value with --gpus (the batch of each GPU), got {config.batch_sizes}"
+        )
+    device = resolve_device(config.device)
+    cuda = is_cuda(device)
+    if not cuda and config.device == "auto":
+        raise DeviceError(
+            f"expected CUDA GPUs for --gpus {gpus}, got none (torch sees no GPU); --device cpu measures CPU "
+            "processes (gloo) instead"
+        )
+    counts = parse_counts(gpus, torch.cuda.device_count() if cuda else None)
+    info = get_model_info(config.model)
+    shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
+    config = dataclasses.replace(config, model=info.name, input_size=shape, num_classes=classes, dataset=None,
+                                 channels_last=use_channels_last(config.channels_last, device))  # fmt: skip
+    out = ensure_dir(Path(config.out))
+    check_table(out / "profile_scaling.csv", repair)
+    base = {
+        "model": info.name, "options": format_options(info.parse_options(config.options)),
+        "input_size": format_input_size(shape), "num_classes": classes, "mode": "train (DDP, eager)",
+        "precision": config.precision, "channels_last": config.channels_last, "warmup_steps": config.warmup,
+        "timed_steps": config.iters, "backend": "nccl" if cuda else "gloo",
+    }  # fmt: skip
+    env = environment("cuda:0" if cuda else "cpu")
+    rows = [{**base, **row, **env} for row in measure(config, counts, "cuda" if cuda else "cpu")]
+    for row in rows:
+        append_row(out / "profile_scaling.csv", row)
+    return ProfileResult(rows, csv_path=out / "profile_scaling.csv")
+
+
 def _rank_main() -> None:
     """One rank of one process count (started by torchrun with the job in the environment)."""
     import torch
-
-    from cnnbench.distributed import join, leave, world_from_env, wrap
-    from cnnbench.profile import ProfileConfig, _prepare, time_steps
-    from cnnbench.step import FixedBatch, TrainStep
-    from cnnbench.summary import resolve_input
-    from cnnbench.train import TrainConfig
 
     job = json.loads(os.environ["CNNBENCH_SCALING_JOB"])
     known = {f.name for f in dataclasses.fields(ProfileConfig)}

@@ -2,7 +2,7 @@
 
 ``OUT/runs/RUN_ID/`` holds ``config.json`` (the run's configuration and conditions), ``epochs.csv``
 (one row written as each epoch ends), ``last.pt`` and ``best.pt``; ``OUT/runs.csv`` holds one row per
-run, replaced (never duplicated) when a run is resumed. The guarantees of :mod:`cnnbench.results`
+run, replaced (never duplicated) when a run is resumed. The guarantees of :mod:`cnnbench.store.tables`
 hold for all of them: tables validated before work, locked, atomically replaced; checkpoints loaded
 with ``weights_only=True``, so a file can never run code.
 """
@@ -10,15 +10,18 @@ with ``weights_only=True``, so a file can never run code.
 from __future__ import annotations
 
 import pickle
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError, first_line
-from cnnbench.results import (
+from cnnbench.store.tables import (
     append_row,
     atomic_path,
     check_table,
+    missing,
+    plain,
     read_frame,
     read_json,
     to_json,
@@ -47,7 +50,7 @@ def plain_name(text: str, what: str) -> str:
 
 
 def validate_runs_table(out: Path, repair: bool = False) -> str | None:
-    """Check OUT/runs.csv before any work (see :func:`cnnbench.results.check_table`)."""
+    """Check OUT/runs.csv before any work (see :func:`cnnbench.store.tables.check_table`)."""
     return check_table(Path(out) / "runs.csv", repair)
 
 
@@ -216,3 +219,48 @@ def restore_into(step: Any, checkpoint: Checkpoint, path: Path, model_name: str)
         raise ResultsError(
             f"expected a checkpoint of {model_name} in {path}, got another ({reason[:120]})"
         ) from None
+
+
+class RunRecords:
+    """OUT/runs.csv read once: each run's row by run id (a resumed run's latest), with what its own
+    folder adds (``conditions`` read back from its config.json, typed, no NaN for an empty cell) and its
+    epoch rows."""
+
+    def __init__(self, out: Path, conditions: Iterable[str] = ()) -> None:
+        self.out = Path(out)
+        self.conditions = tuple(conditions)
+        path = self.out / "runs.csv"
+        self.frame = read_frame(path) if path.exists() else None
+        self.rows: dict[str, dict[str, Any]] = {}
+        if self.frame is not None and "run_id" in self.frame.columns:
+            for row in self.frame.to_dict("records"):
+                self.rows[str(row["run_id"])] = {
+                    k: (None if missing(v) else plain(v)) for k, v in row.items()
+                }
+
+    def newest_with(self, conditions_hash: str, statuses: Iterable[str]) -> str | None:
+        """The newest run with these conditions that ended in one of ``statuses`` and whose files are
+        whole (its config.json, and every epoch its row counts)."""
+        wanted = set(statuses)
+        for run_id, row in reversed(self.rows.items()):
+            if str(row.get("conditions_hash")) == conditions_hash and row.get("status") in wanted:
+                if self.record(run_id, whole=True) is not None:
+                    return run_id
+        return None
+
+    def record(self, run_id: str, whole: bool = False) -> tuple[dict[str, Any], list[dict[str, Any]]] | None:
+        """(its row with its conditions, its epoch rows), or None when it has no row; with ``whole``, also
+        None when its config.json or any epoch it counts is missing."""
+        row = self.rows.get(run_id)
+        if row is None:
+            return None
+        store = RunStore(self.out, run_id)
+        epochs = read_frame(store.epochs_path).to_dict("records") if store.epochs_path.exists() else []
+        has_config = store.config_path.exists()
+        if whole and (not has_config or len(epochs) != int(row.get("epochs_done") or 0)):
+            return None
+        summary = dict(row)
+        if has_config:
+            saved = read_json(store.config_path)
+            summary.update({k: v for k, v in saved.items() if k in self.conditions})
+        return summary, epochs

@@ -89,7 +89,7 @@ def pool(config: PoolConfig) -> PoolResult:
 def _image(config: PoolConfig) -> tuple[Any, str]:
     import torch
 
-    from cnnbench.data import load_split
+    from cnnbench.data.readers import load_split
 
     test = load_split(config.dataset, "test", config.data_dir)
     if not 0 <= config.image < len(test):
@@ -98,34 +98,3 @@ def _image(config: PoolConfig) -> tuple[Any, str]:
         )
     grey = torch.from_numpy(test.images[config.image]).float().mean(0) / 255.0
     return grey, f"test image {config.image} of {test.spec.name} (grey level, 0 to 1)"
-
-
-def plot(result: PoolResult, path: Path) -> None:
-    """Input, max and average pooling as three heat maps (PNG or SVG by the file's suffix)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from cnnbench.results import atomic_path
-
-    suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in ("png", "svg"):
-        raise InvalidArgumentError(f"expected --plot to end in .png or .svg, got {str(path)!r}")
-    fig, axes = plt.subplots(1, 3, figsize=(10, 3.6))
-    panels = [("input", result.input), (f"max pool {result.kernel}x{result.kernel}, stride {result.stride}", result.max),
-              (f"average pool {result.kernel}x{result.kernel}, stride {result.stride}", result.avg)]  # fmt: skip
-    for ax, (title, data) in zip(axes, panels, strict=True):
-        ax.imshow(data, cmap="viridis", vmin=0, vmax=max(1.0, max(max(r) for r in result.input)))
-        if len(data) <= 8:
-            for i, row in enumerate(data):
-                for j, v in enumerate(row):
-                    ax.text(
-                        j, i, f"{v:.2g}", ha="center", va="center", color="w" if v < 0.5 else "k", fontsize=8
-                    )
-        ax.set(title=title, xticks=[], yticks=[])
-    fig.suptitle(result.source, fontsize=9)
-    fig.tight_layout(rect=(0, 0, 1, 0.94))
-    with atomic_path(Path(path)) as tmp:
-        fig.savefig(tmp, dpi=150, format=suffix)
-    plt.close(fig)

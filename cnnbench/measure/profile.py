@@ -18,22 +18,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.choices import PROFILE_MODES
-from cnnbench.datasets import format_input_size
+from cnnbench.choices import PRECISIONS, PROFILE_MODES
+from cnnbench.data.specs import format_input_size
 from cnnbench.device import (
-    PRECISIONS,
     autocast,
     clear_cublas_workspaces,
-    cublas_workspace_bytes,
     is_cpu_oom,
     is_cuda,
     resolve_device,
     synchronize,
     use_channels_last,
 )
-from cnnbench.errors import DeviceError, InputSizeError, InvalidArgumentError, ResultsError, first_line
+from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError, first_line
+from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
-from cnnbench.results import (
+from cnnbench.models.build import build, prepare_model, resolve_input
+from cnnbench.models.counting import count_flops
+from cnnbench.recipe import TrainConfig
+from cnnbench.stats import iqr
+from cnnbench.store.tables import (
     DEFAULT_RESULTS_DIR,
     append_row,
     check_table,
@@ -41,7 +44,7 @@ from cnnbench.results import (
     environment,
     write_error,
 )
-from cnnbench.stats import iqr
+from cnnbench.training.step import FixedBatch, TrainStep
 
 MODES = PROFILE_MODES
 
@@ -94,6 +97,23 @@ class ProfileConfig:
     trace: Path | None = None
     grads: bool = False
     out: Path = DEFAULT_RESULTS_DIR
+
+    @classmethod
+    def from_cli(cls, model: str, options: list[str] | None, input_size: str | None, dataset: str | None,
+                 num_classes: int | None, batch_sizes: str | None, gpus: str | None, mode: str, precision: str,
+                 channels_last: bool | None, compile: bool, device: str, warmup: int, iters: int, layers: bool,
+                 trace: Path | None, grads: bool, out: Path | None) -> ProfileConfig:  # fmt: skip
+        from cnnbench.data.specs import parse_input_size
+        from cnnbench.recipe import parse_option_strings
+
+        return cls(
+            model=model, options=parse_option_strings(options or []),
+            input_size=parse_input_size(input_size) if input_size else None, dataset=dataset, num_classes=num_classes,
+            batch_sizes=parse_batch_sizes(batch_sizes or ("128" if gpus else "1,32,128,512")),
+            modes=list(MODES) if mode == "both" else [mode], precision=precision, channels_last=channels_last,
+            compile=compile, device=device, warmup=warmup, iters=iters, layers=layers, trace=trace, grads=grads,
+            out=out or DEFAULT_RESULTS_DIR,
+        )  # fmt: skip
 
     def validate(self) -> None:
         if not self.batch_sizes or min(self.batch_sizes) < 1:
@@ -154,13 +174,10 @@ def make_step(
     model: Any, name: str, mode: str, x: Any, y: Any, config: ProfileConfig, device: str, graphs: bool = True
 ) -> tuple[Callable[[], None], Callable[[], None], float]:
     """(one step, the same step run eagerly, seconds its set-up took): an inference forward, or the training step exactly as
-    ``cnnbench train`` runs it (:class:`cnnbench.step.TrainStep`: the chapter's Adam, fused on CUDA,
+    ``cnnbench train`` runs it (:class:`cnnbench.training.step.TrainStep`: the chapter's Adam, fused on CUDA,
     warmed up and, where train would, captured as a CUDA graph). ``graphs=False`` keeps it eager (the
     per-module timing hooks cannot run inside a graph)."""
     import torch
-
-    from cnnbench.step import FixedBatch, TrainStep
-    from cnnbench.train import TrainConfig
 
     if mode == "infer":
         model.eval()
@@ -242,8 +259,6 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
     only the gradient report of one batch."""
     import torch
 
-    from cnnbench.summary import count_flops, resolve_input
-
     config.validate()
     device = resolve_device(config.device)
     config = dataclasses.replace(config, channels_last=use_channels_last(config.channels_last, device))
@@ -306,8 +321,6 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
                          batch: int) -> float:  # fmt: skip
     """summary's estimate of what this step holds: a training step's weights, gradients, Adam state and
     saved activations, or an inference step's weights and largest layer."""
-    from cnnbench.summary import build, estimate_memory
-
     meta, _ = build(name, config.options, shape, classes, device="meta")
     workspace = cublas_workspace_bytes(resolve_device(config.device), config.precision)
     memory = estimate_memory(meta, shape, batch, config.precision, workspace)
@@ -328,8 +341,6 @@ def _check_writable(path: Path) -> None:
 def _prepare(config: ProfileConfig, name: str, shape: tuple[int, int, int], classes: int, batch: int,
              device: str) -> tuple[Any, Any, Any]:  # fmt: skip
     import torch
-
-    from cnnbench.summary import prepare_model
 
     model = prepare_model(
         name, config.options, shape, classes, device, bool(config.channels_last), check_batch=batch
@@ -467,8 +478,6 @@ def gradient_norms(name: str, options: dict[str, str], shape: tuple[int, int, in
     """L2 norm of each weight's gradient for one batch at initialisation, input to output."""
     import torch
 
-    from cnnbench.summary import prepare_model
-
     model = prepare_model(name, options, shape, classes, device, seed=seed).train()
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(batch, *shape, generator=gen).to(device)
@@ -480,43 +489,3 @@ def gradient_norms(name: str, options: dict[str, str], shape: tuple[int, int, in
             rows.append({"parameter": param_name, "shape": "x".join(map(str, param.shape)),
                          "grad_norm": float(param.grad.norm()), "weight_norm": float(param.detach().norm())})  # fmt: skip
     return rows
-
-
-def profile_scaling(config: ProfileConfig, gpus: str, repair: bool = False) -> ProfileResult:
-    """Data-parallel throughput at 1..N processes (``--gpus 1,2,4``): one row per count, appended to
-    OUT/profile_scaling.csv with its conditions (see :mod:`cnnbench.scaling`)."""
-    import torch
-
-    from cnnbench.scaling import measure, parse_counts
-    from cnnbench.summary import resolve_input
-
-    config.validate()
-    if len(config.batch_sizes) != 1:
-        raise InvalidArgumentError(
-            f"expected one --batch-sizes value with --gpus (the batch of each GPU), got {config.batch_sizes}"
-        )
-    device = resolve_device(config.device)
-    cuda = is_cuda(device)
-    if not cuda and config.device == "auto":
-        raise DeviceError(
-            f"expected CUDA GPUs for --gpus {gpus}, got none (torch sees no GPU); --device cpu measures CPU "
-            "processes (gloo) instead"
-        )
-    counts = parse_counts(gpus, torch.cuda.device_count() if cuda else None)
-    info = get_model_info(config.model)
-    shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
-    config = dataclasses.replace(config, model=info.name, input_size=shape, num_classes=classes, dataset=None,
-                                 channels_last=use_channels_last(config.channels_last, device))  # fmt: skip
-    out = ensure_dir(Path(config.out))
-    check_table(out / "profile_scaling.csv", repair)
-    base = {
-        "model": info.name, "options": format_options(info.parse_options(config.options)),
-        "input_size": format_input_size(shape), "num_classes": classes, "mode": "train (DDP, eager)",
-        "precision": config.precision, "channels_last": config.channels_last, "warmup_steps": config.warmup,
-        "timed_steps": config.iters, "backend": "nccl" if cuda else "gloo",
-    }  # fmt: skip
-    env = environment("cuda:0" if cuda else "cpu")
-    rows = [{**base, **row, **env} for row in measure(config, counts, "cuda" if cuda else "cpu")]
-    for row in rows:
-        append_row(out / "profile_scaling.csv", row)
-    return ProfileResult(rows, csv_path=out / "profile_scaling.csv")

@@ -3,7 +3,7 @@
 :class:`TrainStep` owns what a step touches (the model, the optimizer and its learning-rate tensors,
 the scheduler, fp16's loss scaler, the running loss and accuracy sums, and, under CUDA graphs, the
 static input tensors and the graph). A run's bookkeeping (files, checkpoints, status) lives in
-:mod:`cnnbench.runs`; the order in which a run uses a step is:
+:mod:`cnnbench.store.runs`; the order in which a run uses a step is:
 
 1. ``warmup(train_loader, test_loader)``: a few real steps at every batch shape the run will see
    (cuDNN autotuning, allocator growth, ``torch.compile``), then the initial weights and a zeroed
@@ -81,19 +81,25 @@ def make_optimizer(
         cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
         opt = cls(params, lr=lr, weight_decay=config.weight_decay, capturable=graphs, fused=fused)
     else:
-        opt = torch.optim.SGD(
-            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-        )
+        opt = torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                              nesterov=config.nesterov)  # fmt: skip
+    schedules = torch.optim.lr_scheduler
+    warmup = config.warmup_epochs
     if config.scheduler == "step":
-        sched = torch.optim.lr_scheduler.StepLR(opt, step_size=config.step_size, gamma=config.gamma)
+        sched = schedules.StepLR(opt, step_size=config.step_size, gamma=config.gamma)
     elif config.scheduler == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=config.epochs)
+        sched = schedules.CosineAnnealingLR(opt, T_max=config.epochs - warmup)
     elif config.scheduler == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(
+        sched = schedules.OneCycleLR(
             opt, max_lr=config.lr, epochs=config.epochs, steps_per_epoch=steps_per_epoch
         )
     else:
-        sched = None
+        sched = schedules.LambdaLR(opt, lambda _epoch: 1.0) if warmup else None
+    if warmup:
+        # Epoch e of the warm-up (1-based) trains at e/(W+1) of the rate; then the schedule starts as if
+        # its first epoch were epoch W+1. Per epoch, so a captured graph sees it through its LR tensor.
+        ramp = schedules.LinearLR(opt, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+        sched = schedules.SequentialLR(opt, [ramp, sched], milestones=[warmup])
     return opt, sched
 
 
@@ -310,7 +316,7 @@ def evaluate(model: Any, loader: Any, precision: str, device: str) -> tuple[floa
     in a data-parallel run, over every rank's shard."""
     import torch
 
-    from cnnbench.distributed import sum_over_ranks
+    from cnnbench.training.distributed import sum_over_ranks
 
     model.eval()
     criterion = torch.nn.CrossEntropyLoss(reduction="sum")

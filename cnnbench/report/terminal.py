@@ -1,16 +1,16 @@
-"""Rendering for the terminal (rich). Numbers stay numbers until they reach this module."""
+"""Rendering for the terminal (rich): tables that fit it, progress, and the live display of a launcher's
+jobs. Numbers stay numbers until they reach this module."""
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from cnnbench.models._api import format_options
-from cnnbench.results import format_number, missing
+from cnnbench.models._info import format_options
+from cnnbench.store.tables import format_number, missing, to_json
 
 console = Console()
 err_console = Console(stderr=True)
@@ -178,113 +178,6 @@ def summary_totals(summary: Any) -> Table:
     return table
 
 
-class TrainProgress:
-    """A rich progress bar on a terminal, and one line per epoch naming the run (also when piped);
-    silent with ``quiet``."""
-
-    CPU_ESTIMATE_STEPS = 5
-
-    def __init__(self, quiet: bool = False) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-        self.quiet = quiet
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=err_console,
-            # A bar only where someone watches it; a pipe, or a worker of a sweep, gets the epoch lines alone.
-            disable=quiet or not err_console.is_terminal or "CNNBENCH_WORKER" in os.environ,
-            transient=True,
-        )
-        self.task = None
-        self.steps = 0
-        self.last = ""
-        self.run_id: str | None = None
-        self.label = ""
-        self.variant: str | None = None  # compare's name for the run's variant
-        self.cpu_note_shown = False  # said once per command, not once per run of a compare
-        self.started = 0.0
-
-    def __enter__(self) -> TrainProgress:
-        self.progress.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.progress.__exit__(*exc)
-
-    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int, device: str) -> None:
-        import time
-
-        self.steps = steps_per_epoch
-        self.epochs = config.epochs
-        self.run_id = run_id
-        self.device = device
-        from cnnbench.models import get_model_info
-
-        opts = "".join(f":{k}={v}" for k, v in config.options.items())
-        self.label = f"{self.variant or get_model_info(config.model).name + opts} seed {config.seed}"
-        self.started = time.perf_counter()
-        if self.task is not None:
-            self.progress.remove_task(self.task)
-        self.task = self.progress.add_task(
-            f"{self.label} epoch {start_epoch}/{config.epochs}", total=steps_per_epoch, status=""
-        )
-
-    def on_warmup(self, seconds: float) -> None:
-        pass
-
-    def on_data(self, done: int, total: int) -> None:
-        """Decoding your own images (once; later runs read the cache)."""
-        if done == 1:
-            self.decode_task = self.progress.add_task("decoding images", total=total, status="")
-        self.progress.update(self.decode_task, completed=done)
-        if done == total:
-            self.progress.remove_task(self.decode_task)
-            if not self.quiet:
-                self.progress.console.print(f"decoded {total:,} images into the cache", highlight=False)
-
-    def on_step(self, epoch: int, step: int, loss: float | None) -> None:
-        if (
-            step == min(self.CPU_ESTIMATE_STEPS, self.steps)
-            and self.device == "cpu"
-            and not self.cpu_note_shown
-        ):
-            self._cpu_note(step)
-        if self.task is None:
-            return
-        fields = {"status": f"loss {loss:.3f} {self.last}"} if loss is not None else {}
-        self.progress.update(
-            self.task, completed=step, description=f"{self.label} epoch {epoch}/{self.epochs}", **fields
-        )
-
-    def _cpu_note(self, step: int) -> None:
-        import time
-
-        self.cpu_note_shown = True
-        per_epoch = (time.perf_counter() - self.started) / step * self.steps
-        self.progress.console.print(
-            f"[yellow]training on the CPU[/] (no CUDA GPU in use): about {per_epoch:,.{1 if per_epoch < 10 else 0}f} s an epoch, "
-            f"judging by the first {step} steps",
-            highlight=False,
-        )
-
-    def on_epoch(self, row: Any) -> None:
-        self.last = f"| test acc {row.test_acc:.2f}% ({row.epoch_time_s:.2f} s/epoch)"
-        if self.task is not None:
-            self.progress.update(self.task, status=f"train acc {row.train_acc:.1f}% {self.last}")
-        if not self.quiet:
-            self.progress.console.print(
-                f"{self.label} epoch {row.epoch}/{self.epochs}  train loss {row.train_loss:.4f} "
-                f"acc {row.train_acc:.2f}%  test loss {row.test_loss:.4f} acc {row.test_acc:.2f}%  "
-                f"{row.epoch_time_s:.2f} s  {row.images_per_s:,.0f} img/s",
-                highlight=False,
-                soft_wrap=True,
-            )
-
-
 def print_run(result: Any) -> None:
     s = result.summary
     colour = "green" if result.status == "ok" else "red"
@@ -301,7 +194,7 @@ def print_run(result: Any) -> None:
 
 
 def print_compare(result: Any, wide: bool = False) -> None:
-    from cnnbench.compare import (
+    from cnnbench.report.tables import (
         TERMINAL_HEADERS,
         TERMINAL_PRIORITY,
         conditions_text,
@@ -332,8 +225,6 @@ def print_compare(result: Any, wide: bool = False) -> None:
 
 def print_profile(result: Any, fmt: str = "table", wide: bool = False) -> None:
     import pandas as pd
-
-    from cnnbench.results import to_json
 
     if fmt == "json":
         print(to_json({"rows": result.rows, "layers": result.layers, "top_ops": result.top_ops,
@@ -445,94 +336,9 @@ def print_pool(result: Any) -> None:
         console.print(f"- {line}", highlight=False)
 
 
-class SweepDisplay:
-    """The runs of a sweep (compare --gpus, --launcher local) as one display: on a terminal, a live
-    line per running run (where it runs, its latest epoch line) under the overall count; in a pipe,
-    every worker's lines as they come (each names its variant and seed). A run that fails shows its
-    last lines."""
-
-    KEPT_LINES = 6
-
-    def __init__(self, live: bool) -> None:
-        import threading
-
-        from rich.live import Live
-
-        self.total = 0
-        self.done = 0
-        self.running: dict[str, tuple[str, str]] = {}  # label -> (where, latest line)
-        self.tails: dict[str, list[str]] = {}
-        self.lock = threading.Lock()
-        self.live = Live(console=err_console, transient=True, refresh_per_second=4) if live else None
-
-    def __enter__(self) -> SweepDisplay:
-        if self.live is not None:
-            self.live.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.live is not None:
-            self.live.__exit__(*exc)
-
-    def _render(self) -> Any:
-        from rich.table import Table
-
-        grid = Table.grid(padding=(0, 2))
-        grid.add_row(f"[bold]runs: {self.done} of {self.total} ended, {len(self.running)} running[/]")
-        for label, (where, line) in self.running.items():
-            grid.add_row(f"{where}  {label}: {line}")
-        return grid
-
-    def _refresh(self) -> None:
-        if self.live is not None:
-            self.live.update(self._render())
-
-    def job_started(self, job: Any) -> None:
-        with self.lock:
-            self.total = max(self.total, self.done + len(self.running) + 1)
-            where = f"GPU {job.gpu}" if job.gpu not in (None, "local") else "job"
-            self.running[job.label] = (where, "running, no epoch ended yet")
-            self.tails[job.label] = []
-            self._refresh()
-
-    def job_line(self, job: Any, line: str) -> None:
-        with self.lock:
-            tail = self.tails.setdefault(job.label, [])
-            tail.append(line)
-            del tail[: -self.KEPT_LINES]
-            if self.live is None:
-                err_console.print(line, highlight=False, markup=False, soft_wrap=True)
-                return
-            if job.label in self.running and " epoch " in line:
-                where = self.running[job.label][0]
-                self.running[job.label] = (where, line.split(" epoch ", 1)[1] if " epoch " in line else line)
-                self._refresh()
-
-    def job_ended(self, job: Any) -> None:
-        with self.lock:
-            self.running.pop(job.label, None)
-            self.done += 1
-            if job.returncode not in (0, None):
-                target = self.live.console if self.live is not None else err_console
-                target.print(
-                    f"[red]{job.label}: worker exited with code {job.returncode}[/]", highlight=False
-                )
-                if self.live is not None:  # a pipe has shown these lines already
-                    for line in self.tails.get(job.label, []):
-                        target.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
-            self._refresh()
-
-    def jobs_planned(self, total: int) -> None:
-        with self.lock:
-            self.total = total
-            self._refresh()
-
-
 def print_scaling(result: Any, fmt: str = "table") -> None:
     """profile --gpus: throughput and scaling efficiency per process count."""
     import pandas as pd
-
-    from cnnbench.results import to_json
 
     if fmt == "json":
         print(to_json({"rows": result.rows}))
@@ -562,3 +368,67 @@ def print_scaling(result: Any, fmt: str = "table") -> None:
         highlight=False,
     )
     console.print(f"results: {result.csv_path}", highlight=False)
+
+
+def print_model_list(patterns: list[str], options_of: str | None) -> None:
+    """``cnnbench list``: the registry's models (glob ``patterns``), what a source offers
+    (``torchvision:*resnet*``), or one model's options."""
+    from cnnbench.data.specs import format_input_size, get_dataset_spec
+    from cnnbench.errors import UnknownModelError
+    from cnnbench.models import get_model_info, list_models
+    from cnnbench.models._sources import list_external
+
+    if options_of:
+        info = get_model_info(options_of)
+        rows = [(key, opt.describe_values(), str(info.defaults.get(key, opt.default)).lower(), opt.help)
+                for key, opt in info.options.items()]  # fmt: skip
+        console.print(
+            simple_table(
+                f"options of {info.name} (-o key=value)", ("name", "values", "default", "help"), rows
+            )
+        )
+        return
+    external = [p for p in patterns if ":" in p]  # torchvision:* and timm:* list what the source offers
+    local = [p for p in patterns if ":" not in p]
+    found = [name for p in external for name in list_external(p)]
+    for name in found:
+        console.print(name, highlight=False)
+    if external and not local and found:
+        return
+    names = list_models(include=local or None) if local or not external else []
+    if not names:
+        raise UnknownModelError(
+            f"no model matches {' '.join(patterns)!r}; run `cnnbench list` to see them all"
+        )
+    rows = []
+    for name in names:
+        info = get_model_info(name)
+        spec = get_dataset_spec(info.default_dataset)
+        rows.append((name, ", ".join(info.aliases) or "-", info.family,
+                     f"{format_input_size(spec.input_shape)} ({spec.name})", info.description))  # fmt: skip
+    console.print(simple_table(None, ("name", "aliases", "family", "default input", "description"), rows))
+
+
+def print_summary(result: Any, fmt: str, wide: bool) -> None:
+    """``cnnbench summary`` as a table, CSV, JSON or Markdown."""
+    import pandas as pd
+
+    if fmt == "json":
+        print(to_json(result.to_dict()))
+    elif fmt == "csv":
+        print(pd.DataFrame([result.csv_row()]).to_csv(index=False), end="")
+    elif fmt == "markdown":
+        print(pd.DataFrame([vars(layer) for layer in result.layers]).to_markdown(index=False))
+        print("")
+        print(
+            pd.DataFrame(list(result.csv_row().items()), columns=["quantity", "value"]).to_markdown(
+                index=False
+            )
+        )
+    else:
+        print_fitted(*summary_table(result, wide), wide=wide)
+        console.print(summary_totals(result))
+        if result.crosscheck_warning:
+            err_console.print(
+                f"[yellow]warning:[/] {result.crosscheck_warning}", highlight=False, soft_wrap=True
+            )

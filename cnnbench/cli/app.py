@@ -1,0 +1,331 @@
+"""The command-line interface: each command is its options, a docstring and one library call.
+
+The options of ``train`` and ``compare`` come from the fields of the recipe, the comparison and the
+scheduler (:mod:`cnnbench.cli.options`), declared once in the library. torch is imported only inside
+commands, so ``cnnbench --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from typer.core import TyperGroup
+
+from cnnbench import __version__
+from cnnbench.choices import PRECISIONS, PROFILE_MODES
+from cnnbench.cli.options import choice_enum, dataclass_options
+from cnnbench.compare.plan import CompareConfig
+from cnnbench.errors import CnnbenchError
+from cnnbench.launchers.scheduler import SchedulerOptions
+from cnnbench.recipe import TrainConfig
+
+
+class _ErrorBoundary(TyperGroup):
+    """The one place where library errors become a red line and exit code 1."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except CnnbenchError as exc:
+            from rich.text import Text
+
+            from cnnbench.report.terminal import err_console
+
+            # The message as written: square brackets in it are text, not markup.
+            err_console.print(
+                Text.assemble(("error:", "bold red"), f" {exc}"), highlight=False, soft_wrap=True
+            )
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_ErrorBoundary,
+    help="Benchmark CNN architectures: parameters, FLOPs, epoch time on CUDA and test accuracy.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    # Plain help: one line per option at 80 columns, and no <bool> placeholders on flags.
+    rich_markup_mode=None,
+)
+
+
+class OutputFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+    markdown = "markdown"
+
+
+class PoolFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class ProfileFormat(str, Enum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+Precision = choice_enum(PRECISIONS)
+Mode = choice_enum((*PROFILE_MODES, "both"))
+
+# Options of the commands that measure a model without training it (summary, profile).
+ModelArg = Annotated[
+    str, typer.Argument(metavar="MODEL", help="Registered model name or alias (see `cnnbench list`).")
+]
+OptionsOpt = Annotated[
+    list[str] | None, typer.Option("--option", "-o", metavar="KEY=VALUE", help="Model option (repeatable).")
+]
+InputSizeOpt = Annotated[
+    str | None, typer.Option("--input-size", "-i", metavar="CxHxW", help="Input size, e.g. 3x224x224.")
+]
+DatasetOpt = Annotated[
+    str | None,
+    typer.Option("--dataset", "-d", metavar="NAME",
+                 help="Take input size and classes from cifar10, cifar100, mnist, imagenet or fashion-mnist."),
+]  # fmt: skip
+NumClassesOpt = Annotated[
+    int | None, typer.Option("--num-classes", metavar="N", help="Number of classes (default: the dataset's).")
+]
+PrecisionOpt = Annotated[Precision, typer.Option("--precision", help="Autocast precision.")]  # type: ignore[valid-type]
+ChannelsLastOpt = Annotated[
+    bool | None,
+    typer.Option(
+        "--channels-last/--no-channels-last", help="NHWC memory format (default: on for CUDA, off on CPU)."
+    ),
+]
+OutOpt = Annotated[
+    Path | None, typer.Option("--out", metavar="DIR", help="Results directory (default: ./results).")
+]
+# Options every command that writes a table takes.
+RepairOpt = Annotated[
+    bool,
+    typer.Option(
+        "--repair", help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows."
+    ),
+]
+WideOpt = Annotated[
+    bool,
+    typer.Option("--wide", help="Show every column, however wide the table (default: fit the terminal)."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"cnnbench {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")
+    ] = False,
+) -> None:
+    """Benchmark CNN architectures: parameters, FLOPs, epoch time on CUDA and test accuracy."""
+
+
+@app.command("list")
+def list_command(
+    patterns: Annotated[
+        list[str] | None, typer.Argument(metavar="PATTERN...", help="Glob patterns, e.g. 'vgg*'.")
+    ] = None,
+    options: Annotated[
+        str | None, typer.Option("--options", metavar="MODEL", help="List the options of this model.")
+    ] = None,
+) -> None:
+    """List registered architectures (aliases, family, default input, description)."""
+    from cnnbench.report.terminal import print_model_list
+
+    print_model_list(patterns or [], options)
+
+
+@app.command()
+def summary(
+    model: ModelArg,
+    option: OptionsOpt = None,
+    input_size: InputSizeOpt = None,
+    dataset: DatasetOpt = None,
+    num_classes: NumClassesOpt = None,
+    depth: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Show layers down to this nesting depth.")
+    ] = 3,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Batch for the memory estimate.")
+    ] = 1,
+    precision: PrecisionOpt = Precision.fp32,  # type: ignore[attr-defined]
+    out: OutOpt = None,
+    repair: RepairOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """Per-layer table and totals: parameters, MACs, FLOPs (forward and training), memory."""
+    from cnnbench.measure.commands import summary_command
+    from cnnbench.measure.summary import SummaryConfig
+
+    summary_command(SummaryConfig.from_cli(model, option, input_size, dataset, num_classes, depth, batch_size,
+                                           precision.value), out, repair, fmt.value, wide)  # fmt: skip
+
+
+@app.command("pool")
+def pool_command(
+    kernel: Annotated[int, typer.Option("--kernel", "-k", metavar="N", help="Pooling window side.")] = 2,
+    stride: Annotated[int, typer.Option("--stride", "-s", metavar="N", help="Pooling stride.")] = 2,
+    image: Annotated[
+        int | None,
+        typer.Option("--image", metavar="N", help="Pool test image N of --dataset instead of the edge map."),
+    ] = None,
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", metavar="NAME", help="The dataset of --image.")
+    ] = "cifar10",
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", metavar="DIR", help="Its folder.")] = None,
+    fmt: Annotated[PoolFormat, typer.Option("--format", "-f", help="Output format.")] = PoolFormat.table,
+    plot: Annotated[
+        Path | None,
+        typer.Option("--plot", metavar="FILE", help="Also draw input and outputs (.png or .svg)."),
+    ] = None,
+) -> None:
+    """Exercise 1: max and average pooling of the chapter's edge map (or an image), side by side."""
+    from cnnbench.measure.commands import pool_command
+    from cnnbench.measure.pooling import PoolConfig
+
+    pool_command(PoolConfig(kernel=kernel, stride=stride, image=image, dataset=dataset, data_dir=data_dir), plot,
+                 fmt.value)  # fmt: skip
+
+
+@app.command()
+@dataclass_options("train", recipe=TrainConfig)
+def train(
+    model: Annotated[
+        str | None,
+        typer.Argument(metavar="MODEL", help="Registered model name or alias (omit with --resume)."),
+    ] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option(
+            "--resume", metavar="RUN_ID", help="Continue a run of --out/runs/ (to --epochs if given)."
+        ),
+    ] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", metavar="FILE", help="Train the recipe of a job file or a run's config.json."
+        ),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            metavar="all|N|0,2,3",
+            help="Train data-parallel on these GPUs (torchrun + DDP); --batch-size stays the global batch.",
+        ),
+    ] = None,  # fmt: skip
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Print the recipe and its conditions hash as JSON; train nothing."),
+    ] = False,
+    repair: RepairOpt = False,
+    quiet: QuietOpt = False,
+    recipe: dict[str, Any] | None = None,
+) -> None:
+    """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/."""
+    from cnnbench.training.command import TrainRequest, train_command
+
+    request = TrainRequest(model, recipe or {}, config, resume, gpus, repair)
+    raise typer.Exit(train_command(request, quiet, dry_run))
+
+
+@app.command()
+@dataclass_options("compare", {"checkpoints": False}, recipe=TrainConfig, compare=CompareConfig,
+                   scheduler=SchedulerOptions)  # fmt: skip
+def compare(
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="VARIANT...", help="MODEL[:key=v1,v2...], e.g. cnn_dropout:dropout=0,0.5."),
+    ] = None,
+    from_: Annotated[
+        Path | None,
+        typer.Option("--from", metavar="DIR", help="Render a saved comparison (folder or tidy.csv)."),
+    ] = None,
+    repair: RepairOpt = False,
+    wide: WideOpt = False,
+    quiet: QuietOpt = False,
+    recipe: dict[str, Any] | None = None,
+    compare: dict[str, Any] | None = None,
+    scheduler: dict[str, Any] | None = None,
+) -> None:
+    """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
+    from cnnbench.compare.command import compare_command
+
+    raise typer.Exit(compare_command(models or [], recipe or {}, compare or {}, scheduler or {}, from_, repair, wide,
+                                     quiet))  # fmt: skip
+
+
+@app.command()
+def profile(
+    model: ModelArg,
+    option: OptionsOpt = None,
+    input_size: InputSizeOpt = None,
+    dataset: DatasetOpt = None,
+    num_classes: NumClassesOpt = None,
+    batch_sizes: Annotated[
+        str | None,
+        typer.Option(
+            "--batch-sizes",
+            metavar="N,N,...",
+            help="Batch sizes (default 1,32,128,512; with --gpus, 128 per GPU).",
+        ),
+    ] = None,
+    mode: Annotated[
+        Mode, typer.Option("--mode", help="Inference forward, training step, or both.")
+    ] = Mode.both,  # type: ignore[valid-type,attr-defined]
+    precision: PrecisionOpt = Precision.fp32,  # type: ignore[attr-defined]
+    channels_last: ChannelsLastOpt = None,
+    compile: Annotated[
+        bool, typer.Option("--compile", help="torch.compile the step (compile time reported on its own).")
+    ] = False,
+    device: Annotated[
+        str, typer.Option("--device", metavar="auto|cpu|cuda[:N]", help="Where to run.")
+    ] = "auto",
+    warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Untimed steps before timing.")] = 10,
+    iters: Annotated[int, typer.Option("--iters", metavar="N", help="Timed steps.")] = 50,
+    layers: Annotated[bool, typer.Option("--layers", help="Per-module times and the top operators.")] = False,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", metavar="FILE", help="Write a Chrome/Perfetto trace here.")
+    ] = None,
+    grads: Annotated[
+        bool,
+        typer.Option("--grads", help="Only the per-layer gradient norms of one batch at initialisation."),
+    ] = False,
+    fmt: Annotated[
+        ProfileFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ProfileFormat.table,
+    gpus: Annotated[
+        str | None,
+        typer.Option(
+            "--gpus",
+            metavar="N,N,...",
+            help="Data-parallel images/s and scaling efficiency at these GPU counts.",
+        ),
+    ] = None,
+    out: OutOpt = None,
+    repair: RepairOpt = False,
+    wide: WideOpt = False,
+) -> None:
+    """Step time (median, IQR), throughput, memory, TFLOP/s and utilisation per batch size and mode."""
+    from cnnbench.measure.commands import profile_command
+    from cnnbench.measure.profile import ProfileConfig
+
+    config = ProfileConfig.from_cli(model, option, input_size, dataset, num_classes, batch_sizes, gpus, mode.value,
+                                    precision.value, channels_last, compile, device, warmup, iters, layers, trace,
+                                    grads, out)  # fmt: skip
+    profile_command(config, gpus, repair, fmt.value, wide)
+
+
+def main() -> None:
+    app()

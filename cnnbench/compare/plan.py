@@ -1,0 +1,223 @@
+"""A comparison's plan: its configuration, and for every variant x seed the run that answers it (one
+already in the store with identical conditions, or a new job with its own run id). Saved as plan.json
+in the comparison's folder, from which ``compare --from`` collects the rows while or after the jobs run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnbench.choices import LAUNCHERS
+from cnnbench.compare.variants import Variant
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
+from cnnbench.fields import Opt, declared
+from cnnbench.launchers.scheduler import SchedulerOptions
+from cnnbench.recipe import TrainConfig, without_added_defaults
+from cnnbench.store.tables import read_json, to_json, write_text_atomic
+
+_COMPARE = ("compare",)
+
+
+def parse_seed_list(text: str) -> list[int]:
+    try:
+        return [int(t) for t in text.replace(" ", "").split(",") if t]
+    except ValueError:
+        raise InvalidArgumentError(f"expected --seed-list as integers like 0,5,9, got {text!r}") from None
+
+
+def _negate(flag: bool) -> bool:
+    return not flag
+
+
+@dataclass
+class CompareConfig:
+    """What a comparison trains and how: its variants, the recipe they share (``base``: its model and
+    options are each variant's), seeds, and where the runs train."""
+
+    variants: list[str]
+    base: TrainConfig
+    seeds: int = declared(1, option=Opt(("--seeds",), "Repeat each variant with this many seeds.", "K",
+                                        commands=_COMPARE))  # fmt: skip
+    seed_list: list[int] | None = declared(
+        None, option=Opt(("--seed-list",), "Run these seeds (instead of --seeds).", "N,N,...", kind=str,
+                         parse=parse_seed_list, commands=_COMPARE),
+    )  # fmt: skip  # these seeds instead of base.seed .. base.seed + seeds - 1
+    name: str | None = declared(
+        None, option=Opt(("--name",), "Folder name under OUT/compare/ (default: models and a hash).", "NAME",
+                         commands=_COMPARE),
+    )  # fmt: skip
+    baseline: str | None = declared(
+        None, option=Opt(("--baseline",), "Measure differences from this variant (default: the first).",
+                         "VARIANT", commands=_COMPARE),
+    )  # fmt: skip
+    rerun: bool = declared(
+        False, option=Opt(("--rerun",), "Train even when identical runs exist.", commands=_COMPARE)
+    )
+    force: bool = declared(
+        False, option=Opt(("--force",), "Replace an existing comparison of that --name.", commands=_COMPARE)
+    )
+    notes: list[str] = declared(
+        default_factory=list,
+        option=Opt(("--note",), "A note for the tables (repeatable), e.g. the data's copy.", "TEXT", kind=list[str],
+                   commands=_COMPARE),
+    )  # fmt: skip  # the user's own, e.g. which copy of the data
+    launcher: str = declared(
+        "inline",
+        option=Opt(("--launcher",), "Where the runs train: here, submitit's local executor, or Slurm.",
+                   choices=LAUNCHERS, commands=_COMPARE),
+    )  # fmt: skip
+    gpus: str | None = declared(
+        None, option=Opt(("--gpus",), "Run the jobs at once, one worker process per GPU.", "all|N|0,2,3",
+                         commands=_COMPARE),
+    )  # fmt: skip  # None: one run after another here
+    mps: bool = declared(
+        True, option=Opt(("--no-mps",), "With --jobs-per-gpu: time-slice the GPU instead of CUDA MPS.",
+                         parse=_negate, commands=_COMPARE),
+    )  # fmt: skip
+    wait: bool = declared(
+        True, option=Opt(("--no-wait",), "Submit and return; render later with --from OUT/compare/NAME.",
+                         parse=_negate, commands=_COMPARE),
+    )  # fmt: skip
+    scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
+    repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
+
+    @property
+    def seed_values(self) -> list[int]:
+        return list(self.seed_list) if self.seed_list else [self.base.seed + i for i in range(self.seeds)]
+
+    def validate(self) -> None:
+        if not isinstance(self.seeds, int) or self.seeds < 1:
+            raise InvalidArgumentError(f"expected --seeds >= 1, got {self.seeds}")
+        if self.seed_list is not None:
+            if (
+                not self.seed_list
+                or len(set(self.seed_list)) != len(self.seed_list)
+                or min(self.seed_list) < 0
+            ):
+                raise InvalidArgumentError(
+                    f"expected --seed-list of distinct seeds >= 0, got {self.seed_list}"
+                )
+        if self.name is not None:
+            from cnnbench.store.runs import plain_name
+
+            plain_name(self.name, "--name")
+        if self.launcher not in LAUNCHERS:
+            raise InvalidArgumentError(f"expected --launcher in {'|'.join(LAUNCHERS)}, got {self.launcher!r}")
+        if self.launcher != "inline":
+            if self.gpus is not None:
+                raise InvalidArgumentError(
+                    f"expected --gpus with --launcher inline, got --launcher {self.launcher} "
+                    "(a scheduler's job asks for --gpus-per-job instead)"
+                )
+            self.scheduler.validate()
+        elif not self.wait:
+            raise InvalidArgumentError(
+                "expected --no-wait with --launcher local or slurm, got --launcher inline"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        record = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("base", "scheduler")
+        }
+        return {**record, "base": self.base.to_dict(), "scheduler": dataclasses.asdict(self.scheduler)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "the plan") -> CompareConfig:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown or "variants" not in data or "base" not in data:
+            raise ResultsError(
+                f"expected a comparison's configuration in {source}, got {unknown or 'an incomplete one'}"
+            )
+        values = dict(data)
+        values["base"] = TrainConfig.from_dict(data["base"], source=source)
+        try:
+            values["scheduler"] = SchedulerOptions(**(data.get("scheduler") or {}))
+        except TypeError as exc:
+            raise ResultsError(f"expected a scheduler's options in {source}, got {exc}") from None
+        return cls(**values)
+
+
+@dataclass
+class PlannedRun:
+    """One variant x seed of a comparison and the run that answers it."""
+
+    variant: Variant
+    seed: int
+    run_id: str | None = None  # a new job's run, or the reused one; None when the variant cannot run
+    conditions_hash: str | None = None
+    reused: bool = False
+    error: str | None = None  # why it cannot run (a bad option): its status
+
+    @property
+    def label(self) -> str:
+        return f"{self.variant.label} seed {self.seed}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "variant": self.variant.label, "model": self.variant.model,
+                "options": [list(kv) for kv in self.variant.options], "seed": self.seed, "run_id": self.run_id,
+                "conditions_hash": self.conditions_hash, "reused": self.reused, "error": self.error}  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlannedRun:
+        variant = Variant(data["model"], tuple((str(k), str(v)) for k, v in data["options"]))
+        return cls(variant, int(data["seed"]), data.get("run_id"), data.get("conditions_hash"),
+                   bool(data.get("reused")), data.get("error"))  # fmt: skip
+
+
+@dataclass
+class Plan:
+    config: CompareConfig
+    name: str
+    folder: Path
+    runs: list[PlannedRun]
+    baseline: str | None = None
+
+    @property
+    def jobs_folder(self) -> Path:
+        return self.folder / "jobs"
+
+    def save(self) -> None:
+        write_text_atomic(self.folder / "plan.json", to_json({
+            "compare": self.config.to_dict(), "baseline": self.baseline, "runs": [r.to_dict() for r in self.runs],
+        }))  # fmt: skip
+
+    @classmethod
+    def load(cls, folder: Path) -> Plan:
+        path = Path(folder) / "plan.json"
+        data = read_json(path, required=("compare", "runs"))
+        try:
+            config = CompareConfig.from_dict(data["compare"], source=str(path))
+            runs = [PlannedRun.from_dict(r) for r in data["runs"]]
+        except (KeyError, TypeError, ValueError, CnnbenchError) as exc:
+            if isinstance(exc, ResultsError):
+                raise
+            raise ResultsError(f"expected a comparison's plan in {path}, got {exc}") from None
+        config.base = config.base.replace(
+            out=Path(folder).parent.parent
+        )  # OUT/compare/NAME, wherever OUT is now
+        return cls(config, Path(folder).name, Path(folder), runs, data.get("baseline"))
+
+
+def recipe_of(config: CompareConfig, variant: Variant, seed: int) -> TrainConfig:
+    """The recipe of one run of the comparison: the shared recipe with the variant's model, options, seed."""
+    return config.base.replace(model=variant.model, options=dict(variant.options), seed=seed, run_name=None)
+
+
+def default_name(config: CompareConfig, variants: list[Variant], planned: dict[str, Any]) -> str:
+    """The models, then a hash of the variants, seeds and shared conditions (``planned``: the first run's
+    planned conditions): two comparisons that differ in anything get two folders, and the same
+    comparison run again gets its own folder back."""
+    shared = {k: v for k, v in without_added_defaults(planned).items()
+              if k not in ("model", "options", "family", "seed", "conditions_hash")}  # fmt: skip
+    key = {"variants": [v.label for v in variants], "seeds": config.seed_values, **shared}
+    digest = hashlib.sha1(to_json(key, indent=None).encode()).hexdigest()[:8]
+    models = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(dict.fromkeys(v.model for v in variants)))[:60]
+    return f"{models}-{digest}"

@@ -1,0 +1,294 @@
+"""Train several architectures under identical settings and write one honest table.
+
+:func:`run_compare` reads top-down: checks that every variant would share (device, data, the results
+table, the name) -> the plan (a reused run or a new job per variant x seed, saved as plan.json) -> the
+launcher trains the jobs -> the rows, found in the store by run id -> aggregation -> the outputs
+(:mod:`cnnbench.report`). :func:`collect` does the last three for a saved plan (``compare --from``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnbench.compare.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBERS, aggregate, tidy_row
+from cnnbench.compare.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
+from cnnbench.compare.variants import Variant, parse_variants, resolve_baseline
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
+from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
+from cnnbench.recipe import SHARED_CONDITIONS
+from cnnbench.store.runs import RunRecords, validate_runs_table
+from cnnbench.store.tables import (
+    ensure_dir,
+    read_frame,
+    read_json,
+    to_json,
+    write_frame_atomic,
+    write_text_atomic,
+)
+from cnnbench.training.conditions import data_options, planned_conditions
+from cnnbench.training.status import REUSABLE
+from cnnbench.training.trainer import Callbacks, new_run_id
+
+PENDING = "pending"  # a run handed to a scheduler that has not ended yet
+NOT_STARTED = "not started"  # a run the comparison was stopped before it began
+
+
+@dataclass
+class CompareResult:
+    name: str
+    folder: Path
+    tidy: Any  # DataFrame, one row per variant and seed
+    epochs: Any  # DataFrame, one row per variant, seed and epoch
+    aggregated: Any  # DataFrame, one row per variant
+    conditions: dict[str, Any]
+    notes: list[str] = field(default_factory=list)
+
+
+def make_launcher(config: CompareConfig, folder: Path, callbacks: Callable[[Job], Callbacks] | None,
+                  log: Callable[[str], None]) -> Launcher:  # fmt: skip
+    """The launcher of ``--launcher`` (and ``--gpus``): jobs files and logs go to FOLDER/jobs/."""
+    from cnnbench.launchers.inline import InlineLauncher
+    from cnnbench.launchers.scheduler import SubmititLauncher
+    from cnnbench.launchers.workers import WorkerLauncher
+
+    if config.launcher in ("local", "slurm"):
+        return SubmititLauncher(config.launcher, folder / "jobs", config.scheduler, config.wait, log)
+    if config.gpus is not None:
+        return WorkerLauncher(config.gpus, config.base.jobs_per_gpu, config.mps, folder / "jobs", log)
+    return InlineLauncher(callbacks)
+
+
+def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | None = None,
+                log: Callable[[str], None] = lambda _m: None, view: JobView | None = None) -> CompareResult:  # fmt: skip
+    """Train (or reuse) every variant x seed; one failing variant leaves the others' rows intact. A Ctrl-C
+    keeps what was measured: the rows so far are written before it propagates."""
+    from cnnbench.data.readers import load_split
+    from cnnbench.device import resolve_device
+
+    config.validate()
+    variants = parse_variants(config.variants)
+    base = config.base
+    base.replace(model=variants[0].model).validate()  # the shared recipe, checked once
+    baseline = resolve_baseline(config.baseline, variants)
+    # Problems every variant would share stop the command before anything trains.
+    out = ensure_dir(Path(base.out))
+    planning_device = (
+        "auto" if config.launcher == "slurm" else base.device
+    )  # a Slurm job finds its device on its node
+    if config.launcher != "slurm":
+        resolve_device(base.device)
+    first = planned_conditions(base.replace(model=variants[0].model, device=planning_device))
+    name = config.name or default_name(config, variants, first)
+    folder = out / "compare" / name
+    if config.name is not None and (folder / "tidy.csv").exists() and not config.force:
+        raise InvalidArgumentError(
+            f"expected a new --name, got {name!r}, which holds a comparison already ({folder}); "
+            "--force replaces it, another --name writes beside it"
+        )
+    launcher = make_launcher(config, folder, callbacks, log)
+    launcher.check()
+    repaired = validate_runs_table(out, config.repair)
+    if repaired:
+        log(f"repaired {repaired}")
+    if config.launcher != "slurm":
+        for split in ("train", "test"):
+            progress = callbacks(None).on_data if callbacks else None  # decoding your own images is shown
+            load_split(base.dataset, split, base.data_dir, **data_options(base), progress=progress)
+
+    plan = Plan(config, name, ensure_dir(folder), [], baseline)
+    jobs = _plan_runs(plan, variants, launcher, planning_device, log)
+    plan.save()
+    outcomes: dict[str, Outcome] = {}
+    finished = False
+    try:
+        launcher.run(jobs, view or JobView(), outcomes)
+        finished = True
+    finally:
+        # Written even when interrupted: whatever was measured stays measured.
+        result = collect(plan, outcomes, started=True, write=finished)
+    return result
+
+
+def _plan_runs(plan: Plan, variants: list[Variant], launcher: Launcher, planning_device: str,
+               log: Callable[[str], None]) -> list[Job]:  # fmt: skip
+    """Every variant x seed of the plan: a finished run with identical conditions (unless --rerun), or a
+    new job with its own run id; a variant that cannot run gets its error as its status."""
+    from cnnbench.models.counting import count_flops
+
+    config = plan.config
+    records = RunRecords(Path(config.base.out), SHARED_CONDITIONS)
+    jobs: list[Job] = []
+    for variant in variants:
+        for seed in config.seed_values:
+            planned = PlannedRun(variant, seed)
+            plan.runs.append(planned)
+            recipe = recipe_of(config, variant, seed)
+            try:
+                conditions = planned_conditions(recipe.replace(device=planning_device))
+                recipe.validate()
+            except CnnbenchError as exc:
+                from cnnbench.training.status import final_status
+
+                planned.error = final_status(exc)
+                log(f"{planned.label}: {planned.error}")
+                continue
+            planned.conditions_hash = conditions["conditions_hash"]
+            found = None if config.rerun else records.newest_with(planned.conditions_hash, REUSABLE)
+            if found is not None:
+                planned.run_id, planned.reused = found, True
+                continue
+            recipe = recipe.replace(run_name=new_run_id(recipe), device=launcher.job_device(recipe.device))
+            planned.run_id = recipe.run_name
+            cost = 0.0
+            if launcher.orders_by_cost:  # the queue runs the longest first
+                shape = tuple(int(d) for d in conditions["input_size"].split("x"))
+                cost = float(
+                    count_flops(variant.model, dict(variant.options), shape, conditions["num_classes"])[1]
+                )
+                cost *= recipe.epochs
+            jobs.append(Job(planned.label, recipe, cost))
+    return jobs
+
+
+def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: bool = False,
+            write: bool = True, recorded: dict[str, str] | None = None) -> CompareResult:  # fmt: skip
+    """The comparison's rows as the store holds them now, found by run id; a run with no row yet takes
+    its status from how its job ended (``outcomes``), else what the tidy table had ``recorded``, else
+    pending. Writes tidy.csv, epochs.csv and conditions.json, and with ``write`` the tables and plots."""
+    import pandas as pd
+
+    outcomes = outcomes or {}
+    records = RunRecords(Path(plan.config.base.out), SHARED_CONDITIONS)
+    tidy_rows: list[dict[str, Any]] = []
+    epoch_rows: list[dict[str, Any]] = []
+    notes: list[str] = list(plan.config.notes)
+    conditions: dict[str, Any] = {}
+    for run in plan.runs:
+        summary, epochs = None, []
+        record = records.record(run.run_id) if run.run_id else None
+        if run.error is not None:
+            status = run.error
+        elif record is not None:
+            summary, epochs = record
+            status = str(summary["status"])
+            if run.reused:
+                made = "deterministic" if summary.get("deterministic") else "not deterministic"
+                notes.append(f"{run.label}: reused run {run.run_id} (identical conditions; {made})")
+        elif run.label in outcomes:
+            status = outcomes[run.label].describe()
+        elif recorded and recorded.get(run.label) not in (None, PENDING, NOT_STARTED):
+            status = recorded[run.label]  # a final status tidy.csv had, which the store cannot tell again
+        else:
+            status = NOT_STARTED if started else PENDING
+        if summary is not None and not conditions:
+            conditions = {k: summary.get(k) for k in SHARED_CONDITIONS}
+        tidy_rows.append(tidy_row(run.variant, run.seed, summary, epochs, status, run.reused))
+        epoch_rows += [{"variant": run.variant.label, "seed": run.seed, **e} for e in epochs]
+    tidy = pd.DataFrame(tidy_rows)
+    epochs_df = pd.DataFrame(epoch_rows)
+    if not tidy.empty:
+        _write_meta(plan.folder, conditions, notes, plan.baseline)
+        write_frame_atomic(tidy, plan.folder / "tidy.csv")
+        write_frame_atomic(epochs_df, plan.folder / "epochs.csv")
+    result = CompareResult(
+        plan.name, plan.folder, tidy, epochs_df, aggregate(tidy, plan.baseline), conditions, notes
+    )
+    if write:
+        from cnnbench.report.outputs import write_outputs
+
+        write_outputs(result)
+    return result
+
+
+def render(source: Path, baseline: str | None = None, notes: list[str] | None = None) -> CompareResult:
+    """``compare --from``: a saved comparison rendered without training. One whose plan still has runs
+    that had not ended (a scheduler's, or one stopped by Ctrl-C) is collected from the store again."""
+    source = Path(source)
+    folder = source.parent if source.suffix == ".csv" else source
+    if (folder / "plan.json").is_file() and source.suffix != ".csv":
+        recorded = _recorded_statuses(folder)
+        if recorded is None or any(s in (PENDING, NOT_STARTED) for s in recorded.values()):
+            plan = Plan.load(folder)
+            if baseline is not None:
+                plan.baseline = resolve_baseline(baseline, list(dict.fromkeys(r.variant for r in plan.runs)))
+            plan.config.notes = [*plan.config.notes, *[n for n in notes or [] if n not in plan.config.notes]]
+            return collect(plan, recorded=recorded)
+    result = load_compare(source, baseline)
+    add_notes(result, notes or [])
+    from cnnbench.report.outputs import write_outputs
+
+    write_outputs(result)
+    return result
+
+
+def _recorded_statuses(folder: Path) -> dict[str, str] | None:
+    tidy_path = folder / "tidy.csv"
+    if not tidy_path.is_file():
+        return None
+    tidy = read_frame(tidy_path)
+    if tidy.empty or "status" not in tidy.columns:
+        return None
+    return {
+        f"{v} seed {int(s)}": str(st) for v, s, st in zip(tidy.variant, tidy.seed, tidy.status, strict=True)
+    }
+
+
+def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
+    """A comparison from its folder (or its tidy.csv) without training; every file it reads is checked
+    before anything is written."""
+    import pandas as pd
+
+    source = Path(source)
+    folder = source.parent if source.suffix == ".csv" else source
+    tidy_path = source if source.suffix == ".csv" else folder / "tidy.csv"
+    if not tidy_path.is_file():
+        raise InvalidArgumentError(f"expected a compare folder or its tidy.csv, got {str(source)!r}")
+    tidy = read_frame(tidy_path).rename(columns=LEGACY_NAMES)
+    absent = [c for c in TIDY_COLUMNS if c not in tidy.columns]
+    if tidy.empty or absent:
+        raise ResultsError(
+            f"expected a tidy table with {', '.join(absent or TIDY_COLUMNS)} in {tidy_path}, got none"
+        )
+    for column in TIDY_NUMBERS:
+        if column in tidy.columns and not pd.api.types.is_numeric_dtype(tidy[column]):
+            bad = tidy[column][pd.to_numeric(tidy[column], errors="coerce").isna() & tidy[column].notna()]
+            raise ResultsError(
+                f"expected numbers in column {column} of {tidy_path}, got {str(bad.iloc[0])!r} on line {bad.index[0] + 2}"
+            )
+    tidy["options"] = tidy["options"].fillna("").astype(str)
+    tidy["run_id"] = tidy["run_id"].fillna("").astype(str)
+    epochs_path = folder / "epochs.csv"
+    epochs = read_frame(epochs_path) if epochs_path.is_file() else pd.DataFrame()
+    meta_path = folder / "conditions.json"
+    meta = read_json(meta_path) if meta_path.is_file() else {}
+    if baseline is not None:
+        labels = list(dict.fromkeys(tidy.variant))
+        if baseline not in labels:
+            raise InvalidArgumentError(
+                f"expected --baseline to be one of {', '.join(labels)}, got {baseline!r}"
+            )
+    else:
+        baseline = meta.get("baseline")
+    return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline), meta.get("conditions", {}),
+                         meta.get("notes", []))  # fmt: skip
+
+
+def add_notes(result: CompareResult, notes: list[str]) -> None:
+    """Append notes not already there and save them with the conditions (for ``--from --note``)."""
+    new = [n for n in dict.fromkeys(notes) if n not in result.notes]
+    if new:
+        result.notes.extend(new)
+    baseline = result.aggregated.baseline.iloc[0] if "baseline" in result.aggregated else None
+    _write_meta(result.folder, result.conditions, result.notes, baseline)
+
+
+def _write_meta(
+    folder: Path, conditions: dict[str, Any], notes: list[str], baseline: str | None = None
+) -> None:
+    """conditions.json: what ``--from`` reads back besides the CSVs."""
+    write_text_atomic(
+        folder / "conditions.json", to_json({"conditions": conditions, "notes": notes, "baseline": baseline})
+    )

@@ -1,0 +1,85 @@
+"""How a dataclass field declares its command-line option and its place in a run's conditions.
+
+The recipe (:class:`cnnbench.recipe.TrainConfig`), a comparison's plan and a scheduler's options are
+dataclasses whose fields carry this metadata; the CLI builds its options from it and the conditions
+hash reads it, so a new field is one field (and, if users set it, one :class:`Opt`). No torch and no
+typer here: ``cnnbench --help`` imports this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Opt:
+    """A field's command-line option.
+
+    ``decls`` are its names ("--lr", or "--augment/--no-augment" for a pair of flags); ``kind`` is the
+    type the command line reads when it is not the field's own (text for an input size), and ``parse``
+    turns what was read into the field's value. ``commands`` are the commands that take it.
+    """
+
+    decls: tuple[str, ...]
+    help: str
+    metavar: str | None = None
+    kind: Any = None
+    parse: Callable[[Any], Any] | None = None
+    choices: tuple[str, ...] = ()
+    commands: tuple[str, ...] = ("train", "compare")
+
+    @property
+    def name(self) -> str:
+        """The option as a user types it: its first long name."""
+        return self.decls[0].split("/")[0]
+
+
+def declared(
+    default: Any = dataclasses.MISSING,
+    *,
+    option: Opt | tuple[Opt, ...] | None = None,
+    condition: bool = True,
+    hashed_at_default: bool = True,
+    shared: bool | None = None,
+    label: str | None = None,
+    default_factory: Any = dataclasses.MISSING,
+) -> Any:
+    """A dataclass field with its metadata:
+
+    - ``condition``: it decides what a run computes (so it is in the run's conditions and their hash);
+      False for bookkeeping (where files go, how often a run is saved);
+    - ``hashed_at_default=False``: a condition added after runs were recorded without it; at its
+      default it stays out of the hash, so those runs (which had the default) are still reused;
+    - ``shared``: every run of a comparison has the same value (default: any condition);
+    - ``label``: how the conditions line names it (default: the field's name);
+    - ``option``: its command-line option(s).
+    """
+    options = () if option is None else (option,) if isinstance(option, Opt) else tuple(option)
+    metadata = {"condition": condition, "hashed_at_default": hashed_at_default,
+                "shared": condition if shared is None else shared, "label": label, "options": options}  # fmt: skip
+    if default_factory is not dataclasses.MISSING:
+        return field(default_factory=default_factory, metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def options_of(cls: type, command: str) -> list[tuple[dataclasses.Field, Opt]]:
+    """The (field, option) pairs of ``cls`` that ``command`` takes, in field order."""
+    return [(f, opt) for f in dataclasses.fields(cls) for opt in f.metadata.get("options", ())
+            if command in opt.commands]  # fmt: skip
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return dataclasses.MISSING
+
+
+def option_names(cls: type, command: str, names: list[str]) -> list[str]:
+    """The options of fields ``names`` as a user types them (a field without one keeps its name)."""
+    typed = {f.name: opt.name for f, opt in reversed(options_of(cls, command))}
+    return [typed.get(name, name) for name in names]

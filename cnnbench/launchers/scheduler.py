@@ -1,0 +1,191 @@
+"""A comparison's runs handed to a scheduler through submitit: Slurm as a job array, or submitit's local
+executor (processes on this machine, what the tests run on the CPU).
+
+Every job is one ``cnnbench train --config JOB.json`` process writing into the shared ``--out``; the
+store's locked appends keep every row, so the comparison's table is collected from the store once the
+jobs end, now (waiting) or later (``compare --from FOLDER``, from the plan saved in the folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnbench.device import is_cuda, resolve_device
+from cnnbench.errors import DeviceError, InvalidArgumentError
+from cnnbench.fields import Opt, declared
+from cnnbench.launchers.base import Job, JobView, Launcher, Outcome, job_command, run_queue
+from cnnbench.store.tables import to_json, write_text_atomic
+
+_COMPARE = ("compare",)
+
+
+@dataclass
+class SchedulerOptions:
+    """What a job asks of the scheduler."""
+
+    partition: str | None = declared(
+        None, option=Opt(("--partition",), "Slurm partition of the jobs.", "NAME", commands=_COMPARE)
+    )  # None: the cluster's default
+    gpus_per_job: int = declared(
+        1, option=Opt(("--gpus-per-job",), "GPUs each job asks for (over 1: data-parallel).", "N",
+                      commands=_COMPARE),
+    )  # fmt: skip
+    time_min: int = declared(
+        60, option=Opt(("--time",), "Each job's time limit.", "MINUTES", commands=_COMPARE)
+    )
+    max_parallel: int | None = declared(
+        None, option=Opt(("--max-parallel",), "Jobs running at once.", "N", commands=_COMPARE)
+    )  # Slurm's array throttle; None: no limit
+
+    def validate(self) -> None:
+        if self.gpus_per_job < 0:
+            raise InvalidArgumentError(f"expected --gpus-per-job >= 0, got {self.gpus_per_job}")
+        if self.time_min < 1:
+            raise InvalidArgumentError(f"expected --time >= 1 minute, got {self.time_min}")
+        if self.max_parallel is not None and self.max_parallel < 1:
+            raise InvalidArgumentError(f"expected --max-parallel >= 1, got {self.max_parallel}")
+
+
+def run_job(argv: list[str]) -> int:
+    """What each scheduled job runs: ``cnnbench train --config JOB.json`` in a process of its own (its
+    output goes to the job's log); the exit code, which the comparison turns into a row when the run
+    left none."""
+    return subprocess.run(argv).returncode
+
+
+def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
+    """A submitit executor for ``launcher`` whose logs go to ``folder``."""
+    import submitit
+
+    if launcher == "slurm":
+        ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
+        params: dict[str, Any] = {"timeout_min": options.time_min, "gpus_per_node": options.gpus_per_job,
+                                  "tasks_per_node": 1, "nodes": 1, "name": "cnnbench"}  # fmt: skip
+        if options.partition:
+            params["slurm_partition"] = options.partition
+        if options.max_parallel:
+            params["slurm_array_parallelism"] = options.max_parallel
+        ex.update_parameters(**params)
+        return ex
+    ex = submitit.LocalExecutor(folder=folder)
+    ex.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_job)
+    return ex
+
+
+class SubmititHandle:
+    """A submitted job as the poll loop sees it."""
+
+    def __init__(self, job: Any, cancel_on_stop: bool = True) -> None:
+        self.job = job
+        self.cancel_on_stop = cancel_on_stop
+        self.log = Path(job.paths.stderr) if hasattr(job, "paths") else None  # where a crash's words go
+
+    def poll(self) -> int | None:
+        if not self.job.done():
+            return None
+        try:
+            return int(self.job.result())
+        except Exception:  # the job itself failed (killed, timed out, preempted): no exit code of ours
+            return 1
+
+    def stop(self) -> None:
+        if self.cancel_on_stop:
+            self.job.cancel(check=False)
+
+
+class SubmititLauncher(Launcher):
+    """``kind`` local or slurm; job files and submitit's logs in ``folder``. Local jobs run at most
+    ``--max-parallel`` at a time (else one per CPU pair); Slurm's array throttle does the same there.
+    Without ``wait``, Slurm's jobs are submitted and the command returns."""
+
+    orders_by_cost = True
+
+    def __init__(self, kind: str, folder: Path, options: SchedulerOptions, wait: bool,
+                 log: Callable[[str], None]) -> None:  # fmt: skip
+        self.name, self.folder, self.options, self.wait, self.log = kind, Path(folder), options, wait, log
+
+    def check(self) -> None:
+        self.options.validate()
+        if self.name == "slurm" and shutil.which("sbatch") is None:
+            raise DeviceError(
+                "expected Slurm for --launcher slurm (sbatch on PATH), got none; --launcher local runs the "
+                "same jobs on this machine"
+            )
+
+    def job_device(self, device: str) -> str:
+        if device != "auto":
+            return device
+        if self.name == "local":  # local jobs run where this machine's device is
+            return "cuda" if is_cuda(resolve_device("auto")) else "cpu"
+        return "cuda" if self.options.gpus_per_job > 0 else "cpu"  # a node's GPUs, if the job asks for any
+
+    def command(self, job: Job) -> list[str]:
+        """A job as it runs: on every GPU it was given when it has several (data-parallel)."""
+        return job_command(job.write(self.folder), "all" if self.options.gpus_per_job > 1 else None)
+
+    def run(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not jobs:
+            return
+        if self.name == "local":
+            self._run_local(jobs, view, outcomes)
+        else:
+            self._run_slurm(jobs, view, outcomes)
+
+    def _run_local(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+        # submitit's local executor starts every job at once: at most --max-parallel at a time here.
+        ex = executor("local", self.folder, self.options)
+        slots = self.options.max_parallel or max(1, (os.cpu_count() or 2) // 2)
+        self.log(
+            f"{len(jobs)} runs through submitit's local executor, {slots} at a time; logs in {self.folder}"
+        )
+        if not self.wait:
+            self.log("--no-wait: local jobs end with this command's process group; they run to the end here")
+
+        def start(job: Job, _slot: str) -> SubmititHandle:
+            return SubmititHandle(ex.submit(run_job, self.command(job)))
+
+        run_queue(jobs, ["local"] * slots, start, view, outcomes)
+
+    def _run_slurm(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+        ex = executor("slurm", self.folder, self.options)
+        submitted = ex.map_array(run_job, [self.command(job) for job in jobs])
+        ids = [j.job_id for j in submitted]
+        self.log(
+            f"{len(jobs)} runs submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {self.folder}"
+        )
+        write_text_atomic(self.folder / "jobs.json", to_json({"launcher": "slurm", "job_ids": ids,
+                                                               "labels": [job.label for job in jobs]}))  # fmt: skip
+        handles = {
+            job.label: SubmititHandle(j, cancel_on_stop=False) for job, j in zip(jobs, submitted, strict=True)
+        }
+        if not self.wait:
+            for job in jobs:
+                outcomes[job.label] = Outcome(log=handles[job.label].log)
+            self.log(
+                f"not waiting: render the table later with  cnnbench compare --from {self.folder.parent}"
+            )
+            return
+
+        def stopped_waiting(_handles: Sequence[Any]) -> None:
+            # Ctrl-C stops the waiting, not the cluster's jobs: the table shows what has ended so far.
+            self.log("stopped waiting; the jobs go on in Slurm: render the table later with  "
+                     f"cnnbench compare --from {self.folder.parent}")  # fmt: skip
+
+        ended_count = 0
+
+        def ended(job: Job, handle: SubmititHandle, code: int) -> Outcome:
+            nonlocal ended_count
+            ended_count += 1
+            self.log(f"{ended_count}/{len(jobs)} runs ended")
+            return Outcome(ended=True, returncode=code, log=handle.log)
+
+        # Every job is queued already: the loop's slots are the jobs themselves, polled every 10 s.
+        run_queue(jobs, [job.label for job in jobs], lambda job, _slot: handles[job.label], view, outcomes,
+                  interval=10, ended=ended, on_interrupt=stopped_waiting)  # fmt: skip

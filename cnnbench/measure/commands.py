@@ -1,0 +1,47 @@
+"""What ``cnnbench summary``, ``pool`` and ``profile`` do with what the user typed: the measurement, its
+rows in the results tables, and its rendering in the format asked for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cnnbench.measure.pooling import PoolConfig, pool
+from cnnbench.measure.profile import ProfileConfig, profile
+from cnnbench.measure.scaling import profile_scaling
+from cnnbench.measure.summary import SummaryConfig, save_summary, summarize
+
+
+def summary_command(config: SummaryConfig, out: Path | None, repair: bool, fmt: str, wide: bool) -> None:
+    """``cnnbench summary``: the summary, its row upserted into summary.csv, printed in ``fmt``."""
+    from cnnbench.report.terminal import print_summary
+
+    result = summarize(config)
+    save_summary(result, out, repair)
+    print_summary(result, fmt, wide)
+
+
+def pool_command(config: PoolConfig, plot: Path | None, fmt: str) -> None:
+    """``cnnbench pool``: both poolings, drawn to ``plot`` if given, printed as a table or JSON."""
+    from cnnbench.report.terminal import print_pool
+    from cnnbench.store.tables import to_json
+
+    result = pool(config)
+    if plot is not None:
+        from cnnbench.report.plots import pool_plot
+
+        pool_plot(result, plot)
+    if fmt == "json":
+        print(to_json(result.to_dict()))
+    else:
+        print_pool(result)
+
+
+def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: str, wide: bool) -> None:
+    """``cnnbench profile``: the sweep over modes and batch sizes, or with ``gpus`` the data-parallel
+    scaling, its rows appended to the results tables and printed in ``fmt``."""
+    from cnnbench.report.terminal import print_profile, print_scaling
+
+    if gpus is not None:
+        print_scaling(profile_scaling(config, gpus, repair), fmt)
+        return
+    print_profile(profile(config, repair), fmt, wide=wide)

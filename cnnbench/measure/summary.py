@@ -1,0 +1,230 @@
+"""What a model must compute: parameters, per-layer output shapes and MACs, forward and training FLOPs.
+
+Units: a MAC is one multiply-add. fvcore counts one multiply-add as one "flop", so its totals are MACs
+here; FLOPs = 2 x MACs. Training FLOPs (forward + backward) are measured with PyTorch's
+``FlopCounterMode``, which counts 2 FLOPs per multiply-add of matrix-like operators only.
+All per-sample figures are for one input of the stated size, in fp32.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnbench.data.specs import format_input_size
+from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
+from cnnbench.models import format_options, get_model_info
+from cnnbench.models.build import build, resolve_input
+from cnnbench.models.counting import _count, crosscheck, fvcore_analysis
+from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
+
+MAC_CONVENTION = (
+    "MACs of convolutions, linear layers and matrix products (attention's QK^T and AV included); "
+    "normalisation, pooling and elementwise ops carry none"
+)
+
+
+@dataclass(frozen=True)
+class SummaryConfig:
+    model: str
+    options: dict[str, str] = field(default_factory=dict)
+    input_size: tuple[int, int, int] | None = None
+    dataset: str | None = None
+    num_classes: int | None = None
+    depth: int = 3
+    batch_size: int = 1  # for the memory estimate
+    precision: str = "fp32"  # for the memory estimate
+
+    @classmethod
+    def from_cli(cls, model: str, options: list[str] | None, input_size: str | None, dataset: str | None,
+                 num_classes: int | None, depth: int, batch_size: int, precision: str) -> SummaryConfig:  # fmt: skip
+        from cnnbench.data.specs import parse_input_size
+        from cnnbench.recipe import parse_option_strings
+
+        return cls(model, parse_option_strings(options or []), parse_input_size(input_size) if input_size else None,
+                   dataset, num_classes, depth, batch_size, precision)  # fmt: skip
+
+
+@dataclass
+class LayerRow:
+    name: str
+    type: str
+    depth: int
+    output_shape: list[int] | None
+    params: int
+    macs: int
+    params_pct: float  # of the model's parameters
+    macs_pct: float  # of the model's forward MACs
+
+
+@dataclass
+class ModelSummary:
+    model: str
+    options: dict[str, Any]
+    input_size: str
+    num_classes: int
+    params: int
+    trainable_params: int
+    param_mb: float
+    macs: int
+    flops: int
+    train_flops: int
+    flop_counter_macs: int
+    crosscheck_diff_pct: float
+    crosscheck_warning: str | None
+    uncounted_ops: dict[str, int]
+    layers: list[LayerRow]
+    batch_size: int
+    memory: dict[str, Any]
+    mac_convention: str = MAC_CONVENTION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def csv_row(self) -> dict[str, Any]:
+        row = {
+            "model": self.model,
+            "options": format_options(self.options),
+            "input_size": self.input_size,
+            "num_classes": self.num_classes,
+            "params": self.params,
+            "trainable_params": self.trainable_params,
+            "param_memory_MB": round(self.param_mb, 3),
+            "forward_MACs_per_sample": self.macs,
+            "forward_FLOPs_per_sample": self.flops,
+            "train_FLOPs_per_sample": self.train_flops,
+            "flopcounter_forward_MACs_per_sample": self.flop_counter_macs,
+            "mac_crosscheck_diff_pct": round(self.crosscheck_diff_pct, 3),
+            **{f"memory_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in self.memory.items()},
+            "uncounted_ops": ";".join(f"{k}:{v}" for k, v in sorted(self.uncounted_ops.items())),
+            "precision": "fp32",
+        }
+        env = environment("cpu")
+        row.update({k: env[k] for k in ("torch_version", "cnnbench_version", "date")})
+        return row
+
+
+def summarize(config: SummaryConfig) -> ModelSummary:
+    import torch
+
+    shape, num_classes = resolve_input(config.model, config.input_size, config.dataset, config.num_classes)
+    info = get_model_info(config.model)
+    torch.manual_seed(0)
+    model, parsed = build(info.name, config.options, shape, num_classes, check_memory=(1, "cpu"))
+    params = sum(p.numel() for p in model.parameters())
+    model.eval()
+    x = torch.randn(1, *shape)
+
+    shapes: dict[str, list[int]] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def record(mod: Any, _inp: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and names[mod] not in shapes:
+            shapes[names[mod]] = list(out.shape)
+
+    order: list[str] = []  # modules in the order they first run, which is the order of the table
+
+    def first_call(mod: Any, _inp: Any) -> None:
+        if names[mod] not in order:
+            order.append(names[mod])
+
+    handles = [m.register_forward_hook(record) for m in model.modules()]
+    handles += [m.register_forward_pre_hook(first_call) for m in model.modules()]
+    # The fast path of nn.MultiheadAttention is one fused op that no counter sees into.
+    fastpath = torch.backends.mha.get_fastpath_enabled()
+    torch.backends.mha.set_fastpath_enabled(False)
+    try:
+        with torch.no_grad():
+            model(x)
+        for h in handles:
+            h.remove()
+        analysis = fvcore_analysis(model, (x,))
+        by_module = analysis.by_module()
+        total_macs = int(analysis.total())
+        by_operator = dict(analysis.by_operator())
+        uncounted = dict(Counter(analysis.unsupported_ops()) + analysis.counted_as_zero)
+    finally:
+        torch.backends.mha.set_fastpath_enabled(fastpath)
+
+    fwd_flops, train_flops, families = _count(
+        info.name, tuple(sorted(config.options.items())), shape, num_classes
+    )
+    fc_macs = fwd_flops // 2
+    diff, warning = crosscheck(by_operator, dict(families))
+
+    layers = []
+    for name in execution_order(model, order):
+        mod = model.get_submodule(name)
+        depth = name.count(".") + 1
+        if not name or depth > config.depth:
+            continue
+        layer_params = sum(p.numel() for p in mod.parameters())
+        layer_macs = int(by_module.get(name, 0))
+        layers.append(
+            LayerRow(
+                name=name,
+                type=type(mod).__name__,
+                depth=depth,
+                output_shape=shapes.get(name),
+                params=layer_params,
+                macs=layer_macs,
+                params_pct=100 * layer_params / max(params, 1),
+                macs_pct=100 * layer_macs / max(total_macs, 1),
+            )
+        )
+    meta_model, _ = build(info.name, config.options, shape, num_classes, device="meta")
+    return ModelSummary(
+        model=info.name,
+        options=parsed,
+        input_size=format_input_size(shape),
+        num_classes=num_classes,
+        params=params,
+        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        param_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6,
+        macs=total_macs,
+        flops=2 * total_macs,
+        train_flops=int(train_flops),
+        flop_counter_macs=int(fc_macs),
+        crosscheck_diff_pct=diff,
+        crosscheck_warning=warning,
+        uncounted_ops=uncounted,
+        layers=layers,
+        batch_size=config.batch_size,
+        memory=estimate_memory(
+            meta_model,
+            shape,
+            config.batch_size,
+            config.precision,
+            cublas_workspace_bytes("cuda", config.precision),
+        ),
+    )
+
+
+def execution_order(model: Any, called: list[str]) -> list[str]:
+    """Module names in the order they first ran; one that never ran itself (a ModuleList, a
+    projection used through its weights) goes just before the next module in registration order that
+    did, so containers precede their children."""
+    position = {name: i for i, name in enumerate(called)}
+    registered = [n for n, _ in model.named_modules()]
+    keys: dict[str, tuple[float, int]] = {}
+    following = math.inf
+    for name in reversed(registered):
+        if name in position:
+            following = position[name]
+            keys[name] = (following, 0)
+        else:
+            keys[name] = (following, -1)
+    rank = {name: i for i, name in enumerate(registered)}
+    return sorted(registered, key=lambda n: (keys[n], rank[n]))
+
+
+def save_summary(summary: ModelSummary, out_dir: Path | None = None, repair: bool = False) -> Path:
+    """Upsert one row per (model, options, input size, classes) into summary.csv."""
+    out = ensure_dir(Path(out_dir or DEFAULT_RESULTS_DIR))
+    path = out / "summary.csv"
+    check_table(path, repair)
+    upsert_rows(path, [summary.csv_row()], key=("model", "options", "input_size", "num_classes"))
+    return path

@@ -1,0 +1,108 @@
+"""Building a model as every command runs it: from its name, options, input size and classes, on a
+device, from a seed; and refusing, in one line, a size that cannot fit the device's memory."""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any
+
+from cnnbench.data.specs import format_input_size, get_dataset_spec
+from cnnbench.device import is_cuda
+from cnnbench.errors import InputSizeError, InvalidArgumentError
+from cnnbench.models._api import get_model_info
+
+
+def resolve_input(
+    model: str, input_size: tuple[int, int, int] | None, dataset: str | None, num_classes: int | None
+) -> tuple[tuple[int, int, int], int]:
+    """Input shape and class count from --input-size / --dataset / the model's default dataset."""
+    info = get_model_info(model)
+    spec = get_dataset_spec(dataset or info.default_dataset)
+    shape = tuple(input_size) if input_size else spec.input_shape
+    if num_classes is None and spec.num_classes < 1:
+        raise InvalidArgumentError(
+            f"expected --num-classes with --dataset {spec.name} (its classes are its folders), got none"
+        )
+    if num_classes is not None and num_classes < 1:
+        raise InvalidArgumentError(f"expected --num-classes >= 1, got {num_classes}")
+    return shape, int(num_classes or spec.num_classes)  # type: ignore[return-value]
+
+
+def build(
+    model: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, device: Any = None,
+    check_memory: tuple[int, str] | None = None,
+):  # fmt: skip
+    """Build a registered model (optionally directly on ``device``, e.g. 'meta') with parsed options.
+
+    ``check_memory=(batch, device)`` first measures the model on the meta device and refuses, with one
+    line, a size whose parameters and activations cannot fit that device's memory.
+    """
+    import torch
+
+    info = get_model_info(model)
+    parsed = info.parse_options(options)
+    if check_memory is not None:
+        with torch.device("meta"):
+            meta = info.builder(shape, num_classes, **parsed)
+        _check_fits(info.name, meta, shape, *check_memory)
+    with torch.device(device or "cpu"):
+        return info.builder(shape, num_classes, **parsed), parsed
+
+
+def prepare_model(
+    name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, device: str,
+    channels_last: bool = False, seed: int = 0, check_batch: int | None = None,
+) -> Any:  # fmt: skip
+    """A model as every command runs it: built from ``seed``, on ``device``, channels-last if asked;
+    with ``check_batch``, refused in one line when that batch cannot fit the device."""
+    import torch
+
+    torch.manual_seed(seed)
+    check = (check_batch, device) if check_batch is not None else None
+    model, _ = build(name, options, shape, num_classes, check_memory=check)
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if channels_last else model
+
+
+def forward_bytes(model: Any, shape: tuple[int, int, int], batch: int) -> int:
+    """Bytes of the input and of every leaf module's output for one fp32 forward of ``batch``,
+    measured on the meta device (shapes only): an upper bound on inference activations."""
+    import torch
+
+    total = batch * math.prod(shape) * 4
+
+    def count(_m: Any, _i: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, torch.Tensor):
+            total += out.numel() * out.element_size()
+
+    leaves = [m for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(count) for m in leaves]
+    try:
+        with torch.no_grad():
+            model.eval()(torch.empty(batch, *shape, device="meta"))
+    finally:
+        for h in handles:
+            h.remove()
+    return total
+
+
+def device_memory_bytes(device: str) -> int:
+    """All the memory of ``device``: the GPU's, or the host's RAM."""
+    import torch
+
+    if is_cuda(device):
+        return torch.cuda.mem_get_info(torch.device(device))[1]
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _check_fits(name: str, meta_model: Any, shape: tuple[int, int, int], batch: int, device: str) -> None:
+    params = sum(p.numel() * p.element_size() for p in meta_model.parameters())
+    need = params + forward_bytes(meta_model, shape, batch)
+    have = device_memory_bytes(device)
+    if need > have:
+        raise InputSizeError(
+            f"{name} at {format_input_size(shape)} needs about {need / 2**30:,.1f} GiB for its parameters and "
+            f"the activations of a batch of {batch}; expected a size that fits in {have / 2**30:,.1f} GiB ({device})"
+        )

@@ -1,0 +1,219 @@
+"""What the terminal shows while runs train: a run's progress bar and epoch lines, the live display of a
+launcher's jobs, and what Ctrl-C leaves."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from cnnbench.report.terminal import err_console
+
+
+class TrainProgress:
+    """A rich progress bar on a terminal, and one line per epoch naming the run (also when piped);
+    silent with ``quiet``."""
+
+    CPU_ESTIMATE_STEPS = 5
+
+    def __init__(self, quiet: bool = False) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=err_console,
+            # A bar only where someone watches it; a pipe, or a worker of a sweep, gets the epoch lines alone.
+            disable=quiet or not err_console.is_terminal or "CNNBENCH_WORKER" in os.environ,
+            transient=True,
+        )
+        self.task = None
+        self.steps = 0
+        self.last = ""
+        self.run_id: str | None = None
+        self.label = ""
+        self.variant: str | None = None  # compare's name for the run's variant
+        self.cpu_note_shown = False  # said once per command, not once per run of a compare
+        self.started = 0.0
+
+    def __enter__(self) -> TrainProgress:
+        self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.__exit__(*exc)
+
+    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int, device: str) -> None:
+        import time
+
+        self.steps = steps_per_epoch
+        self.epochs = config.epochs
+        self.run_id = run_id
+        self.device = device
+        from cnnbench.models import get_model_info
+
+        opts = "".join(f":{k}={v}" for k, v in config.options.items())
+        self.label = f"{self.variant or get_model_info(config.model).name + opts} seed {config.seed}"
+        self.started = time.perf_counter()
+        if self.task is not None:
+            self.progress.remove_task(self.task)
+        self.task = self.progress.add_task(
+            f"{self.label} epoch {start_epoch}/{config.epochs}", total=steps_per_epoch, status=""
+        )
+
+    def on_warmup(self, seconds: float) -> None:
+        pass
+
+    def on_data(self, done: int, total: int) -> None:
+        """Decoding your own images (once; later runs read the cache)."""
+        if done == 1:
+            self.decode_task = self.progress.add_task("decoding images", total=total, status="")
+        self.progress.update(self.decode_task, completed=done)
+        if done == total:
+            self.progress.remove_task(self.decode_task)
+            if not self.quiet:
+                self.progress.console.print(f"decoded {total:,} images into the cache", highlight=False)
+
+    def on_step(self, epoch: int, step: int, loss: float | None) -> None:
+        if (
+            step == min(self.CPU_ESTIMATE_STEPS, self.steps)
+            and self.device == "cpu"
+            and not self.cpu_note_shown
+        ):
+            self._cpu_note(step)
+        if self.task is None:
+            return
+        fields = {"status": f"loss {loss:.3f} {self.last}"} if loss is not None else {}
+        self.progress.update(
+            self.task, completed=step, description=f"{self.label} epoch {epoch}/{self.epochs}", **fields
+        )
+
+    def _cpu_note(self, step: int) -> None:
+        import time
+
+        self.cpu_note_shown = True
+        per_epoch = (time.perf_counter() - self.started) / step * self.steps
+        self.progress.console.print(
+            f"[yellow]training on the CPU[/] (no CUDA GPU in use): about {per_epoch:,.{1 if per_epoch < 10 else 0}f} s an epoch, "
+            f"judging by the first {step} steps",
+            highlight=False,
+        )
+
+    def on_epoch(self, row: Any) -> None:
+        self.last = f"| test acc {row.test_acc:.2f}% ({row.epoch_time_s:.2f} s/epoch)"
+        if self.task is not None:
+            self.progress.update(self.task, status=f"train acc {row.train_acc:.1f}% {self.last}")
+        if not self.quiet:
+            self.progress.console.print(
+                f"{self.label} epoch {row.epoch}/{self.epochs}  train loss {row.train_loss:.4f} "
+                f"acc {row.train_acc:.2f}%  test loss {row.test_loss:.4f} acc {row.test_acc:.2f}%  "
+                f"{row.epoch_time_s:.2f} s  {row.images_per_s:,.0f} img/s",
+                highlight=False,
+                soft_wrap=True,
+            )
+
+
+class JobsDisplay:
+    """The runs of a sweep (compare --gpus, --launcher local) as one display: on a terminal, a live
+    line per running run (where it runs, its latest epoch line) under the overall count; in a pipe,
+    every worker's lines as they come (each names its variant and seed). A run that fails shows its
+    last lines."""
+
+    KEPT_LINES = 6
+
+    def __init__(self, live: bool) -> None:
+        import threading
+
+        from rich.live import Live
+
+        self.total = 0
+        self.done = 0
+        self.running: dict[str, tuple[str, str]] = {}  # label -> (where, latest line)
+        self.tails: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+        self.live = Live(console=err_console, transient=True, refresh_per_second=4) if live else None
+
+    def __enter__(self) -> JobsDisplay:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def _render(self) -> Any:
+        from rich.table import Table
+
+        grid = Table.grid(padding=(0, 2))
+        grid.add_row(f"[bold]runs: {self.done} of {self.total} ended, {len(self.running)} running[/]")
+        for label, (where, line) in self.running.items():
+            grid.add_row(f"{where}  {label}: {line}")
+        return grid
+
+    def _refresh(self) -> None:
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def job_started(self, job: Any) -> None:
+        with self.lock:
+            self.total = max(self.total, self.done + len(self.running) + 1)
+            where = f"GPU {job.gpu}" if job.gpu not in (None, "local") else "job"
+            self.running[job.label] = (where, "running, no epoch ended yet")
+            self.tails[job.label] = []
+            self._refresh()
+
+    def job_line(self, job: Any, line: str) -> None:
+        with self.lock:
+            tail = self.tails.setdefault(job.label, [])
+            tail.append(line)
+            del tail[: -self.KEPT_LINES]
+            if self.live is None:
+                err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+                return
+            if job.label in self.running and " epoch " in line:
+                where = self.running[job.label][0]
+                self.running[job.label] = (where, line.split(" epoch ", 1)[1] if " epoch " in line else line)
+                self._refresh()
+
+    def job_ended(self, job: Any, outcome: Any) -> None:
+        with self.lock:
+            self.running.pop(job.label, None)
+            self.done += 1
+            if outcome.returncode not in (0, None):
+                target = self.live.console if self.live is not None else err_console
+                target.print(f"[red]{job.label}: {outcome.describe()}[/]", highlight=False)
+                if self.live is not None:  # a pipe has shown these lines already
+                    for line in self.tails.get(job.label, []):
+                        target.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+            self._refresh()
+
+    def jobs_planned(self, total: int) -> None:
+        with self.lock:
+            self.total = total
+            self._refresh()
+
+
+def print_interrupted_run(run_id: str | None, out: Any, checkpoints: bool) -> None:
+    """What Ctrl-C leaves of a run, and the exact command that continues it."""
+    import shlex
+
+    if run_id is None:
+        err_console.print("[yellow]interrupted[/] before the run started; nothing was written")
+        return
+    where = f" --out {shlex.quote(str(out))}" if out is not None else ""
+    if checkpoints:
+        err_console.print(
+            f"[yellow]interrupted:[/] run {run_id} keeps its finished epochs and last checkpoint; "
+            f"continue it with: cnnbench train --resume {run_id}{where}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    else:
+        err_console.print(
+            f"[yellow]interrupted:[/] run {run_id} keeps its finished epochs, but it wrote no checkpoint "
+            "(--no-checkpoint), so it cannot be resumed",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
