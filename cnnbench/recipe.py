@@ -347,9 +347,11 @@ def write_job(path: Path, label: str, recipe: TrainConfig) -> Path:
 
 
 def read_job(path: Path) -> TrainConfig:
-    """The recipe of a job file, or of a run's config.json (whose ``config`` is its recipe)."""
+    """The recipe of a job file, or of a run's config.json (whose ``config`` is its recipe; trained
+    again, it is a new run with a name of its own)."""
     data = read_json(Path(path))
     recipe = data.get("recipe", data.get("config", data))
     if not isinstance(recipe, Mapping):
         raise InvalidArgumentError(f"expected a recipe in {path}, got {type(recipe).__name__}")
-    return TrainConfig.from_dict(recipe, source=str(path))
+    config = TrainConfig.from_dict(recipe, source=str(path))
+    return config.replace(run_name=None, world_size=1) if "config" in data else config
