@@ -12,21 +12,7 @@ from cnnbench.compare.variants import Variant, parse_variants
 from cnnbench.errors import InvalidArgumentError, UnknownModelError
 
 runner = CliRunner()
-SYNTH = [
-    "-d",
-    "synthetic",
-    "-i",
-    "3x16x16",
-    "-e",
-    "2",
-    "-b",
-    "64",
-    "--device",
-    "cpu",
-    "-q",
-    "--synthetic-size",
-    "256",
-]
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "2", "-b", "64", "--device", "cpu", "-q", "--synthetic-size", "256"]  # fmt: skip
 
 
 def compare(out, *args):

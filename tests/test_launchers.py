@@ -86,9 +86,9 @@ class FakeJob:
         return self._done
 
 
-def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
-    """--no-wait with a scheduler that has not run the jobs yet: every row pending; once a job's run is
-    in the store, --from renders it."""
+@pytest.fixture
+def slurm_queue(monkeypatch):
+    """A Slurm that queues the jobs and runs none; the commands it was given."""
     submitted = []
 
     class FakeExecutor:
@@ -98,6 +98,12 @@ def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
 
     monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
     monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
+    return submitted
+
+
+def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, slurm_queue):
+    """--no-wait with a scheduler that has not run the jobs yet: every row pending; once a job's run is
+    in the store, --from renders it."""
     out = tmp_path / "r"
     result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *RECIPE, "--launcher", "slurm",
                                  "--no-wait", "--name", "nw", "--out", str(out)])  # fmt: skip
@@ -107,7 +113,7 @@ def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, monkeypatch):
     assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["pending", "pending"]
     assert json.loads((folder / "jobs" / "jobs.json").read_text())["job_ids"] == ["77_0", "77_1"]
     # a job runs (here: the first job's own command, as the scheduler would run it)
-    first = submitted[0]
+    first = slurm_queue[0]
     assert first[3:5] == ["train", "--config"]
     job = json.loads(open(first[5]).read())
     assert job["recipe"]["device"] == "cpu" and job["recipe"]["run_name"]  # as asked, and its run named
@@ -164,20 +170,11 @@ def test_launcher_options_checked_before_work(tmp_path, args, message):
 
 
 @pytest.mark.parametrize(("gpus_per_job", "device"), [("1", "cuda"), ("0", "cpu")])
-def test_slurm_jobs_ask_for_a_nodes_gpu_unless_they_ask_for_none(tmp_path, monkeypatch, gpus_per_job, device):
-    submitted = []
-
-    class FakeExecutor:
-        def map_array(self, fn, argvs):
-            submitted.extend(argvs)
-            return [FakeJob(i) for i in range(len(argvs))]
-
-    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
-    monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
+def test_slurm_jobs_ask_for_a_nodes_gpu_unless_they_ask_for_none(tmp_path, slurm_queue, gpus_per_job, device):
     result = runner.invoke(app, ["compare", "lenet5", "-d", "synthetic", "-e", "1", "--launcher", "slurm",
                                  "--gpus-per-job", gpus_per_job, "--no-wait", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert json.loads(open(submitted[0][5]).read())["recipe"]["device"] == device
+    assert json.loads(open(slurm_queue[0][5]).read())["recipe"]["device"] == device
 
 
 def test_ctrl_c_while_waiting_for_slurm_leaves_the_jobs_running_and_renders_what_ended(tmp_path, monkeypatch):

@@ -10,21 +10,7 @@ from typer.testing import CliRunner
 from cnnbench.cli import app
 
 runner = CliRunner()
-SYNTH = [
-    "-d",
-    "synthetic",
-    "-i",
-    "3x16x16",
-    "--device",
-    "cpu",
-    "-e",
-    "1",
-    "-b",
-    "64",
-    "-q",
-    "--synthetic-size",
-    "256",
-]
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-e", "1", "-b", "64", "-q", "--synthetic-size", "256"]  # fmt: skip
 
 FACTORY = '''
 import torch.nn as nn

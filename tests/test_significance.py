@@ -12,21 +12,7 @@ from cnnbench.cli import app
 from cnnbench.stats import welch_interval
 
 runner = CliRunner()
-SYNTH = [
-    "-d",
-    "synthetic",
-    "-i",
-    "3x16x16",
-    "--device",
-    "cpu",
-    "-b",
-    "64",
-    "-e",
-    "1",
-    "-q",
-    "--synthetic-size",
-    "128",
-]
+SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "-e", "1", "-q", "--synthetic-size", "128"]  # fmt: skip
 
 
 def test_welch_interval_by_hand():
