@@ -33,6 +33,10 @@ class ResultsError(CnnbenchError):
     """A results file that cannot be read, validated or written."""
 
 
+class RunFailed(CnnbenchError):
+    """A run ended in a failure that its own process could not report (a killed rank, a lost job)."""
+
+
 class OutOfMemory(CnnbenchError):
     """The device (or the host) ran out of memory during a run."""
 

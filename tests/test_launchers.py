@@ -92,7 +92,7 @@ def slurm_queue(monkeypatch):
     submitted = []
 
     class FakeExecutor:
-        def map_array(self, fn, argvs):
+        def map_array(self, fn, argvs, *more):
             submitted.extend(argvs)
             return [FakeJob(i) for i in range(len(argvs))]
 
@@ -140,7 +140,8 @@ def test_slurm_gets_the_jobs_scheduling_options(tmp_path, monkeypatch):
     scheduler.executor("slurm", tmp_path, options)
     assert made["cluster"] == "slurm"
     assert made["params"] == {"timeout_min": 30, "gpus_per_node": 2, "tasks_per_node": 1, "nodes": 1,
-                              "name": "cnnbench", "slurm_partition": "gpu", "slurm_array_parallelism": 4}  # fmt: skip
+                              "name": "cnnbench", "slurm_signal_delay_s": 90, "slurm_partition": "gpu",
+                              "slurm_array_parallelism": 4}  # fmt: skip
     # a job with two GPUs trains data-parallel on both
     job = Job("vgg16 seed 0", TrainConfig(model="vgg16", run_name="r"))
     two = SubmititLauncher("slurm", tmp_path, options, True, print).command(job)
@@ -186,7 +187,7 @@ def test_ctrl_c_while_waiting_for_slurm_leaves_the_jobs_running_and_renders_what
             raise AssertionError("a Slurm job must not be cancelled by Ctrl-C on the waiting side")
 
     class FakeExecutor:
-        def map_array(self, fn, argvs):
+        def map_array(self, fn, argvs, *more):
             return [Waiting(i) for i in range(len(argvs))]
 
     monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())

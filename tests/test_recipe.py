@@ -200,8 +200,8 @@ def _launched(tmp_path, name, *launcher):
 class RunsEachJobAsSlurmWould:
     """Slurm's job array, each job run here as its node would run it."""
 
-    def map_array(self, fn, argvs):
-        codes = [fn(argv) for argv in argvs]
+    def map_array(self, fn, *iterables):
+        codes = [fn(*args) for args in zip(*iterables, strict=True)]
 
         class Done:
             job_id = "1_0"

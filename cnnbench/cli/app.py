@@ -30,6 +30,15 @@ class _ErrorBoundary(TyperGroup):
         try:
             return super().invoke(ctx)
         except CnnbenchError as exc:
+            import os
+
+            if os.environ.get("RANK", "0") != "0":
+                # One line per run, not one per rank: rank 0 says it, the launching process says another's.
+                folder = os.environ.get("CNNBENCH_RANK_ERRORS")
+                if folder and os.path.isdir(folder):
+                    with open(os.path.join(folder, f"rank{os.environ['RANK']}"), "w") as fh:
+                        fh.write(str(exc))
+                raise typer.Exit(1) from None
             from rich.text import Text
 
             from cnnbench.report.terminal import err_console

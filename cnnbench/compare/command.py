@@ -12,7 +12,7 @@ from cnnbench.compare.plan import CompareConfig
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
-from cnnbench.training.status import FINISHED
+from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signals
 
 # What compare's runs do unless told otherwise, where that differs from a single run's recipe.
 COMPARE_DEFAULTS = {"checkpoints": False}  # a comparison reuses runs; it does not resume them
@@ -50,17 +50,18 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
     elsewhere = config.gpus is not None or config.launcher != "inline"
     view = JobsDisplay(live=elsewhere and err_console.is_terminal and not quiet)
     try:
-        with view if elsewhere else progress:
+        with stop_on_signals(), view if elsewhere else progress:
             result = comparing.run_compare(config, callbacks=for_job, log=lambda m: console.print(m, highlight=False),
                                            view=view)  # fmt: skip
-    except KeyboardInterrupt:
-        during = f" during run {progress.run_id}" if progress.run_id else ""
+    except KeyboardInterrupt as exc:
+        why = str(exc) if isinstance(exc, Stopped) else "interrupted"
+        during = f" during run {progress.run_id}" if progress.run_id and not elsewhere else ""
         err_console.print(
-            f"[yellow]interrupted{during}:[/] finished runs and the partial tables are kept; the same command "
+            f"[yellow]{why}{during}:[/] finished runs and the partial tables are kept; the same command "
             f"again reuses the finished runs and trains the rest: {shlex.join(['cnnbench', *sys.argv[1:]])}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
-        return 130
+        return exit_code(exc)
     print_compare(result, wide=wide)
     statuses = set(result.tidy.status) if len(result.tidy) else set()
     if statuses and not statuses & {*FINISHED, comparing.PENDING}:

@@ -160,8 +160,20 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     pending. Writes tidy.csv, epochs.csv and conditions.json, and with ``write`` the tables and plots."""
     import pandas as pd
 
+    from cnnbench.store.runs import RunStore
+
     outcomes = outcomes or {}
-    records = RunRecords(Path(plan.config.base.out), SHARED_CONDITIONS)
+    out = Path(plan.config.base.out)
+    records = RunRecords(out, SHARED_CONDITIONS)
+    # A job that ended without its run's row (killed before it could write one) gets the row now, made
+    # from what its run wrote: every run ends with a status, and nothing it measured is lost.
+    lost = [
+        r
+        for r in plan.runs
+        if r.run_id and r.run_id not in records.rows and outcomes.get(r.label, Outcome()).ended
+    ]
+    if any([RunStore(out, r.run_id).settle(outcomes[r.label].describe(), replace=()) for r in lost]):
+        records = RunRecords(out, SHARED_CONDITIONS)
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
     notes: list[str] = list(plan.config.notes)

@@ -52,21 +52,58 @@ class SchedulerOptions:
             raise InvalidArgumentError(f"expected --max-parallel >= 1, got {self.max_parallel}")
 
 
-def run_job(argv: list[str]) -> int:
+def run_job(argv: list[str], time_limit_s: float | None = None) -> int:
     """What each scheduled job runs: ``cnnbench train --config JOB.json`` in a process of its own (its
-    output goes to the job's log); the exit code, which the comparison turns into a row when the run
-    left none."""
-    return subprocess.run(argv).returncode
+    output goes to the job's log); its exit code.
+
+    The scheduler's signals reach the run: its warning that the time is nearly up (SIGUSR2, which
+    submitit asks Slurm for and its local executor sends) and a cancel (SIGTERM, or SIGINT) stop the
+    run, which writes its epochs and an ``interrupted`` row; the row then says what stopped it, ``timeout``
+    or ``cancelled`` (Ctrl-C stays ``interrupted``). A run killed before it wrote a row gets one."""
+    import signal
+    import time
+
+    child = subprocess.Popen(argv)
+    started = time.monotonic()
+    why: list[str] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if not why:
+            late = time_limit_s is not None and time.monotonic() - started >= 0.9 * time_limit_s
+            timed_out = signum == signal.SIGUSR2 or (signum == signal.SIGTERM and late)
+            why.append("timeout" if timed_out else "cancelled" if signum == signal.SIGTERM else "interrupted")
+            child.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+
+    previous = {
+        signum: signal.signal(signum, forward) for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        code = child.wait()
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if why or code != 0:
+        from cnnbench.recipe import read_job
+        from cnnbench.store.runs import RunStore
+
+        recipe = read_job(Path(argv[argv.index("--config") + 1]))
+        status = why[0] if why else f"failed: exited with code {code}"
+        RunStore(recipe.out, str(recipe.run_name)).settle(status, replace=("interrupted",) if why else ())
+    return code
 
 
 def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
     """A submitit executor for ``launcher`` whose logs go to ``folder``."""
     import submitit
 
+    # The warning that a job's time is nearly up (SIGUSR2) comes early enough for the run to write its
+    # row, and never at a short job's start (submitit's default asks for it 90 s before the end).
+    delay = int(min(90, max(5, options.time_min * 60 // 6)))
     if launcher == "slurm":
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
         params: dict[str, Any] = {"timeout_min": options.time_min, "gpus_per_node": options.gpus_per_job,
-                                  "tasks_per_node": 1, "nodes": 1, "name": "cnnbench"}  # fmt: skip
+                                  "tasks_per_node": 1, "nodes": 1, "name": "cnnbench",
+                                  "slurm_signal_delay_s": delay}  # fmt: skip
         if options.partition:
             params["slurm_partition"] = options.partition
         if options.max_parallel:
@@ -74,7 +111,9 @@ def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
         ex.update_parameters(**params)
         return ex
     ex = submitit.LocalExecutor(folder=folder)
-    ex.update_parameters(timeout_min=options.time_min, gpus_per_node=options.gpus_per_job)
+    ex.update_parameters(
+        timeout_min=options.time_min, gpus_per_node=options.gpus_per_job, signal_delay_s=delay
+    )
     return ex
 
 
@@ -149,13 +188,15 @@ class SubmititLauncher(Launcher):
             self.log("--no-wait: local jobs end with this command's process group; they run to the end here")
 
         def start(job: Job, _slot: str) -> SubmititHandle:
-            return SubmititHandle(ex.submit(run_job, self.command(job)))
+            return SubmititHandle(ex.submit(run_job, self.command(job), 60.0 * self.options.time_min))
 
         run_queue(jobs, ["local"] * slots, start, view, outcomes)
 
     def _run_slurm(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
         ex = executor("slurm", self.folder, self.options)
-        submitted = ex.map_array(run_job, [self.command(job) for job in jobs])
+        submitted = ex.map_array(
+            run_job, [self.command(job) for job in jobs], [60.0 * self.options.time_min] * len(jobs)
+        )
         ids = [j.job_id for j in submitted]
         self.log(
             f"{len(jobs)} runs submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {self.folder}"

@@ -38,6 +38,8 @@ class TrainProgress:
         self.variant: str | None = None  # compare's name for the run's variant
         self.cpu_note_shown = False  # said once per command, not once per run of a compare
         self.started = 0.0
+        self.checkpoints = True
+        self.world_size = 1
 
     def __enter__(self) -> TrainProgress:
         self.progress.__enter__()
@@ -46,18 +48,23 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int, device: str) -> None:
-        import time
+    def on_run(self, run_id: str, checkpoints: bool) -> None:
+        """The run's folder exists: from here on, Ctrl-C leaves a run that can be named."""
+        self.run_id, self.checkpoints = run_id, checkpoints
 
+    def on_note(self, text: str) -> None:
+        self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+    def on_start(self, run_id: str, config: Any, steps_per_epoch: int, start_epoch: int, device: str) -> None:
         self.steps = steps_per_epoch
         self.epochs = config.epochs
         self.run_id = run_id
         self.device = device
+        self.world_size = config.world_size
         from cnnbench.models import get_model_info
 
         opts = "".join(f":{k}={v}" for k, v in config.options.items())
         self.label = f"{self.variant or get_model_info(config.model).name + opts} seed {config.seed}"
-        self.started = time.perf_counter()
         if self.task is not None:
             self.progress.remove_task(self.task)
         self.task = self.progress.add_task(
@@ -78,12 +85,14 @@ class TrainProgress:
                 self.progress.console.print(f"decoded {total:,} images into the cache", highlight=False)
 
     def on_step(self, epoch: int, step: int, loss: float | None) -> None:
-        if (
-            step == min(self.CPU_ESTIMATE_STEPS, self.steps)
-            and self.device == "cpu"
-            and not self.cpu_note_shown
-        ):
-            self._cpu_note(step)
+        if self.device == "cpu" and not self.cpu_note_shown and self.steps > 1:
+            # Timed from the end of the first step: the first steps of a process are its slowest.
+            if step == 1:
+                import time
+
+                self.started = time.perf_counter()
+            elif step == min(1 + self.CPU_ESTIMATE_STEPS, self.steps):
+                self._cpu_note(step - 1)
         if self.task is None:
             return
         fields = {"status": f"loss {loss:.3f} {self.last}"} if loss is not None else {}
@@ -98,7 +107,7 @@ class TrainProgress:
         per_epoch = (time.perf_counter() - self.started) / step * self.steps
         self.progress.console.print(
             f"[yellow]training on the CPU[/] (no CUDA GPU in use): about {per_epoch:,.{1 if per_epoch < 10 else 0}f} s an epoch, "
-            f"judging by the first {step} steps",
+            f"judging by steps 2 to {step + 1}",
             highlight=False,
         )
 
@@ -197,23 +206,25 @@ class JobsDisplay:
             self._refresh()
 
 
-def print_interrupted_run(run_id: str | None, out: Any, checkpoints: bool) -> None:
-    """What Ctrl-C leaves of a run, and the exact command that continues it."""
+def print_interrupted_run(progress: TrainProgress, out: Any, why: str = "interrupted") -> None:
+    """What Ctrl-C (or a stop signal) leaves of a run, and the exact command that continues it."""
     import shlex
 
+    run_id = progress.run_id
     if run_id is None:
-        err_console.print("[yellow]interrupted[/] before the run started; nothing was written")
+        err_console.print(f"[yellow]{why}[/] before the run started; nothing was written")
         return
     where = f" --out {shlex.quote(str(out))}" if out is not None else ""
-    if checkpoints:
+    gpus = f" --gpus {progress.world_size}" if progress.world_size > 1 else ""
+    if progress.checkpoints:
         err_console.print(
-            f"[yellow]interrupted:[/] run {run_id} keeps its finished epochs and last checkpoint; "
-            f"continue it with: cnnbench train --resume {run_id}{where}",
+            f"[yellow]{why}:[/] run {run_id} keeps its finished epochs and last checkpoint; "
+            f"continue it with: cnnbench train --resume {run_id}{gpus}{where}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
     else:
         err_console.print(
-            f"[yellow]interrupted:[/] run {run_id} keeps its finished epochs, but it wrote no checkpoint "
+            f"[yellow]{why}:[/] run {run_id} keeps its finished epochs, but it wrote no checkpoint "
             "(--no-checkpoint), so it cannot be resumed",
             highlight=False, soft_wrap=True,
         )  # fmt: skip

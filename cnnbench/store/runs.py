@@ -25,6 +25,7 @@ from cnnbench.store.tables import (
     read_frame,
     read_json,
     to_json,
+    update_row,
     upsert_rows,
     write_frame_atomic,
     write_text_atomic,
@@ -47,6 +48,35 @@ def plain_name(text: str, what: str) -> str:
             f"expected {what} as a plain folder name (no separators or '..'), got {text!r}"
         )
     return text
+
+
+def epoch_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a run's row says of its epoch rows: how many, best and final accuracy, epoch times (median,
+    IQR, total), evaluation time, peak memory."""
+    import math
+    import statistics
+
+    from cnnbench.stats import iqr
+
+    def acc(row: dict[str, Any]) -> float:
+        value = row.get("test_acc")
+        return value if isinstance(value, (int, float)) and math.isfinite(value) else -math.inf
+
+    times = [float(r["epoch_time_s"]) for r in epochs]
+    last = epochs[-1] if epochs else None
+    best = max(epochs, key=acc, default=None)
+    return {
+        "epochs_done": len(epochs),
+        "best_test_acc": best["test_acc"] if best else math.nan,
+        "best_epoch": best["epoch"] if best else math.nan,
+        "final_test_acc": last["test_acc"] if last else math.nan,
+        "final_train_acc": last["train_acc"] if last else math.nan,
+        "median_epoch_s": statistics.median(times) if times else math.nan,
+        "iqr_epoch_s": iqr(times),
+        "total_train_s": sum(times),
+        "total_eval_s": sum(float(r["eval_time_s"]) for r in epochs),
+        "peak_gpu_mem_MiB": max((r["peak_gpu_mem_MiB"] for r in epochs), default=math.nan),
+    }
 
 
 def validate_runs_table(out: Path, repair: bool = False) -> str | None:
@@ -175,6 +205,25 @@ class RunStore:
     def finish(self, summary: dict[str, Any]) -> None:
         """The run's one row of OUT/runs.csv, replacing an earlier row of the same run."""
         upsert_rows(self.out / "runs.csv", [summary], key=("run_id",))
+
+    def settle(self, status: str, replace: tuple[str, ...] = ("interrupted",)) -> bool:
+        """Give the run the final ``status`` its own process could not write: where it has no row (it was
+        killed), a row made from its config.json and epochs.csv, so what it measured is kept; where its
+        row says one of ``replace`` (how its process saw a scheduler's signal), that status. False when
+        the run has no folder to make a row from, or its row says how it ended already."""
+        if not self.config_path.is_file():
+            return False
+
+        def settled(row: dict[str, str] | None) -> dict[str, Any] | None:
+            if row is not None:
+                return {**row, "status": status} if row.get("status") in replace else None
+            saved = read_json(self.config_path)
+            epochs = read_frame(self.epochs_path).to_dict("records") if self.epochs_path.exists() else []
+            conditions = {k: v for k, v in saved.items() if k != "config"}
+            return {"run_id": self.run_id, "status": status, **epoch_summary(epochs), **conditions,
+                    "run_dir": str(self.dir)}  # fmt: skip
+
+        return update_row(self.out / "runs.csv", "run_id", self.run_id, settled)
 
 
 class Replica(RunStore):

@@ -334,6 +334,22 @@ def upsert_rows(path: Path, rows: Sequence[Mapping[str, Any]], key: Iterable[str
         write_text_atomic(path, _merge(table, rows).to_text())
 
 
+def update_row(path: Path, key: str, value: str, change: Any) -> bool:
+    """Under the table's lock: ``change(row)`` of the row whose ``key`` is ``value`` (None when there is
+    none, text cells otherwise) gives the row to write in its place, or None to leave the table as it is."""
+    path = Path(path)
+    with table_lock(path):
+        table = read_table(path)
+        index = table.header.index(key) if key in table.header else None
+        rows = [r for r in table.rows if index is not None and r[index] == value]
+        new = change(dict(zip(table.header, rows[-1], strict=True)) if rows else None)
+        if new is None:
+            return False
+        kept = Table(table.header, [r for r in table.rows if index is None or r[index] != value])
+        write_text_atomic(path, _merge(kept, [new]).to_text())
+    return True
+
+
 def read_frame(path: Path) -> Any:
     """A validated table as a DataFrame (numbers typed by pandas, empty cells as NaN)."""
     import pandas as pd

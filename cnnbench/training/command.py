@@ -11,11 +11,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import InvalidArgumentError
+from cnnbench.errors import InvalidArgumentError, RunFailed
 from cnnbench.fields import option_names
 from cnnbench.recipe import TrainConfig, read_job, write_job
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 from cnnbench.training import distributed
+from cnnbench.training.status import Stopped, exit_code, stop_on_signals
 
 # What --resume takes besides the run id: a run continues with its own recipe.
 RESUME_OPTIONS = ("epochs", "device", "out")
@@ -59,8 +60,8 @@ class TrainRequest:
 
 
 def run(request: TrainRequest, callbacks: Any = None) -> Any:
-    """Train, resume, or start torchrun: the run's :class:`~cnnbench.training.trainer.RunResult`, or the
-    exit code of torchrun when this process only started it."""
+    """Train, resume, or start the ranks of a data-parallel run: the run's
+    :class:`~cnnbench.training.trainer.RunResult`, or an exit code when this process only started the ranks."""
     from cnnbench.training import trainer
 
     if request.resume is not None:
@@ -76,32 +77,45 @@ def run(request: TrainRequest, callbacks: Any = None) -> Any:
 
 
 def _data_parallel(request: TrainRequest) -> int:
-    """Start torchrun on the GPUs of ``--gpus``; each rank trains the same run (a new run's recipe goes to
-    the ranks as a job file, with its run id fixed here so that every rank names it alike)."""
-    if request.resume is not None:
-        argv = ["train", "--resume", request.resume, "--out", str(request.out)]
-        for key in ("epochs", "device"):
-            if request.given.get(key) is not None:
-                argv += [f"--{key}", str(request.given[key])]
-        return distributed.run_data_parallel(request.gpus or "", argv + ["--repair"] * request.repair)
+    """Start the ranks on the GPUs of ``--gpus``; each trains the same run (a new run's recipe goes to them
+    as a job file, its run id fixed here so that every rank names it alike). A rank that fails gives the
+    run its final status (its own process may not have lived to write one) and one line."""
+    from cnnbench.store.runs import RunStore
     from cnnbench.training.trainer import new_run_id
 
-    recipe = request.recipe()
-    recipe.validate()
-    recipe = recipe.replace(run_name=recipe.run_name or new_run_id(recipe))
     folder = Path(tempfile.mkdtemp(prefix="cnnbench-job-"))
     try:
-        job = write_job(folder / f"{recipe.run_name}.json", str(recipe.run_name), recipe)
-        os.chmod(folder, 0o755)
-        argv = ["train", "--config", str(job)] + ["--repair"] * request.repair
-        return distributed.run_data_parallel(request.gpus or "", argv)
+        if request.resume is not None:
+            run_id = request.resume
+            argv = ["train", "--resume", run_id, "--out", str(request.out)]
+            for key in ("epochs", "device"):
+                if request.given.get(key) is not None:
+                    argv += [f"--{key}", str(request.given[key])]
+        else:
+            recipe = request.recipe()
+            recipe.validate()
+            recipe = recipe.replace(run_name=recipe.run_name or new_run_id(recipe))
+            run_id = str(recipe.run_name)
+            os.chmod(folder, 0o755)
+            argv = ["train", "--config", str(write_job(folder / f"{run_id}.json", run_id, recipe))]
+        failure = distributed.run_data_parallel(request.gpus or "", argv + ["--repair"] * request.repair)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+    if failure is None:
+        return 0
+    status = f"failed: {failure.describe()}"
+    # A killed rank leaves the others stopped by the agent: the run's row says which rank, and how.
+    settled = RunStore(request.out, run_id).settle(status)
+    if failure.said:
+        return 1  # rank 0 said why, in one line
+    kept = "; its finished epochs are kept" if settled else ""
+    raise RunFailed(f"data-parallel run {run_id} {status}{kept}")
 
 
 def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = False) -> int:
-    """``cnnbench train``: the run with a progress display (rank 0 alone prints), its result line, and on
-    Ctrl-C what it keeps and the command that continues it; the exit code."""
+    """``cnnbench train``: the run with a progress display (rank 0 alone prints), its result line, and when
+    Ctrl-C or a stop signal (SIGTERM, SIGHUP) ends it, what it keeps and the command that continues it;
+    the exit code."""
     from cnnbench.report.progress import TrainProgress, print_interrupted_run
     from cnnbench.report.terminal import print_run
 
@@ -110,15 +124,15 @@ def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = Fa
     main = distributed.is_main_process()
     progress = TrainProgress(quiet or not main)
     try:
-        with progress:
+        with stop_on_signals(), progress:
             result = run(request, progress)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if main:
-            checkpoints = request.resume is not None or request.given.get("checkpoints", True)
-            print_interrupted_run(progress.run_id, request.given.get("out"), checkpoints)
-        return 130
+            why = str(exc) if isinstance(exc, Stopped) else "interrupted"
+            print_interrupted_run(progress, request.given.get("out"), why)
+        return exit_code(exc)
     if isinstance(result, int):
-        return result  # torchrun's exit code
+        return result
     if main:
         print_run(result)
     return 0

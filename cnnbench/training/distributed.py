@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -129,12 +128,36 @@ def wrap(model: Any, device: str, world: World) -> Any:
 
 
 def torchrun_argv(processes: int, argv: Sequence[str]) -> list[str]:
-    """The torchrun command that runs ``cnnbench ARGV`` in ``processes`` processes on this machine."""
+    """The torchrun command that runs ``cnnbench ARGV`` in ``processes`` processes on this machine (what
+    a user may type; cnnbench itself starts the same agent in-process, :func:`launch`)."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
             "-m", "cnnbench", *argv]  # fmt: skip
 
 
-def run_data_parallel(gpus: str, argv: Sequence[str]) -> int:
+# Where ranks other than 0 leave the one-line error they do not print (rank 0 prints for the run).
+RANK_ERRORS_ENV = "CNNBENCH_RANK_ERRORS"
+
+
+@dataclass(frozen=True)
+class RankFailure:
+    """The first rank of a data-parallel run that failed, as torchrun's agent saw it."""
+
+    rank: int
+    exitcode: int
+    said: bool = False  # rank 0 failed with an error of its own, which it printed
+    message: str | None = None  # the error of a rank other than 0
+
+    def describe(self) -> str:
+        import signal
+
+        if self.exitcode < 0:
+            return f"rank {self.rank} was killed by {signal.Signals(-self.exitcode).name}"
+        return f"rank {self.rank} exited with code {self.exitcode}" + (
+            f": {self.message}" if self.message else ""
+        )
+
+
+def run_data_parallel(gpus: str, argv: Sequence[str]) -> RankFailure | None:
     """``cnnbench ARGV`` as a data-parallel run on the GPUs of ``--gpus`` (all, N or 0,2,3)."""
     import torch
 
@@ -143,12 +166,44 @@ def run_data_parallel(gpus: str, argv: Sequence[str]) -> int:
     return launch(parse_gpus(gpus, torch.cuda.device_count()), argv)
 
 
-def launch(gpus: Sequence[str], argv: Sequence[str]) -> int:
-    """Run ``cnnbench ARGV`` under torchrun, one process per GPU of ``gpus``; its exit code."""
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ",".join(gpus), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(torchrun_argv(len(gpus), argv), env=env)
+def launch(gpus: Sequence[str], argv: Sequence[str]) -> RankFailure | None:
+    """Run ``cnnbench ARGV`` in one process per GPU of ``gpus`` under torch's elastic agent (torchrun's,
+    started here, standalone); None when every rank ended well, else the first that failed. Its report
+    of a failure stays a return value: the caller says it in one line. A stop signal (Ctrl-C, SIGTERM)
+    stops every rank (the agent sends them SIGTERM) and is raised here as :class:`Stopped`."""
+    import logging
+    import shutil
+    import signal
+    import tempfile
+    import uuid
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    from cnnbench.training.status import Stopped
+
+    errors = tempfile.mkdtemp(prefix="cnnbench-ranks-")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the ranks' environment is this process's
+    os.environ["PYTHONUNBUFFERED"] = "1"
+    os.environ[RANK_ERRORS_ENV] = errors
+    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=len(gpus), run_id=str(uuid.uuid4()),
+                          rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)  # fmt: skip
     try:
-        return process.wait()
-    except KeyboardInterrupt:
-        # The terminal's Ctrl-C reached every rank as well; rank 0 records the run as interrupted.
-        return process.wait()
+        elastic_launch(config, sys.executable)("-m", "cnnbench", *argv)
+    except ChildFailedError as exc:
+        rank, failure = exc.get_first_failure()
+        said = exc.failures.get(0) is not None and exc.failures[0].exitcode == 1
+        path = os.path.join(errors, f"rank{rank}")
+        message = open(path).read().strip() if os.path.isfile(path) else None
+        return RankFailure(rank, failure.exitcode, said, message)
+    except SignalException as exc:
+        sig = exc.sigval
+        if sig == signal.SIGINT:
+            raise KeyboardInterrupt from None
+        raise Stopped(int(sig)) from None
+    finally:
+        os.environ.pop(RANK_ERRORS_ENV, None)
+        shutil.rmtree(errors, ignore_errors=True)
+    return None

@@ -15,7 +15,6 @@ import datetime as _dt
 import math
 import os
 import re
-import statistics
 import time
 import uuid
 from dataclasses import dataclass
@@ -34,9 +33,8 @@ from cnnbench.device import (
 from cnnbench.errors import InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import get_model_info
 from cnnbench.recipe import TrainConfig
-from cnnbench.stats import iqr
-from cnnbench.store.runs import Replica, RunStore, restore_into, validate_runs_table
-from cnnbench.store.tables import ensure_dir, environment
+from cnnbench.store.runs import Replica, RunStore, epoch_summary, restore_into, validate_runs_table
+from cnnbench.store.tables import check_table, ensure_dir, environment
 from cnnbench.training.conditions import data_options, planned_conditions
 from cnnbench.training.distributed import (
     World,
@@ -48,7 +46,7 @@ from cnnbench.training.distributed import (
     world_from_env,
     wrap,
 )
-from cnnbench.training.status import diverged, final_status
+from cnnbench.training.status import deferred_signals, diverged, final_status
 from cnnbench.training.step import TrainStep, evaluate
 
 
@@ -78,6 +76,7 @@ class RunResult:
 class Callbacks:
     """Hooks for a progress display; the library never imports rich."""
 
+    def on_run(self, run_id: str, checkpoints: bool) -> None: ...
     def on_start(
         self, run_id: str, config: TrainConfig, steps_per_epoch: int, start_epoch: int, device: str
     ) -> None: ...
@@ -85,6 +84,7 @@ class Callbacks:
     def on_epoch(self, row: EpochRow) -> None: ...
     def on_warmup(self, seconds: float) -> None: ...
     def on_data(self, done: int, total: int) -> None: ...
+    def on_note(self, text: str) -> None: ...
 
 
 class Trainer:
@@ -194,7 +194,7 @@ class Trainer:
                 f"expected to resume with the run's own conditions, got different ones for {self.store.run_id} "
                 f"(device or versions changed?)"
             )
-        self.store.write_config(record)  # a continued run records its new number of epochs
+        self._continued_record = record  # written once a new epoch ends: a failed resume changes nothing
         return self.store
 
     def _restore(self, store: RunStore) -> tuple[int, list[EpochRow]]:
@@ -225,8 +225,9 @@ class Trainer:
         self._setup()
         c = self.config
         store = self._open_store()
+        self.cb.on_run(store.run_id, c.checkpoints)
         rows: list[EpochRow] = []
-        status, warmup_s = "running", 0.0
+        status, warmup_s, new_epochs = "running", 0.0, 0
         try:
             warmup_s = self.step.warmup(self.train_loader, self.test_loader)
             start_epoch, rows = self._restore(store)
@@ -237,7 +238,10 @@ class Trainer:
             for epoch in range(start_epoch, c.epochs + 1):
                 row = self._epoch(epoch)
                 rows.append(row)
+                if self.store is not None and not new_epochs:  # a continued run records its new epochs
+                    store.write_config(self._continued_record)
                 store.append_epoch(dataclasses.asdict(row))
+                new_epochs += 1
                 self.cb.on_epoch(row)
                 if diverged(row.train_loss, self.spec.num_classes):
                     status = "diverged"
@@ -256,8 +260,12 @@ class Trainer:
                 ) from None
             raise
         finally:
-            summary = self._summary(store, status, rows, warmup_s, time.perf_counter() - wall0)
-            store.finish(summary)
+            # A continued run that trained no new epoch keeps its row as it was (a failed resume, or one
+            # stopped in warm-up, changes nothing); every other run's row says how it ended, written whole.
+            with deferred_signals():
+                summary = self._summary(store, status, rows, warmup_s, time.perf_counter() - wall0)
+                if self.store is None or new_epochs:
+                    store.finish(summary)
         return RunResult(store.run_id, store.dir, status, summary, rows)
 
     def _epoch(self, epoch: int) -> EpochRow:
@@ -291,25 +299,13 @@ class Trainer:
 
     def _summary(self, store: RunStore, status: str, rows: list[EpochRow], warmup_s: float,
                  wall_s: float) -> dict[str, Any]:  # fmt: skip
-        times = [r.epoch_time_s for r in rows]
-        last = rows[-1] if rows else None
-        best = max(rows, key=lambda r: r.test_acc if math.isfinite(r.test_acc) else -math.inf, default=None)
         return {
             "run_id": store.run_id,
             "status": status,
-            "epochs_done": len(rows),
-            "best_test_acc": best.test_acc if best else math.nan,
-            "best_epoch": best.epoch if best else math.nan,
-            "final_test_acc": last.test_acc if last else math.nan,
-            "final_train_acc": last.train_acc if last else math.nan,
-            "median_epoch_s": statistics.median(times) if times else math.nan,
-            "iqr_epoch_s": iqr(times),
-            "total_train_s": sum(times),
-            "total_eval_s": sum(r.eval_time_s for r in rows),
+            **epoch_summary([dataclasses.asdict(r) for r in rows]),
             "warmup_s": warmup_s,
             "data_load_s": self.data_load_s,
             "wall_s": wall_s,
-            "peak_gpu_mem_MiB": max((r.peak_gpu_mem_MiB for r in rows), default=math.nan),
             **{k: v for k, v in self.conditions.items() if k != "conditions_hash"},
             "conditions_hash": self.conditions["conditions_hash"],
             "run_dir": str(store.dir),
@@ -321,7 +317,7 @@ def new_run_id(config: TrainConfig) -> str:
     the registry ("torchvision:resnet50", "models/net.py:make") has its separators replaced: a run id is
     one folder name."""
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", get_model_info(config.model).name)
+    model = re.sub(r"[^A-Za-z0-9_.-]+", "_", get_model_info(config.model).name).lstrip("._-")  # never hidden
     return f"{model}-{config.dataset}-s{config.seed}-{stamp}-{uuid.uuid4().hex[:4]}"
 
 
@@ -356,6 +352,10 @@ def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int 
         raise InvalidArgumentError(
             f"run {run} wrote no checkpoint (--no-checkpoint), so it cannot be resumed; train it again instead"
         )
+    # Its files, checked before any work: a damaged epochs.csv is named (and with --repair mended).
+    repaired = check_table(store.epochs_path, repair)
+    if repaired and callbacks is not None:
+        callbacks.on_note(f"repaired {repaired}")
     checkpoint = store.load_checkpoint()
     done = checkpoint.epoch if checkpoint else 0
     if config.epochs < done or (config.epochs == done and epochs is not None):
