@@ -45,6 +45,15 @@ def _image_size(size: int) -> tuple[int, int, int]:
     return (3, size, size)
 
 
+def results_dir(text: str) -> Path:
+    """``--out``'s folder; an empty name is a mistake, not the current folder."""
+    if not str(text).strip():
+        raise InvalidArgumentError(
+            "expected --out to name a folder, got an empty name (--out . is this folder)"
+        )
+    return Path(text)
+
+
 def parse_option_strings(items: Iterable[str]) -> dict[str, str]:
     """``["k=v", ...]`` from ``-o`` as a dict; a malformed item is an error."""
     from cnnbench.errors import InvalidOptionError
@@ -115,7 +124,8 @@ class TrainConfig:
         0, option=Opt(("--seed",), "Random seed (weights, data order, augmentation).", "N"), shared=False
     )
     out: Path = _bookkeeping(
-        DEFAULT_RESULTS_DIR, Opt(("--out",), "Results directory (default: ./results).", "DIR", kind=Path)
+        DEFAULT_RESULTS_DIR,
+        Opt(("--out",), "Results directory (default: ./results).", "DIR", kind=str, parse=results_dir),
     )
     augment: bool | None = declared(
         None, option=Opt(("--augment/--no-augment",), "Crop and flip augmentation (default: the dataset's).")

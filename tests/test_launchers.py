@@ -212,6 +212,9 @@ class FakeRun:
     def stop(self):
         self.stopped = True
 
+    def wait(self, timeout):
+        pass
+
 
 def test_the_poll_loop_runs_the_longest_first_each_next_to_the_slot_that_frees():
     jobs = [Job(f"j{i}", TrainConfig(model="lenet5"), cost) for i, cost in enumerate([1, 5, 3, 4, 2])]

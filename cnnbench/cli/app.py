@@ -20,7 +20,7 @@ from cnnbench.cli.options import choice_enum, dataclass_options
 from cnnbench.compare.plan import CompareConfig
 from cnnbench.errors import CnnbenchError
 from cnnbench.launchers.scheduler import SchedulerOptions
-from cnnbench.recipe import TrainConfig
+from cnnbench.recipe import TrainConfig, results_dir
 
 
 class _ErrorBoundary(TyperGroup):
@@ -30,15 +30,10 @@ class _ErrorBoundary(TyperGroup):
         try:
             return super().invoke(ctx)
         except CnnbenchError as exc:
-            import os
+            from cnnbench.training.distributed import rank_error
 
-            if os.environ.get("RANK", "0") != "0":
-                # One line per run, not one per rank: rank 0 says it, the launching process says another's.
-                folder = os.environ.get("CNNBENCH_RANK_ERRORS")
-                if folder and os.path.isdir(folder):
-                    with open(os.path.join(folder, f"rank{os.environ['RANK']}"), "w") as fh:
-                        fh.write(str(exc))
-                raise typer.Exit(1) from None
+            if rank_error(str(exc)):
+                raise typer.Exit(1) from None  # one line per run, not one per rank
             from rich.text import Text
 
             from cnnbench.report.terminal import err_console
@@ -108,7 +103,7 @@ ChannelsLastOpt = Annotated[
     ),
 ]
 OutOpt = Annotated[
-    Path | None, typer.Option("--out", metavar="DIR", help="Results directory (default: ./results).")
+    str | None, typer.Option("--out", metavar="DIR", help="Results directory (default: ./results).")
 ]
 # Options every command that writes a table takes.
 RepairOpt = Annotated[
@@ -178,7 +173,7 @@ def summary(
     from cnnbench.measure.summary import SummaryConfig
 
     summary_command(SummaryConfig.from_cli(model, option, input_size, dataset, num_classes, depth, batch_size,
-                                           precision.value), out, repair, fmt.value, wide)  # fmt: skip
+                                           precision.value), None if out is None else results_dir(out), repair, fmt.value, wide)  # fmt: skip
 
 
 @app.command("pool")
@@ -332,7 +327,7 @@ def profile(
 
     config = ProfileConfig.from_cli(model, option, input_size, dataset, num_classes, batch_sizes, gpus, mode.value,
                                     precision.value, channels_last, compile, device, warmup, iters, layers, trace,
-                                    grads, out)  # fmt: skip
+                                    grads, None if out is None else results_dir(out))  # fmt: skip
     profile_command(config, gpus, repair, fmt.value, wide)
 
 

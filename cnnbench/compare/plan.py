@@ -119,6 +119,11 @@ class CompareConfig:
             raise InvalidArgumentError(
                 "expected --no-wait with --launcher local or slurm, got --launcher inline"
             )
+        if self.base.jobs_per_gpu > 1 and self.gpus is None:
+            raise InvalidArgumentError(
+                f"expected --jobs-per-gpu with --gpus (the runs that share each GPU), got --jobs-per-gpu "
+                f"{self.base.jobs_per_gpu} without --gpus"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         record = {

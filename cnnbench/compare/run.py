@@ -73,13 +73,13 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     base = config.base
     base.replace(model=variants[0].model).validate()  # the shared recipe, checked once
     baseline = resolve_baseline(config.baseline, variants)
-    # Problems every variant would share stop the command before anything trains.
-    out = ensure_dir(Path(base.out))
+    # Problems every variant would share stop the command before anything trains or is written.
     planning_device = (
         "auto" if config.launcher == "slurm" else base.device
     )  # a Slurm job finds its device on its node
     if config.launcher != "slurm":
         resolve_device(base.device)
+    out = Path(base.out)
     first = planned_conditions(base.replace(model=variants[0].model, device=planning_device))
     name = config.name or default_name(config, variants, first)
     folder = out / "compare" / name
@@ -90,6 +90,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
         )
     launcher = make_launcher(config, folder, callbacks, log)
     launcher.check()
+    ensure_dir(out)
     repaired = validate_runs_table(out, config.repair)
     if repaired:
         log(f"repaired {repaired}")
@@ -191,8 +192,10 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
                 notes.append(f"{run.label}: reused run {run.run_id} (identical conditions; {made})")
         elif run.label in outcomes:
             status = outcomes[run.label].describe()
-        elif recorded and recorded.get(run.label) not in (None, PENDING, NOT_STARTED):
-            status = recorded[run.label]  # a final status tidy.csv had, which the store cannot tell again
+        elif recorded and recorded.get(run.label) not in (None, PENDING):
+            status = recorded[
+                run.label
+            ]  # what tidy.csv had (a failure, a run never started): the store cannot tell
         else:
             status = NOT_STARTED if started else PENDING
         if summary is not None and not conditions:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.data.specs import check_fits
 from cnnbench.errors import DatasetError, first_line
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
@@ -40,6 +41,10 @@ def classes_of(root: Path) -> list[str]:
     classes = sorted(d.name for d in train.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
         raise DatasetError(f"expected one folder per class in {train}, got none")
+    if len(classes) < 2:
+        raise DatasetError(
+            f"expected at least two class folders in {train} (a classifier needs two classes), got only {classes[0]!r}"
+        )
     for name in classes:
         if not _images(train / name):
             raise DatasetError(f"expected images in class folder {train / name}, got none (an empty class)")
@@ -58,17 +63,32 @@ def load(
     root = Path(root)
     classes = classes_of(root)
     folder = split_dir(root, split)
+    unknown = sorted(
+        d.name
+        for d in folder.iterdir()
+        if d.is_dir() and not d.name.startswith(".") and d.name not in classes
+    )
+    if unknown:
+        raise DatasetError(
+            f"expected the class folders of {folder} to be those of {split_dir(root, 'train')}, got "
+            f"{', '.join(unknown)}, which training has not (its images would have no label)"
+        )
     files = [(path, label) for label, name in enumerate(classes) for path in _images(folder / name)]
     if not files:
         raise DatasetError(f"expected images in {folder}/CLASS/, got none")
+    check_fits(
+        len(files),
+        (3, image_size, image_size),
+        f"{len(files):,} images of {folder} at {image_size}x{image_size}",
+    )
     cache = _cache_path(root, split, image_size, skip_bad, files)
     if cache.is_file():
-        with np.load(cache, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files} | {
-                "classes": classes,
-                "cache": str(cache),
-                "from_cache": True,
-            }
+        try:
+            with np.load(cache, allow_pickle=False) as data:
+                cached = {k: data[k] for k in data.files}
+            return cached | {"classes": classes, "cache": str(cache), "from_cache": True}
+        except Exception:  # a damaged cache (cut, overwritten) is decoded again, never read as whole
+            cache.unlink(missing_ok=True)
     images, labels, bad = _decode(files, image_size, skip_bad, progress)
     if split == "train":
         scaled = images.astype(np.float64) / 255.0
@@ -123,6 +143,11 @@ def _square(path: Path, size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(path) as image:
+        if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (and 32-bit integer): to 8 bits
+            depth = 65535 if image.mode.startswith("I;16") else max(int(np.asarray(image).max()), 1)
+            image = Image.fromarray(
+                (np.asarray(image, dtype=np.float64) * 255.0 / depth).round().astype(np.uint8)
+            )
         image = image.convert("RGB")
         w, h = image.size
         scale = size / min(w, h)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnbench.data.specs import DatasetSpec, get_dataset_spec
+from cnnbench.data.specs import DatasetSpec, check_fits, format_input_size, get_dataset_spec
 from cnnbench.errors import DatasetError, first_line
 
 DATA_DIR_ENV = "CNNBENCH_DATA_DIR"
@@ -293,6 +293,9 @@ def _load_split(
         shape = tuple(synthetic_shape or spec.input_shape)
         classes = int(synthetic_classes or spec.num_classes)
         size = int(synthetic_size or (5000 if split == "train" else 1000))
+        # float32 class templates and noise on the way to uint8 images: refused before they are made
+        check_fits(4 * classes + 9 * size, shape, f"synthetic data of {size:,} images of {format_input_size(shape)} "
+                   f"in {classes:,} classes")  # fmt: skip
         images, labels = synthetic(split, shape, classes, size)
         mean, std = (0.5,) * shape[0], (0.25,) * shape[0]
         spec = DatasetSpec("synthetic", shape, classes, mean, std, False)

@@ -76,3 +76,24 @@ def parse_input_size(text: str) -> tuple[int, int, int]:
 
 def format_input_size(shape: tuple[int, ...]) -> str:
     return "x".join(str(d) for d in shape)
+
+
+def host_memory_bytes() -> int:
+    """The host's RAM."""
+    import os
+
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_fits(count: int, shape: tuple[int, ...], what: str, bytes_per_value: int = 1) -> None:
+    """Refuse, before any allocation, data that cannot fit the host's memory: ``count`` arrays of
+    ``shape`` (uint8 unless ``bytes_per_value`` says otherwise)."""
+    import math
+
+    need = count * math.prod(shape) * bytes_per_value
+    have = host_memory_bytes()
+    if need > have // 2:
+        raise DatasetError(
+            f"{what} need about {need / 2**30:,.1f} GiB; expected data that fits in half of this machine's "
+            f"{have / 2**30:,.1f} GiB of memory"
+        )

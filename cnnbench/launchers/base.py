@@ -92,10 +92,12 @@ class JobView:
 
 
 class Handle(Protocol):
-    """A started job: ``poll()`` is None while it runs, its exit code after; ``stop()`` ends it."""
+    """A started job: ``poll()`` is None while it runs, its exit code after; ``stop()`` ends it and
+    ``wait(timeout)`` lets it end (a stopped run writes its row before it exits)."""
 
     def poll(self) -> int | None: ...
     def stop(self) -> None: ...
+    def wait(self, timeout: float) -> None: ...
 
 
 class Launcher(ABC):
@@ -114,6 +116,9 @@ class Launcher(ABC):
 
     @abstractmethod
     def run(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None: ...
+
+
+STOP_WAIT_S = 60.0  # how long stopped jobs may take to write their rows and end
 
 
 def run_queue(
@@ -159,6 +164,9 @@ def run_queue(
         else:
             for handle in handles:
                 handle.stop()
+            deadline = time.monotonic() + STOP_WAIT_S
+            for handle in handles:  # their runs write their rows: the table collected next shows them
+                handle.wait(max(0.0, deadline - time.monotonic()))
         raise
 
 

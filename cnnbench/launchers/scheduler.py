@@ -8,10 +8,14 @@ jobs end, now (waiting) or later (``compare --from FOLDER``, from the plan saved
 
 from __future__ import annotations
 
+import contextlib
+import io
+import math
 import os
 import shutil
 import subprocess
-from collections.abc import Callable, Sequence
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,7 @@ class SchedulerOptions:
         1, option=Opt(("--gpus-per-job",), "GPUs each job asks for (over 1: data-parallel).", "N",
                       commands=_COMPARE),
     )  # fmt: skip
-    time_min: int = declared(
+    time_min: float = declared(
         60, option=Opt(("--time",), "Each job's time limit.", "MINUTES", commands=_COMPARE)
     )
     max_parallel: int | None = declared(
@@ -46,23 +50,26 @@ class SchedulerOptions:
     def validate(self) -> None:
         if self.gpus_per_job < 0:
             raise InvalidArgumentError(f"expected --gpus-per-job >= 0, got {self.gpus_per_job}")
-        if self.time_min < 1:
-            raise InvalidArgumentError(f"expected --time >= 1 minute, got {self.time_min}")
+        if not self.time_min > 0:
+            raise InvalidArgumentError(f"expected --time > 0 minutes, got {self.time_min}")
         if self.max_parallel is not None and self.max_parallel < 1:
             raise InvalidArgumentError(f"expected --max-parallel >= 1, got {self.max_parallel}")
 
 
-def run_job(argv: list[str], time_limit_s: float | None = None) -> int:
+def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slurm") -> int:
     """What each scheduled job runs: ``cnnbench train --config JOB.json`` in a process of its own (its
     output goes to the job's log); its exit code.
 
     The scheduler's signals reach the run: its warning that the time is nearly up (SIGUSR2, which
-    submitit asks Slurm for and its local executor sends) and a cancel (SIGTERM, or SIGINT) stop the
-    run, which writes its epochs and an ``interrupted`` row; the row then says what stopped it, ``timeout``
-    or ``cancelled`` (Ctrl-C stays ``interrupted``). A run killed before it wrote a row gets one."""
+    submitit asks Slurm for and its local executor sends) and a stop (SIGTERM: Slurm's cancel, or the
+    comparison of a local job stopping) end the run, which writes its epochs and an ``interrupted``
+    row; the row then says what ended it: ``timeout``, ``cancelled`` (Slurm), ``interrupted`` (a local
+    comparison that was stopped). A run killed before it wrote a row gets one."""
     import signal
     import time
 
+    # A local job is started with Ctrl-C blocked (the comparison stops it); its run takes Ctrl-C again.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     child = subprocess.Popen(argv)
     started = time.monotonic()
     why: list[str] = []
@@ -70,9 +77,13 @@ def run_job(argv: list[str], time_limit_s: float | None = None) -> int:
     def forward(signum: int, _frame: object) -> None:
         if not why:
             late = time_limit_s is not None and time.monotonic() - started >= 0.9 * time_limit_s
-            timed_out = signum == signal.SIGUSR2 or (signum == signal.SIGTERM and late)
-            why.append("timeout" if timed_out else "cancelled" if signum == signal.SIGTERM else "interrupted")
-            child.send_signal(signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM)
+            if signum == signal.SIGUSR2 or (signum == signal.SIGTERM and late):
+                why.append("timeout")
+            elif signum == signal.SIGTERM and kind == "slurm":
+                why.append("cancelled")
+            else:
+                why.append("interrupted")
+            child.send_signal(signal.SIGTERM)
 
     previous = {
         signum: signal.signal(signum, forward) for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
@@ -92,6 +103,29 @@ def run_job(argv: list[str], time_limit_s: float | None = None) -> int:
     return code
 
 
+@contextlib.contextmanager
+def _started_apart(log: Path) -> Iterator[None]:
+    """Processes started inside the block (submitit's local controller) take no Ctrl-C from the terminal
+    (they are stopped by the comparison, with SIGTERM) and write their own words to ``log``."""
+    import signal
+
+    with open(log, "a") as fh:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        saved = [os.dup(1), os.dup(2)]
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
+
+
 def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
     """A submitit executor for ``launcher`` whose logs go to ``folder``."""
     import submitit
@@ -101,7 +135,8 @@ def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
     delay = int(min(90, max(5, options.time_min * 60 // 6)))
     if launcher == "slurm":
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
-        params: dict[str, Any] = {"timeout_min": options.time_min, "gpus_per_node": options.gpus_per_job,
+        # Slurm counts a job's time in whole minutes.
+        params: dict[str, Any] = {"timeout_min": math.ceil(options.time_min), "gpus_per_node": options.gpus_per_job,
                                   "tasks_per_node": 1, "nodes": 1, "name": "cnnbench",
                                   "slurm_signal_delay_s": delay}  # fmt: skip
         if options.partition:
@@ -118,7 +153,9 @@ def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
 
 
 class SubmititHandle:
-    """A submitted job as the poll loop sees it."""
+    """A submitted job as the poll loop sees it. ``stop`` ends a local job (SIGTERM to submitit's
+    controller, which passes it to the job, whose run then writes its row) and leaves a cluster's jobs
+    alone (Ctrl-C stops the waiting, not the jobs)."""
 
     def __init__(self, job: Any, cancel_on_stop: bool = True) -> None:
         self.job = job
@@ -134,8 +171,21 @@ class SubmititHandle:
             return 1
 
     def stop(self) -> None:
-        if self.cancel_on_stop:
+        if not self.cancel_on_stop:
+            return
+        import signal
+
+        controller = getattr(self.job, "_process", None)
+        if controller is not None:
+            controller.send_signal(signal.SIGTERM)
+        else:
             self.job.cancel(check=False)
+
+    def wait(self, timeout: float) -> None:
+        controller = getattr(self.job, "_process", None)
+        if self.cancel_on_stop and controller is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                controller.wait(timeout)
 
 
 class SubmititLauncher(Launcher):
@@ -151,11 +201,22 @@ class SubmititLauncher(Launcher):
 
     def check(self) -> None:
         self.options.validate()
-        if self.name == "slurm" and shutil.which("sbatch") is None:
-            raise DeviceError(
-                "expected Slurm for --launcher slurm (sbatch on PATH), got none; --launcher local runs the "
-                "same jobs on this machine"
-            )
+        if self.name == "slurm":
+            for command in ("sbatch", "srun"):
+                if shutil.which(command) is None:
+                    raise DeviceError(
+                        f"expected Slurm for --launcher slurm ({command} on PATH), got none; --launcher local runs "
+                        "the same jobs on this machine"
+                    )
+        elif self.options.gpus_per_job > 1:
+            import torch
+
+            have = torch.cuda.device_count()
+            if have < self.options.gpus_per_job:
+                raise DeviceError(
+                    f"expected {self.options.gpus_per_job} GPUs here for --gpus-per-job {self.options.gpus_per_job} "
+                    f"with --launcher local (each job trains data-parallel on them), got {have}"
+                )
 
     def job_device(self, device: str) -> str:
         if device != "auto":
@@ -188,15 +249,27 @@ class SubmititLauncher(Launcher):
             self.log("--no-wait: local jobs end with this command's process group; they run to the end here")
 
         def start(job: Job, _slot: str) -> SubmititHandle:
-            return SubmititHandle(ex.submit(run_job, self.command(job), 60.0 * self.options.time_min))
+            with _started_apart(self.folder / "local-executor.log"):
+                return SubmititHandle(
+                    ex.submit(run_job, self.command(job), 60.0 * self.options.time_min, "local")
+                )
 
         run_queue(jobs, ["local"] * slots, start, view, outcomes)
 
     def _run_slurm(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+        from submitit.core.utils import FailedJobError
+
         ex = executor("slurm", self.folder, self.options)
-        submitted = ex.map_array(
-            run_job, [self.command(job) for job in jobs], [60.0 * self.options.time_min] * len(jobs)
-        )
+        limit = 60.0 * math.ceil(self.options.time_min)
+        said = io.StringIO()
+        try:
+            with contextlib.redirect_stderr(said):  # submitit prints sbatch's refusal, then raises it
+                submitted = ex.map_array(run_job, [self.command(job) for job in jobs], [limit] * len(jobs))
+        except FailedJobError as exc:
+            words = str(exc).strip() or said.getvalue().strip() or "no reason given"
+            raise DeviceError(
+                f"expected Slurm to queue the jobs, got sbatch's refusal: {words.splitlines()[0]}"
+            ) from None
         ids = [j.job_id for j in submitted]
         self.log(
             f"{len(jobs)} runs submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {self.folder}"

@@ -54,6 +54,10 @@ class PipedWorker:
     def stop(self) -> None:
         self.process.terminate()
 
+    def wait(self, timeout: float) -> None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout)
+
 
 class WorkerLauncher(Launcher):
     """``per_gpu`` jobs at once on each GPU of ``gpus`` (all, N or 0,2,3), under CUDA MPS when ``mps``

@@ -3,6 +3,9 @@ rows in the results tables, and its rendering in the format asked for."""
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from cnnbench.measure.pooling import PoolConfig, pool
@@ -15,8 +18,9 @@ def summary_command(config: SummaryConfig, out: Path | None, repair: bool, fmt: 
     """``cnnbench summary``: the summary, its row upserted into summary.csv, printed in ``fmt``."""
     from cnnbench.report.terminal import print_summary
 
-    result = summarize(config)
-    save_summary(result, out, repair)
+    with _quiet_stdout():  # what a model's own code prints goes to stderr: stdout holds the data alone
+        result = summarize(config)
+        save_summary(result, out, repair)
     print_summary(result, fmt, wide)
 
 
@@ -41,7 +45,16 @@ def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: 
     scaling, its rows appended to the results tables and printed in ``fmt``."""
     from cnnbench.report.terminal import print_profile, print_scaling
 
+    with _quiet_stdout():  # what a model's own code prints goes to stderr: stdout holds the data alone
+        result = profile_scaling(config, gpus, repair) if gpus is not None else profile(config, repair)
     if gpus is not None:
-        print_scaling(profile_scaling(config, gpus, repair), fmt)
+        print_scaling(result, fmt)
         return
-    print_profile(profile(config, repair), fmt, wide=wide)
+    print_profile(result, fmt, wide=wide)
+
+
+@contextlib.contextmanager
+def _quiet_stdout() -> Iterator[None]:
+    """Prints inside the block go to stderr."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield

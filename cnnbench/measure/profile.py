@@ -7,13 +7,15 @@ for ``infer``; forward + backward for ``train``, whose step also includes the op
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import gc
 import math
 import os
+import re
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -452,16 +454,17 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
                    "attributed_ms": attributed})  # fmt: skip
 
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with torch_profile(activities=activities) as prof:
-        for _ in range(3):
-            step()
-        if cuda:
-            torch.cuda.synchronize()
-    if config.trace:
-        try:
-            prof.export_chrome_trace(str(config.trace))
-        except OSError as exc:
-            raise write_error(Path(config.trace), exc) from None
+    with _without_profiler_logs():
+        with torch_profile(activities=activities) as prof:
+            for _ in range(3):
+                step()
+            if cuda:
+                torch.cuda.synchronize()
+        if config.trace:
+            try:
+                prof.export_chrome_trace(str(config.trace))
+            except OSError as exc:
+                raise write_error(Path(config.trace), exc) from None
     top = []
     for evt in prof.key_averages():
         self_device = getattr(evt, "self_device_time_total", None)
@@ -471,6 +474,33 @@ def layer_profile(config: ProfileConfig, name: str, shape: tuple[int, int, int],
                     "self_cpu_ms": evt.self_cpu_time_total / 1e3 / 3})  # fmt: skip
     top.sort(key=lambda r: r["self_device_ms"] if cuda else r["self_cpu_ms"], reverse=True)
     return layers, top[:15]
+
+
+# Kineto, the profiler's native library, logs to the process's stderr itself ("USDT:... profiler_start",
+# and on a machine without a GPU "ERROR:... gpuGetDeviceCount failed"): lines that say nothing to a user.
+_KINETO_LINE = re.compile(r"^(USDT|INFO|WARNING|ERROR):\d{4}-\d\d-\d\d \d\d:\d\d:\d\d ")
+
+
+@contextlib.contextmanager
+def _without_profiler_logs() -> Iterator[None]:
+    """Inside the block, the native stderr is kept aside; after it, every line but Kineto's goes back."""
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile(mode="w+b") as kept:
+        os.dup2(kept.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            kept.seek(0)
+            for line in kept.read().decode(errors="replace").splitlines(keepends=True):
+                if not _KINETO_LINE.match(line):
+                    sys.stderr.write(line)
 
 
 def gradient_norms(name: str, options: dict[str, str], shape: tuple[int, int, int], classes: int, device: str,

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import InvalidOptionError, UnknownModelError, first_line
+from cnnbench.errors import CnnbenchError, InvalidOptionError, UnknownModelError, first_line
 from cnnbench.models._info import ModelInfo
 
 SOURCES = ("torchvision", "timm")
@@ -88,7 +88,8 @@ def _timm(target: str) -> Callable[..., Any]:
         import timm
     except ImportError:
         raise UnknownModelError(
-            f"timm:{target} needs timm, which is not installed: pip install 'cnnbench[timm]'"
+            f"timm:{target} needs timm, which is not installed: pip install timm (in a clone of cnnbench: "
+            "pip install -e '.[timm]')"
         ) from None
     names = timm.list_models()
     if target not in names:
@@ -126,7 +127,14 @@ def _factory(module: str, target: str) -> Callable[..., Any]:
                 f"unknown option {unknown[0]!r} for {module}:{target}: expected one of its parameters "
                 f"{', '.join(p for p in params if p not in ('num_classes', 'input_shape')) or '(none)'}"
             )
-        return factory(**kwargs, **options)
+        try:
+            return factory(**kwargs, **options)
+        except CnnbenchError:
+            raise
+        except Exception as exc:  # the user's code failed: its own words, in one line
+            raise UnknownModelError(
+                f"expected {module}:{target} to build a model, got {type(exc).__name__}: {first_line(exc)}"
+            ) from None
 
     build.__doc__ = (inspect.getdoc(factory) or f"{target} from {module}").splitlines()[0]
     return _checked(build, f"{module}:{target}")
@@ -147,6 +155,10 @@ def _import(module: str) -> Any:
         return importlib.import_module(module)
     except UnknownModelError:
         raise
+    except SystemExit as exc:  # a script's sys.exit() at import: it is not a module of models
+        raise UnknownModelError(
+            f"could not import {module}: it called sys.exit({exc.code!r}) while importing"
+        ) from None
     except Exception as exc:  # the user's module failed to import: say why in one line
         reason = first_line(exc)
         raise UnknownModelError(f"could not import {module}: {type(exc).__name__}: {reason}") from None
@@ -201,7 +213,10 @@ def list_external(pattern: str) -> list[str]:
         try:
             import timm
         except ImportError:
-            raise UnknownModelError("listing timm models needs timm: pip install 'cnnbench[timm]'") from None
+            raise UnknownModelError(
+                "listing timm models needs timm, which is not installed: pip install timm (in a clone of "
+                "cnnbench: pip install -e '.[timm]')"
+            ) from None
         names = timm.list_models()
     else:
         raise UnknownModelError(

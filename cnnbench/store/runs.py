@@ -185,15 +185,19 @@ class RunStore:
         path = self.last_path
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "not a checkpoint"
+        except pickle.UnpicklingError:
+            names = pickled_globals(path)
+            if names:
+                raise ResultsError(
+                    f"refused to load {path}: it holds more than tensors and plain values (it names "
+                    f"{', '.join(names[:3])})"
+                ) from None
             raise ResultsError(
-                f"refused to load {path}: it holds more than tensors and plain values ({first[:120]})"
+                f"expected a checkpoint in {path}, got a damaged file (not one torch can read)"
             ) from None
         except Exception as exc:  # truncated, empty or random bytes: torch's readers raise many types
-            reason = first_line(exc)
             raise ResultsError(
-                f"expected a checkpoint in {path}, got a damaged file ({reason[:120]})"
+                f"expected a checkpoint in {path}, got a damaged file ({first_line(exc)})"
             ) from None
         if not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS):
             raise ResultsError(
@@ -206,17 +210,18 @@ class RunStore:
         """The run's one row of OUT/runs.csv, replacing an earlier row of the same run."""
         upsert_rows(self.out / "runs.csv", [summary], key=("run_id",))
 
-    def settle(self, status: str, replace: tuple[str, ...] = ("interrupted",)) -> bool:
+    def settle(self, status: str, replace: tuple[str, ...] | None = ("interrupted",)) -> bool:
         """Give the run the final ``status`` its own process could not write: where it has no row (it was
         killed), a row made from its config.json and epochs.csv, so what it measured is kept; where its
-        row says one of ``replace`` (how its process saw a scheduler's signal), that status. False when
+        row says one of ``replace`` (how its process saw a scheduler's signal; None: whatever it says),
+        that status. False when
         the run has no folder to make a row from, or its row says how it ended already."""
         if not self.config_path.is_file():
             return False
 
         def settled(row: dict[str, str] | None) -> dict[str, Any] | None:
             if row is not None:
-                return {**row, "status": status} if row.get("status") in replace else None
+                return {**row, "status": status} if replace is None or row.get("status") in replace else None
             saved = read_json(self.config_path)
             epochs = read_frame(self.epochs_path).to_dict("records") if self.epochs_path.exists() else []
             conditions = {k: v for k, v in saved.items() if k != "config"}
@@ -255,6 +260,32 @@ class Replica(RunStore):
 
     def finish(self, summary: dict[str, Any]) -> None:
         pass
+
+
+def pickled_globals(path: Path) -> list[str]:
+    """The classes and functions a pickle (or a torch.save archive's data.pkl) names, read without
+    running it; empty for a file that is no pickle at all."""
+    import pickletools
+    import zipfile
+
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                data = next((archive.read(n) for n in archive.namelist() if n.endswith("data.pkl")), b"")
+        else:
+            data = Path(path).read_bytes()
+        names, strings = [], []
+        for op, arg, _pos in pickletools.genops(data):
+            if op.name == "GLOBAL":
+                names.append(str(arg).replace(" ", "."))
+            elif op.name == "STACK_GLOBAL" and len(strings) >= 2:
+                names.append(f"{strings[-2]}.{strings[-1]}")
+            elif isinstance(arg, str):
+                strings.append(arg)
+        allowed = ("torch.", "collections.OrderedDict", "_codecs.encode", "numpy.")
+        return [n for n in dict.fromkeys(names) if not n.startswith(allowed)]
+    except Exception:  # not a pickle: nothing it names
+        return []
 
 
 def restore_into(step: Any, checkpoint: Checkpoint, path: Path, model_name: str) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import InvalidArgumentError, RunFailed
+from cnnbench.errors import CnnbenchError, InvalidArgumentError, RunFailed, first_line
 from cnnbench.fields import option_names
 from cnnbench.recipe import TrainConfig, read_job, write_job
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR
@@ -85,6 +85,7 @@ def _data_parallel(request: TrainRequest) -> int:
 
     folder = Path(tempfile.mkdtemp(prefix="cnnbench-job-"))
     try:
+        recipe = None
         if request.resume is not None:
             run_id = request.resume
             argv = ["train", "--resume", run_id, "--out", str(request.out)]
@@ -98,16 +99,18 @@ def _data_parallel(request: TrainRequest) -> int:
             run_id = str(recipe.run_name)
             os.chmod(folder, 0o755)
             argv = ["train", "--config", str(write_job(folder / f"{run_id}.json", run_id, recipe))]
-        failure = distributed.run_data_parallel(request.gpus or "", argv + ["--repair"] * request.repair)
+        device = request.given.get("device") or (recipe.device if request.resume is None else "auto")
+        failure = distributed.run_data_parallel(
+            request.gpus or "", argv + ["--repair"] * request.repair, device
+        )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     if failure is None:
         return 0
+    # The first rank to fail stopped the others (the agent stops them; collectives fail with their
+    # peer): the run's row says which rank failed first, and how.
     status = f"failed: {failure.describe()}"
-    # A killed rank leaves the others stopped by the agent: the run's row says which rank, and how.
-    settled = RunStore(request.out, run_id).settle(status)
-    if failure.said:
-        return 1  # rank 0 said why, in one line
+    settled = RunStore(request.out, run_id).settle(status, replace=None)
     kept = "; its finished epochs are kept" if settled else ""
     raise RunFailed(f"data-parallel run {run_id} {status}{kept}")
 
@@ -126,6 +129,14 @@ def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = Fa
     try:
         with stop_on_signals(), progress:
             result = run(request, progress)
+    except Exception as exc:
+        # A rank of a data-parallel run leaves its error for the process that started the ranks, which
+        # says the run's first failure once; its row is written already.
+        if isinstance(exc, CnnbenchError) or not distributed.world_from_env().distributed:
+            raise
+        if not distributed.rank_error(f"{type(exc).__name__}: {first_line(exc)}"):
+            raise
+        return 1
     except KeyboardInterrupt as exc:
         if main:
             why = str(exc) if isinstance(exc, Stopped) else "interrupted"

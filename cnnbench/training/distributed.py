@@ -134,8 +134,21 @@ def torchrun_argv(processes: int, argv: Sequence[str]) -> list[str]:
             "-m", "cnnbench", *argv]  # fmt: skip
 
 
-# Where ranks other than 0 leave the one-line error they do not print (rank 0 prints for the run).
+# Where the ranks that cnnbench started leave the one-line error they do not print: the process that
+# started them says the run's first failure, once. (Under a torchrun of the user's own, rank 0 prints.)
 RANK_ERRORS_ENV = "CNNBENCH_RANK_ERRORS"
+
+
+def rank_error(message: str) -> bool:
+    """Leave ``message`` for the process that started this rank (True), or say whether this process
+    should print it itself (False: the only process, or rank 0 of a torchrun of the user's own)."""
+    world = world_from_env()
+    folder = os.environ.get(RANK_ERRORS_ENV)
+    if world.distributed and folder and os.path.isdir(folder):
+        with open(os.path.join(folder, f"rank{world.rank}"), "w") as fh:
+            fh.write(message)
+        return True
+    return not world.is_main
 
 
 @dataclass(frozen=True)
@@ -144,8 +157,7 @@ class RankFailure:
 
     rank: int
     exitcode: int
-    said: bool = False  # rank 0 failed with an error of its own, which it printed
-    message: str | None = None  # the error of a rank other than 0
+    message: str | None = None  # the one-line error the rank left (it prints none itself)
 
     def describe(self) -> str:
         import signal
@@ -157,12 +169,23 @@ class RankFailure:
         )
 
 
-def run_data_parallel(gpus: str, argv: Sequence[str]) -> RankFailure | None:
-    """``cnnbench ARGV`` as a data-parallel run on the GPUs of ``--gpus`` (all, N or 0,2,3)."""
+def run_data_parallel(gpus: str, argv: Sequence[str], device: str = "auto") -> RankFailure | None:
+    """``cnnbench ARGV`` as a data-parallel run on the GPUs of ``--gpus`` (all, N or 0,2,3); with
+    ``--device cpu``, in N processes on the CPU (gloo), what the tests run."""
     import torch
 
     from cnnbench.device import parse_gpus
 
+    if device == "cpu":
+        try:
+            count = int(gpus)
+        except ValueError:
+            raise InvalidArgumentError(
+                f"expected --gpus N (processes) with --device cpu, got {gpus!r}"
+            ) from None
+        if count < 1:
+            raise InvalidArgumentError(f"expected --gpus N >= 1 with --device cpu, got {count}")
+        return launch([""] * count, argv)
     return launch(parse_gpus(gpus, torch.cuda.device_count()), argv)
 
 
@@ -184,7 +207,8 @@ def launch(gpus: Sequence[str], argv: Sequence[str]) -> RankFailure | None:
     from cnnbench.training.status import Stopped
 
     errors = tempfile.mkdtemp(prefix="cnnbench-ranks-")
-    os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the ranks' environment is this process's
+    if any(gpus):
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the ranks' environment is this process's
     os.environ["PYTHONUNBUFFERED"] = "1"
     os.environ[RANK_ERRORS_ENV] = errors
     logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
@@ -194,10 +218,9 @@ def launch(gpus: Sequence[str], argv: Sequence[str]) -> RankFailure | None:
         elastic_launch(config, sys.executable)("-m", "cnnbench", *argv)
     except ChildFailedError as exc:
         rank, failure = exc.get_first_failure()
-        said = exc.failures.get(0) is not None and exc.failures[0].exitcode == 1
         path = os.path.join(errors, f"rank{rank}")
         message = open(path).read().strip() if os.path.isfile(path) else None
-        return RankFailure(rank, failure.exitcode, said, message)
+        return RankFailure(rank, failure.exitcode, message)
     except SignalException as exc:
         sig = exc.sigval
         if sig == signal.SIGINT:

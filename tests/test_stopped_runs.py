@@ -1,0 +1,185 @@
+"""Whatever stops a run, it ends with a status and keeps what it measured: SIGTERM, SIGHUP, Ctrl-C of a
+comparison's jobs, a scheduler's time limit, a data-parallel rank that is killed. Real processes and
+real signals, on the CPU."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+SLOW = '''
+import os, signal, time
+import torch.nn as nn
+
+class Slow(nn.Module):
+    """A network whose every forward takes 50 ms: epochs long enough to be stopped in."""
+    def __init__(self, num_classes):
+        super().__init__()
+        self.f = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+        self.calls = 0
+
+    def forward(self, x):
+        time.sleep(0.05)
+        self.calls += 1
+        if os.environ.get("RANK") == "1" and self.calls == 12:
+            os.kill(os.getpid(), signal.SIGKILL)  # a rank that dies, as an out-of-memory kill does
+        return self.f(x)
+
+def make(num_classes):
+    return Slow(num_classes)
+'''
+RECIPE = ["-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "64", "-b", "16", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def slow(tmp_path):
+    path = tmp_path / "slow.py"
+    path.write_text(SLOW)
+    return f"{path}:make"
+
+
+def start(*argv, **kw):
+    env = {**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("WORLD_SIZE", None)
+    return subprocess.Popen([sys.executable, "-m", "cnnbench", *map(str, argv)], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)  # fmt: skip
+
+
+def wait_for(predicate, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.1)
+
+
+def epochs_written(out):
+    return lambda: any(len(p.read_text().splitlines()) >= 2 for p in out.glob("runs/*/epochs.csv"))
+
+
+def cnnbench_processes(marker):
+    """Processes whose command line names ``marker`` (a folder only this test uses)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and "pytest" not in cmdline:
+                found.append(int(pid))
+    return found
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_run_ended_by_a_signal_is_interrupted_keeps_its_epochs_and_resumes(tmp_path, slow, sig):
+    out = tmp_path / "r"
+    process = start("train", slow, *RECIPE, "-e", "200", "--run-name", "r", "--out", out)
+    wait_for(epochs_written(out))
+    process.send_signal(sig)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 128 + sig, output
+    assert f"stopped by {sig.name}: run r keeps its finished epochs" in " ".join(output.split())
+    assert "Traceback" not in output
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    done = len(pd.read_csv(out / "runs" / "r" / "epochs.csv"))
+    assert row.status == "interrupted" and row.epochs_done == done >= 1
+    resumed = subprocess.run([sys.executable, "-m", "cnnbench", "train", "--resume", "r", "-e", str(done + 1),
+                              "--out", str(out), "-q"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert pd.read_csv(out / "runs.csv").iloc[0].status == "ok"
+
+
+def test_a_comparison_stopped_by_sigterm_says_what_each_run_ended_as_and_from_keeps_it(tmp_path, slow):
+    out = tmp_path / "r"
+    process = start("compare", slow, "lenet5", *RECIPE, "-e", "200", "--name", "c", "--out", out)
+    wait_for(epochs_written(out))
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143, output
+    assert "stopped by SIGTERM" in output and "Traceback" not in output
+    folder = out / "compare" / "c"
+    assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["interrupted", "not started"]
+    rendered = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "--from", str(folder)], capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["interrupted", "not started"]  # never pending
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_local_launchers_jobs_end_with_their_comparison(tmp_path, slow, how):
+    out = tmp_path / "r"
+    process = start("compare", slow, "lenet5", *RECIPE, "-e", "200", "--launcher", "local",
+                    "--max-parallel", "1", "--name", "c", "--out", out)  # fmt: skip
+    wait_for(epochs_written(out))
+    if how == "ctrl-c":
+        os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches the whole foreground group
+    else:
+        process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=90)
+    assert process.returncode in (130, 143), output
+    assert "Traceback" not in output, output
+    wait_for(lambda: not cnnbench_processes(str(out)), timeout=30)  # no job trains on as an orphan
+    tidy = pd.read_csv(out / "compare" / "c" / "tidy.csv")
+    assert sorted(tidy.status) == ["interrupted", "not started"], output  # one at a time: the other waited
+    assert pd.read_csv(out / "runs.csv").status.tolist() == ["interrupted"]
+
+
+def test_a_local_job_past_its_time_ends_as_timeout_with_its_epochs(tmp_path, slow):
+    out = tmp_path / "r"
+    result = subprocess.run([sys.executable, "-m", "cnnbench", "compare", slow, *RECIPE, "-e", "400", "--launcher",
+                             "local", "--time", "0.25", "--name", "t", "--out", str(out)], capture_output=True,
+                            text=True, timeout=180)  # fmt: skip
+    assert "Traceback" not in result.stdout + result.stderr
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    assert row.status == "timeout" and row.epochs_done >= 1
+    assert pd.read_csv(out / "compare" / "t" / "tidy.csv").status.tolist() == ["timeout"]
+
+
+def test_a_killed_rank_gives_the_run_its_status_in_one_line(tmp_path, slow):
+    out = tmp_path / "r"
+    done = subprocess.run([sys.executable, "-m", "cnnbench", "train", slow, *RECIPE, "-e", "50", "--gpus", "2",
+                           "--run-name", "ddp", "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        "error: data-parallel run ddp failed: rank 1 was killed by SIGKILL; its finished epochs are kept"
+    ]
+    assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    assert row.status == "failed: rank 1 was killed by SIGKILL" and row.world_size == 2
+
+
+def test_a_mistake_under_torchrun_is_said_once(tmp_path):
+    from cnnbench.training import distributed
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run(distributed.torchrun_argv(2, ["train", "lenet5", "-e", "0", "--out", str(tmp_path)]),
+                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
+    assert done.returncode != 0
+    assert (done.stdout + done.stderr).count("error: expected --epochs >= 1, got 0") == 1
+
+
+def test_slurm_refusing_the_jobs_is_one_line_with_its_own_words(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(
+        "#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n"
+    )
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "300"}
+    done = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "lenet5", *RECIPE, "-e", "1", "--launcher",
+                           "slurm", "--partition", "nope", "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                          env=env, timeout=120)  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "error: expected Slurm to queue the jobs, got sbatch's refusal: sbatch: error: invalid partition specified: nope"
+    ), done.stderr
+    assert json.loads((tmp_path / "r" / "compare").glob("*/plan.json").__next__().read_text())["runs"]
