@@ -12,8 +12,8 @@ from cnnbench.training.trainer import Callbacks  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _few_threads():
-    # CI has 2 cores; keep torch from oversubscribing them.
-    torch.set_num_threads(2)
+    # CI has 2 cores; keep torch from oversubscribing them (one thread each when two workers share them).
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
     yield
 
 

@@ -67,7 +67,7 @@ def test_seed_list_picks_the_seeds(tmp_path):
     assert bad.exit_code == 1 and "expected --seed-list as integers" in bad.output
 
 
-DETERMINISTIC_RUN = [sys.executable, "-m", "cnnbench", "train", "cnn_dropout", "-d", "synthetic", "-i", "3x16x16",
+DETERMINISTIC_RUN = [sys.executable, "-m", "cnnbench", "train", "cnn_dropout", "-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "256",
                      "-e", "2", "-b", "32", "--device", "cpu", "--seed", "3", "--deterministic", "-q",
                      "--no-checkpoint"]  # fmt: skip
 

@@ -171,7 +171,9 @@ def run_queue(
 
 
 def _exit_outcome(job: Job, handle: Handle, code: int) -> Outcome:
-    return Outcome(ended=True, returncode=code, log=getattr(handle, "log", None))
+    return Outcome(
+        ended=True, returncode=code, status=getattr(handle, "status", None), log=getattr(handle, "log", None)
+    )
 
 
 def last_error(path: Path | None) -> str | None:

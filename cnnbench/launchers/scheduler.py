@@ -56,9 +56,9 @@ class SchedulerOptions:
             raise InvalidArgumentError(f"expected --max-parallel >= 1, got {self.max_parallel}")
 
 
-def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slurm") -> int:
+def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slurm") -> int | str:
     """What each scheduled job runs: ``cnnbench train --config JOB.json`` in a process of its own (its
-    output goes to the job's log); its exit code.
+    output goes to the job's log); its exit code, or the status a signal gave it.
 
     The scheduler's signals reach the run: its warning that the time is nearly up (SIGUSR2, which
     submitit asks Slurm for and its local executor sends) and a stop (SIGTERM: Slurm's cancel, or the
@@ -100,7 +100,7 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
         recipe = read_job(Path(argv[argv.index("--config") + 1]))
         status = why[0] if why else f"failed: exited with code {code}"
         RunStore(recipe.out, str(recipe.run_name)).settle(status, replace=("interrupted",) if why else ())
-    return code
+    return why[0] if why else code  # stopped before its run had a folder, the job still says how it ended
 
 
 @contextlib.contextmanager
@@ -161,14 +161,19 @@ class SubmititHandle:
         self.job = job
         self.cancel_on_stop = cancel_on_stop
         self.log = Path(job.paths.stderr) if hasattr(job, "paths") else None  # where a crash's words go
+        self.status: str | None = None
 
     def poll(self) -> int | None:
         if not self.job.done():
             return None
         try:
-            return int(self.job.result())
+            result = self.job.result()
         except Exception:  # the job itself failed (killed, timed out, preempted): no exit code of ours
             return 1
+        if isinstance(result, str):  # run_job's status of a run a signal stopped
+            self.status = result
+            return 1
+        return int(result)
 
     def stop(self) -> None:
         if not self.cancel_on_stop:
@@ -298,7 +303,7 @@ class SubmititLauncher(Launcher):
             nonlocal ended_count
             ended_count += 1
             self.log(f"{ended_count}/{len(jobs)} runs ended")
-            return Outcome(ended=True, returncode=code, log=handle.log)
+            return Outcome(ended=True, returncode=code, status=handle.status, log=handle.log)
 
         # Every job is queued already: the loop's slots are the jobs themselves, polled every 10 s.
         run_queue(jobs, [job.label for job in jobs], lambda job, _slot: handles[job.label], view, outcomes,

@@ -134,8 +134,11 @@ def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = Fa
         # says the run's first failure once; its row is written already.
         if isinstance(exc, CnnbenchError) or not distributed.world_from_env().distributed:
             raise
-        if not distributed.rank_error(f"{type(exc).__name__}: {first_line(exc)}"):
-            raise
+        message = f"{type(exc).__name__}: {first_line(exc)}"
+        if not distributed.rank_error(message):  # rank 0 of a torchrun of the user's own: one line
+            from cnnbench.report.terminal import err_console
+
+            err_console.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt as exc:
         if main:
