@@ -125,7 +125,13 @@ class TrainConfig:
     )
     out: Path = _bookkeeping(
         DEFAULT_RESULTS_DIR,
-        Opt(("--out",), "Results directory (default: ./results).", "DIR", kind=str, parse=results_dir),
+        Opt(
+            ("--out",),
+            "Results directory (default: ./results/local, which git ignores).",
+            "DIR",
+            kind=str,
+            parse=results_dir,
+        ),
     )
     augment: bool | None = declared(
         None, option=Opt(("--augment/--no-augment",), "Crop and flip augmentation (default: the dataset's).")

@@ -103,7 +103,10 @@ ChannelsLastOpt = Annotated[
     ),
 ]
 OutOpt = Annotated[
-    str | None, typer.Option("--out", metavar="DIR", help="Results directory (default: ./results).")
+    str | None,
+    typer.Option(
+        "--out", metavar="DIR", help="Results directory (default: ./results/local, which git ignores)."
+    ),
 ]
 # Options every command that writes a table takes.
 RepairOpt = Annotated[
@@ -237,7 +240,7 @@ def train(
     quiet: QuietOpt = False,
     recipe: dict[str, Any] | None = None,
 ) -> None:
-    """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/."""
+    """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/local/."""
     from cnnbench.training.command import TrainRequest, train_command
 
     request = TrainRequest(model, recipe or {}, config, resume, gpus, repair)

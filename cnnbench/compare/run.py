@@ -220,22 +220,26 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
 
 def render(source: Path, baseline: str | None = None, notes: list[str] | None = None) -> CompareResult:
     """``compare --from``: a saved comparison rendered without training. One whose plan still has runs
-    that had not ended (a scheduler's, or one stopped by Ctrl-C) is collected from the store again."""
+    that had not ended (a scheduler's) is collected from the store again and its files written anew;
+    otherwise its files are rewritten only when ``baseline`` or ``notes`` change what they say, so a
+    published comparison renders without being rewritten."""
     source = Path(source)
     folder = source.parent if source.suffix == ".csv" else source
     if (folder / "plan.json").is_file() and source.suffix != ".csv":
         recorded = _recorded_statuses(folder)
-        if recorded is None or any(s in (PENDING, NOT_STARTED) for s in recorded.values()):
+        if recorded is None or PENDING in recorded.values():
             plan = Plan.load(folder)
             if baseline is not None:
                 plan.baseline = resolve_baseline(baseline, list(dict.fromkeys(r.variant for r in plan.runs)))
             plan.config.notes = [*plan.config.notes, *[n for n in notes or [] if n not in plan.config.notes]]
             return collect(plan, recorded=recorded)
     result = load_compare(source, baseline)
-    add_notes(result, notes or [])
-    from cnnbench.report.outputs import write_outputs
+    changed = baseline is not None or any(n not in result.notes for n in notes or [])
+    if changed:
+        add_notes(result, notes or [])
+        from cnnbench.report.outputs import write_outputs
 
-    write_outputs(result)
+        write_outputs(result)
     return result
 
 

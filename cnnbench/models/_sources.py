@@ -17,6 +17,7 @@ import functools
 import importlib
 import importlib.util
 import inspect
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,9 @@ def _import(module: str) -> Any:
             sys.modules[spec.name] = mod
             spec.loader.exec_module(mod)
             return mod
+        # As `python -m` would: the modules of the folder the command runs in can be named.
+        if os.getcwd() not in sys.path and "" not in sys.path:
+            sys.path.insert(0, os.getcwd())
         return importlib.import_module(module)
     except UnknownModelError:
         raise

@@ -68,7 +68,8 @@ TERMINAL_HEADERS = {
     DELTA: "Δ acc pp [95% CI]",
 }
 # Which terminal columns stay when the table is too wide for the terminal, most important first.
-TERMINAL_PRIORITY = ["best acc %", "Δ acc pp [95% CI]", "epoch s", "status", "params", "MACs (M)", "final acc %", "n", "gap pp",
+# A variant that failed or did not learn must show it at any width: status comes right after the name.
+TERMINAL_PRIORITY = ["status", "best acc %", "Δ acc pp [95% CI]", "epoch s", "params", "MACs (M)", "final acc %", "n", "gap pp",
                      "conv. ep", "train FLOPs (M)", "IQR s", "total s"]  # fmt: skip
 
 

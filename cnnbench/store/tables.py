@@ -27,7 +27,10 @@ from typing import Any
 from cnnbench import __version__
 from cnnbench.errors import InvalidArgumentError, ResultsError, first_line
 
-DEFAULT_RESULTS_DIR = Path("results")
+# Where the tool writes unless told otherwise: a user's own measurements, which git ignores (the folder
+# says so itself, wherever it is made), so they never mix with a repository's published results.
+DEFAULT_RESULTS_DIR = Path("results") / "local"
+_IGNORE_ALL = "# Made by cnnbench: the measurements of this machine, kept out of git (delete this file to commit them).\n*\n"
 LOCK_TIMEOUT_S = 120.0
 
 
@@ -107,6 +110,8 @@ def ensure_dir(path: Path) -> Path:
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".cnnbench-write-test-"):
             pass
+        if path == DEFAULT_RESULTS_DIR and not (path / ".gitignore").exists():
+            (path / ".gitignore").write_text(_IGNORE_ALL)
     except OSError as exc:
         raise InvalidArgumentError(
             f"expected a writable output directory, got {str(path)!r} ({exc.strerror})"

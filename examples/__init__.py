@@ -1,0 +1,1 @@
+"""Examples of your own models for cnnbench (see the README's "Your own model")."""
