@@ -16,7 +16,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # What needs a GPU, a cluster, several processes or a folder of the user's own is left out here (the
 # launcher, data-parallel and own-data tests run those paths).
 NEEDS_MORE = ("--gpus", "--launcher slurm", "imagefolder", "torchrun")
-TINY = ["-d", "synthetic", "--synthetic-size", "64", "--device", "cpu"]
+TINY = [
+    "-d",
+    "synthetic",
+    "--synthetic-size",
+    "32",
+    "--device",
+    "cpu",
+    "--warmup-steps",
+    "0",
+    "--eval-batch-size",
+    "32",
+]
 
 
 def readme_commands(readme: Path) -> list[str]:
@@ -38,7 +49,8 @@ def on_the_cpu(argv: list[str], found: dict[str, str]) -> list[str]:
             if flag in argv:
                 i = argv.index(flag)
                 argv[i + 1] = "1" if flag != "--seeds" else "2"
-        argv += [*TINY, "-e", "1", "-b", "32", "--precision", "fp32"]
+        epochs = int(argv[argv.index("--warmup-epochs") + 1]) + 1 if "--warmup-epochs" in argv else 1
+        argv += [*TINY, "-e", str(epochs), "-b", "32", "--precision", "fp32"]
     if command == "profile":
         if "--batch-sizes" in argv:
             i = argv.index("--batch-sizes")
