@@ -174,6 +174,16 @@ class TrainConfig:
     skip_bad_images: bool = _added(
         False, Opt(("--skip-bad-images",), "Your own images: leave unreadable files out, counted.")
     )
+    val_split: float = _added(
+        0.0,
+        Opt(("--val-split",), "Hold out N training images (or a fraction), stratified, and select on them.", "N"),
+        label="validation split",
+    )  # fmt: skip  # 0: the chapter's recipe, no model selection
+    target_acc: float | None = _bookkeeping(
+        None,
+        Opt(("--target-acc",), "Time to accuracy: epochs and training seconds to X% (on validation if any).", "X"),
+        shared=True, label="target accuracy %",
+    )  # fmt: skip
     world_size: int = _added(
         1, label="processes"
     )  # of a data-parallel run (train --gpus N); batch_size is global
@@ -267,6 +277,14 @@ class TrainConfig:
         need(whole(self.seed) and 0 <= self.seed < 2**32, "--seed in [0, 2**32)", self.seed)
         need(whole(self.warmup_steps) and self.warmup_steps >= 0, "--warmup-steps >= 0", self.warmup_steps)
         need(whole(self.jobs_per_gpu) and self.jobs_per_gpu >= 1, "--jobs-per-gpu >= 1", self.jobs_per_gpu)
+        need(number(self.val_split) and self.val_split >= 0 and (self.val_split < 1 or float(self.val_split).is_integer()),
+             "--val-split as a count of images or a fraction in (0, 1)", self.val_split)  # fmt: skip
+        if self.target_acc is not None:
+            need(
+                number(self.target_acc) and 0 < self.target_acc <= 100,
+                "--target-acc in (0, 100]",
+                self.target_acc,
+            )
         if self.synthetic_size is not None:
             need(whole(self.synthetic_size) and self.synthetic_size >= 1, "--synthetic-size >= 1",
                  self.synthetic_size)  # fmt: skip

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from cnnbench.cli import app
 from cnnbench.fields import options_of
 from cnnbench.recipe import CONDITION_FIELDS, SHARED_CONDITIONS, TrainConfig
+from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 from cnnbench.training.conditions import planned_conditions
 
 runner = CliRunner()
@@ -26,7 +27,8 @@ NON_DEFAULT = {
     "warmup_epochs": 2, "label_smoothing": 0.1, "precision": "bf16", "channels_last": True, "compile": True,
     "device": "cpu", "seed": 11, "out": Path("/tmp/results-elsewhere"), "augment": True, "eval_batch_size": 250,
     "checkpoints": False, "warmup_steps": 1, "cuda_graphs": False, "input_size": (3, 20, 20), "num_classes": 7,
-    "synthetic_size": 640, "deterministic": True, "skip_bad_images": True, "world_size": 2, "run_name": "my-run",
+    "synthetic_size": 640, "deterministic": True, "skip_bad_images": True, "val_split": 0.2, "target_acc": 55.0,
+    "world_size": 2, "run_name": "my-run",
     "jobs_per_gpu": 3,
 }  # fmt: skip
 
@@ -48,7 +50,9 @@ def test_every_field_survives_json_with_its_conditions_hash():
     # as a run's config.json keeps it: without where its files and data are
     record = recipe.to_dict(location=False)
     assert "out" not in record and "data_dir" not in record
-    assert TrainConfig.from_dict(record) == dataclasses.replace(recipe, out=Path("results"), data_dir=None)
+    assert TrainConfig.from_dict(record) == dataclasses.replace(
+        recipe, out=DEFAULT_RESULTS_DIR, data_dir=None
+    )
 
 
 def _command_line(recipe: TrainConfig, command: str) -> list[str]:
@@ -179,7 +183,7 @@ TRAINED = ["-d", "synthetic", "-i", "3x16x16", "--num-classes", "5", "--syntheti
            "--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.8", "--nesterov", "--weight-decay", "0.001",
            "--step-size", "1", "--gamma", "0.3", "--warmup-epochs", "1", "--label-smoothing", "0.1", "--augment",
            "--seed", "5", "--eval-batch-size", "32", "--warmup-steps", "1", "--no-cuda-graphs", "--channels-last",
-           "--deterministic", "--device", "cpu", "-q"]  # fmt: skip
+           "--deterministic", "--val-split", "16", "--target-acc", "30", "--device", "cpu", "-q"]  # fmt: skip
 
 
 def _launched(tmp_path, name, *launcher):
@@ -233,7 +237,7 @@ def test_a_comparisons_run_trains_the_recipe_it_planned(tmp_path, monkeypatch, l
                         if kind == "slurm" else local(kind, folder, options))  # fmt: skip
     planned, trained, row, run = _launched(tmp_path, "r", *launcher)
     assert trained == planned.replace(
-        out=Path("results"), data_dir=None, world_size=1
+        out=DEFAULT_RESULTS_DIR, data_dir=None, world_size=1
     )  # config.json keeps no paths
     assert (trained.momentum, trained.step_size, trained.gamma, trained.nesterov) == (0.8, 1, 0.3, True)
     assert row.conditions_hash == run["conditions_hash"] == planned_conditions(planned)["conditions_hash"]

@@ -31,17 +31,18 @@ def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):
     folder = tmp_path / "compare" / "s"
     agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
     tidy = pd.read_csv(folder / "tidy.csv")
-    a = tidy[tidy.variant == "lenet5:pool=max"].best_test_acc.tolist()
-    b = tidy[tidy.variant == "lenet5"].best_test_acc.tolist()
+    a = tidy[tidy.variant == "lenet5:pool=max"].final_test_acc.tolist()
+    b = tidy[tidy.variant == "lenet5"].final_test_acc.tolist()
     diff, low, high = welch_interval(a, b)
     row = agg.loc["lenet5:pool=max"]
-    assert row.baseline == "lenet5" and row.delta_best_acc == pytest.approx(diff)
-    assert (row.delta_ci95_low, row.delta_ci95_high) == pytest.approx((low, high))
-    assert bool(row.delta_significant) == (low > 0 or high < 0)
+    assert row.baseline == "lenet5" and row.delta_final_acc == pytest.approx(diff)
+    assert (row.delta_final_ci95_low, row.delta_final_ci95_high) == pytest.approx((low, high))
+    # three variants: the mark is Holm's, over the two comparisons with the baseline
+    assert bool(row.delta_final_significant) == (row.delta_final_p_holm < 0.05)
     md = (folder / "table.md").read_text()
-    assert "Δ best acc (pp, 95% CI)" in md and "| reference |" in md and "Welch's t" in md
-    assert r"$\Delta$ best acc (pp, 95\% CI)" in (folder / "table.tex").read_text()
-    assert "Δ acc pp [95% CI]" in result.output and "reference" in result.output
+    assert "Δ final acc (pp, 95% CI)" in md and "| reference |" in md and "Holm-adjusted p" in md
+    assert r"$\Delta$ final acc (pp, 95\% CI)" in (folder / "table.tex").read_text()
+    assert "Δ final pp [95% CI]" in result.output and "reference" in result.output
     # --baseline re-renders the same runs against another variant
     again = runner.invoke(app, ["compare", "--from", str(folder), "--baseline", "cnn_dropout"])
     assert again.exit_code == 0, again.output

@@ -53,7 +53,7 @@ def test_compare_table_fits_the_terminal_and_never_cuts_the_variant(long_compare
         assert any(variant in line for line in table), out
     hidden = re.search(r"not shown at \d+ columns: (.*) \(--wide shows all\)", " ".join(out.split()))
     assert hidden, out
-    assert "best acc %" in table[1] and "best acc %" not in hidden.group(1)
+    assert "final acc %" in table[1] and "final acc %" not in hidden.group(1)
     wide = runner.invoke(
         app, ["compare", "--from", str(long_compare), "--wide"], env={"COLUMNS": str(columns)}
     )

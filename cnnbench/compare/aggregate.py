@@ -1,6 +1,10 @@
 """A comparison's numbers: one tidy row per variant and seed (the run's own numbers, as runs.csv names
 them, and what only a comparison derives from its epochs), and one aggregated row per variant (mean and
-std over seeds, and with two or more seeds the difference from the baseline with its 95% interval)."""
+std over seeds, and with two or more seeds the difference from the baseline with its 95% interval).
+
+The headline accuracy is the final one, the last epoch's: the best epoch by test accuracy selects a model
+on the test set, so it is biased upward; it is kept beside, named for what it is. Differences are
+measured on final accuracy; with three or more variants their significance is Holm-adjusted."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from cnnbench.stats import welch_interval
 RUN_NUMBERS = (
     "params", "forward_MACs_per_sample", "train_FLOPs_per_sample", "epochs_done", "median_epoch_s", "iqr_epoch_s",
     "total_train_s", "best_test_acc", "final_test_acc", "final_train_acc", "warmup_s", "peak_gpu_mem_MiB",
+    "final_val_acc", "best_val_acc", "best_val_epoch", "test_at_best_val", "train_eval_acc",
 )  # fmt: skip
 # Names that tidy tables written by cnnbench 0.1 used for those numbers.
 LEGACY_NAMES = {
@@ -24,8 +29,11 @@ LEGACY_NAMES = {
 # The columns of the tidy table that --from needs, and those of them that hold numbers.
 TIDY_COLUMNS = ("variant", "model", "options", "seed", "status", "run_id", "epochs_done")
 TIDY_NUMBERS = (
-    "seed", *RUN_NUMBERS, "epochs_to_95pct_of_best", "train_test_gap_pct_points",
+    "seed", *RUN_NUMBERS, "epochs_to_95pct_of_best", "train_test_gap_pct_points", "epochs_to_target",
+    "seconds_to_target",
 )  # fmt: skip
+# Significance marks: Welch's t against the baseline, Holm-adjusted across variants when there are 3+.
+ALPHA = 0.05
 
 
 def _convergence_epoch(accs: list[float]) -> float:
@@ -37,11 +45,21 @@ def _convergence_epoch(accs: list[float]) -> float:
 
 
 def tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epochs: list[dict[str, Any]],
-              status: str, reused: bool) -> dict[str, Any]:  # fmt: skip
+             status: str, reused: bool, target_acc: float | None = None) -> dict[str, Any]:  # fmt: skip
     """The run's summary numbers as runs.csv names them, and what only a comparison derives from its
-    epochs (epochs to 95% of the best accuracy, the final train-test gap)."""
+    epochs: epochs to 95% of the best accuracy, time to ``target_acc``, and the final train-test gap
+    (training accuracy measured in eval mode over the training images where the run has it, else the
+    last epoch's running accuracy in train mode, as ``train_acc_basis`` says)."""
+    from cnnbench.store.runs import time_to_accuracy
+
     s = summary or {}
     last = epochs[-1] if epochs else {}
+    measured = s.get("train_eval_acc")
+    if isinstance(measured, (int, float)) and math.isfinite(measured):
+        train_acc, basis = float(measured), "eval mode"
+    else:
+        train_acc, basis = float(last.get("train_acc", math.nan)), "running, train mode"
+    reached = time_to_accuracy(epochs, target_acc)
     return {
         "variant": variant.label,
         "model": variant.model,
@@ -52,27 +70,40 @@ def tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epochs
         "run_id": s.get("run_id", ""),
         **{k: s.get(k, 0 if k == "epochs_done" else math.nan) for k in RUN_NUMBERS},
         "epochs_to_95pct_of_best": _convergence_epoch([e["test_acc"] for e in epochs]),
-        "train_test_gap_pct_points": last.get("train_acc", math.nan) - last.get("test_acc", math.nan),
+        "train_test_gap_pct_points": train_acc - last.get("test_acc", math.nan),
+        "train_acc_basis": basis if epochs else "",
+        "target_acc": target_acc,
+        "epochs_to_target": reached["epochs_to_target"],
+        "seconds_to_target": reached["seconds_to_target"],
     }
 
 
 def aggregate(tidy: Any, baseline: str | None = None) -> Any:
     """One row per variant: mean and std over seeds, epoch time as median and IQR over seeds' medians;
-    with two or more seeds, each variant's difference in best test accuracy from ``baseline`` (the
-    first variant by default) with its 95% confidence interval (Welch's t)."""
+    time to the target accuracy over the seeds that reached it, and how many did; with two or more
+    seeds, each variant's difference in final test accuracy from ``baseline`` (the first variant by
+    default) with its 95% confidence interval and p-value (Welch's t), Holm-adjusted across the
+    variants when there are three or more (and, as before, the difference in best test accuracy)."""
     import pandas as pd
 
+    tidy = tidy.copy()
+    for column in (*TIDY_NUMBERS, "target_acc"):  # a comparison saved before a column existed: missing
+        if column not in tidy.columns:
+            tidy[column] = math.nan
     rows = []
     for variant, group in tidy.groupby("variant", sort=False):
         ok = group[group.epochs_done > 0]
         statuses = sorted(set(group.status))
 
         def mean(col: str, ok: Any = ok) -> float:
-            return float(ok[col].mean()) if len(ok) else math.nan
+            values = ok[col].dropna()
+            return float(values.mean()) if len(values) else math.nan
 
         def std(col: str, ok: Any = ok) -> float:
-            return float(ok[col].std(ddof=1)) if len(ok) > 1 else math.nan
+            values = ok[col].dropna()
+            return float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
+        reached = ok.seconds_to_target.notna()
         rows.append({
             "variant": variant,
             "seeds": len(group),
@@ -87,21 +118,63 @@ def aggregate(tidy: Any, baseline: str | None = None) -> Any:
             "best_test_acc_std": std("best_test_acc"),
             "final_test_acc_mean": mean("final_test_acc"),
             "final_test_acc_std": std("final_test_acc"),
+            "test_at_best_val_mean": mean("test_at_best_val"),
+            "test_at_best_val_std": std("test_at_best_val"),
+            "final_val_acc_mean": mean("final_val_acc"),
             "epochs_to_95pct_of_best": mean("epochs_to_95pct_of_best"),
             "train_test_gap_pct_points": mean("train_test_gap_pct_points"),
+            "seconds_to_target_mean": mean("seconds_to_target", ok[reached]),
+            "seconds_to_target_std": std("seconds_to_target", ok[reached]),
+            "epochs_to_target_mean": mean("epochs_to_target", ok[reached]),
+            "seeds_reaching_target": int(reached.sum()) if ok.target_acc.notna().any() else math.nan,
         })  # fmt: skip
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
     reference = baseline or frame.variant.iloc[0]
-    accs = {
-        v: g[g.epochs_done > 0].best_test_acc.dropna().tolist()
-        for v, g in tidy.groupby("variant", sort=False)
-    }
-    deltas = [welch_interval(accs.get(v, []), accs.get(reference, [])) for v in frame.variant]
     frame["baseline"] = reference
-    frame["delta_best_acc"] = [d[0] for d in deltas]
-    frame["delta_ci95_low"] = [d[1] for d in deltas]
-    frame["delta_ci95_high"] = [d[2] for d in deltas]
-    frame["delta_significant"] = [bool(lo > 0 or hi < 0) for _, lo, hi in deltas]
+    for column, name in (("best_test_acc", "best"), ("final_test_acc", "final")):
+        accs = {
+            v: g[g.epochs_done > 0][column].dropna().tolist() for v, g in tidy.groupby("variant", sort=False)
+        }
+        deltas = [welch_interval(accs.get(v, []), accs.get(reference, [])) for v in frame.variant]
+        prefix = "delta_" if name == "best" else "delta_final_"
+        frame["delta_best_acc" if name == "best" else "delta_final_acc"] = [d[0] for d in deltas]
+        frame[f"{prefix}ci95_low"] = [d[1] for d in deltas]
+        frame[f"{prefix}ci95_high"] = [d[2] for d in deltas]
+        if name == "best":
+            frame["delta_significant"] = [bool(lo > 0 or hi < 0) for _, lo, hi in deltas]
+            continue
+        p = [
+            welch_p(accs.get(v, []), accs.get(reference, [])) if v != reference else math.nan
+            for v in frame.variant
+        ]
+        frame["delta_final_p"] = p
+        frame["delta_final_p_holm"] = holm(p) if len(frame) >= 3 else [math.nan] * len(p)
+        marked = frame.delta_final_p_holm if len(frame) >= 3 else frame.delta_final_p
+        frame["delta_final_significant"] = [bool(m < ALPHA) if math.isfinite(m) else False for m in marked]
     return frame
+
+
+def welch_p(a: list[float], b: list[float]) -> float:
+    """The two-sided p-value of Welch's t-test of mean(a) = mean(b); NaN with fewer than two values or
+    no spread at all."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2 or (max(a) == min(a) and max(b) == min(b)):
+        return math.nan
+    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of the p-values that exist (NaN stays NaN), from statsmodels."""
+    from statsmodels.stats.multitest import multipletests
+
+    index = [i for i, p in enumerate(p_values) if math.isfinite(p)]
+    adjusted = [math.nan] * len(p_values)
+    if index:
+        for i, value in zip(
+            index, multipletests([p_values[i] for i in index], method="holm")[1], strict=True
+        ):
+            adjusted[i] = float(value)
+    return adjusted

@@ -200,7 +200,9 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
             status = NOT_STARTED if started else PENDING
         if summary is not None and not conditions:
             conditions = {k: summary.get(k) for k in SHARED_CONDITIONS}
-        tidy_rows.append(tidy_row(run.variant, run.seed, summary, epochs, status, run.reused))
+        tidy_rows.append(
+            tidy_row(run.variant, run.seed, summary, epochs, status, run.reused, plan.config.base.target_acc)
+        )
         epoch_rows += [{"variant": run.variant.label, "seed": run.seed, **e} for e in epochs]
     tidy = pd.DataFrame(tidy_rows)
     epochs_df = pd.DataFrame(epoch_rows)

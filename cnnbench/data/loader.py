@@ -72,6 +72,15 @@ class DeviceLoader:
     def __len__(self) -> int:
         return (len(self.labels) + self.batch_size - 1) // self.batch_size
 
+    def in_order(self, batch_size: int) -> DeviceLoader:
+        """The same images, neither shuffled nor augmented: the training set as an evaluation sees it."""
+        import copy
+
+        view = copy.copy(self)
+        view.shuffle = view.augment = False
+        view.batch_size, view._unchanging = batch_size, None
+        return view
+
     @property
     def num_samples(self) -> int:
         return len(self.labels)

@@ -39,6 +39,40 @@ class ArrayDataset:
         return len(self.labels)
 
 
+# --- the validation split ---------------------------------------------------------------------------
+
+# The validation split's own seed: every variant and seed of a comparison holds out the same images.
+VAL_SPLIT_SEED = 0
+
+
+def split_validation(data: ArrayDataset, size: float) -> tuple[ArrayDataset, ArrayDataset]:
+    """(training, validation): ``size`` images (a count, or a fraction of the split) held out of ``data``,
+    stratified by class (each class gives its share, the largest remainders rounding up), chosen by
+    :data:`VAL_SPLIT_SEED` alone."""
+    import dataclasses
+
+    n = len(data.labels)
+    count = int(round(size * n)) if size < 1 else int(size)
+    classes, counts = np.unique(data.labels, return_counts=True)
+    shares = count * counts / n
+    quota = np.floor(shares).astype(int)
+    for i in np.argsort(-(shares - quota), kind="stable")[: count - int(quota.sum())]:
+        quota[i] += 1
+    short = [(int(k), int(c), int(q)) for k, c, q in zip(classes, counts, quota, strict=True) if q >= c]
+    if count >= n or short:
+        k, c, q = short[0] if short else (int(classes[0]), int(counts[0]), int(quota[0]))
+        raise DatasetError(
+            f"expected a validation split that leaves every class training images, got {count:,} of {n:,} "
+            f"(class {k} has {c:,} and would give {q:,})"
+        )
+    rng = np.random.default_rng(VAL_SPLIT_SEED)
+    held = np.sort(np.concatenate([rng.permutation(np.flatnonzero(data.labels == k))[:q]
+                                   for k, q in zip(classes, quota, strict=True)]))  # fmt: skip
+    kept = np.setdiff1d(np.arange(n), held, assume_unique=True)
+    return (dataclasses.replace(data, images=data.images[kept], labels=data.labels[kept]),
+            dataclasses.replace(data, images=data.images[held], labels=data.labels[held]))  # fmt: skip
+
+
 # --- CIFAR ----------------------------------------------------------------------------------------
 
 _CIFAR = {

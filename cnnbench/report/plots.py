@@ -47,7 +47,7 @@ def compare_plots(result: Any) -> None:
         ax.legend(fontsize=8)
         save(fig, "accuracy_per_epoch")
 
-    valid = agg.dropna(subset=["best_test_acc_mean"])
+    valid = agg.dropna(subset=["final_test_acc_mean"])
     swept = swept_option(result.tidy)
     if swept is not None and valid.params.nunique() <= 1:
         _sweep_plot(valid, result.tidy, swept, subtitle, save)
@@ -59,18 +59,18 @@ def compare_plots(result: Any) -> None:
             fig, ax = plt.subplots(figsize=(6, 4.5))
             ax.errorbar(
                 valid[column],
-                valid.best_test_acc_mean,
-                yerr=valid.best_test_acc_std.fillna(0),
+                valid.final_test_acc_mean,
+                yerr=valid.final_test_acc_std.fillna(0),
                 fmt="o",
             )
             for _, r in valid.iterrows():
                 ax.annotate(
-                    r.variant, (r[column], r.best_test_acc_mean), fontsize=7, xytext=(4, 4),
+                    r.variant, (r[column], r.final_test_acc_mean), fontsize=7, xytext=(4, 4),
                     textcoords="offset points",
                 )  # fmt: skip
             ax.set_xscale("log")
             ax.margins(x=0.2, y=0.1)
-            ax.set(xlabel=f"{label} (log scale)", ylabel="best test accuracy (%)",
+            ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%)",
                    title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
             ax.grid(alpha=0.3)
             save(fig, stem)
@@ -98,10 +98,10 @@ def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, save: Callable[[
     except ValueError:
         x = list(range(len(values)))
     fig, ax = plt.subplots(figsize=(6, 4.5))
-    ax.errorbar(x, valid.best_test_acc_mean, yerr=valid.best_test_acc_std.fillna(0), fmt="o-", capsize=4)
+    ax.errorbar(x, valid.final_test_acc_mean, yerr=valid.final_test_acc_std.fillna(0), fmt="o-", capsize=4)
     ax.set_xticks(x, values)
     ax.margins(x=0.1, y=0.1)
-    ax.set(xlabel=key, ylabel="best test accuracy (%); bars: std over seeds",
+    ax.set(xlabel=key, ylabel="final test accuracy (%); bars: std over seeds",
            title=f"Accuracy vs {key} ({subtitle})")  # fmt: skip
     ax.grid(alpha=0.3)
     save(fig, f"accuracy_vs_{key}")

@@ -15,13 +15,26 @@ def _fmt_mean_std(mean: float, std: float, digits: int = 2) -> str:
     return f"{mean:.{digits}f}" if missing(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+FINAL = "final test acc (%)"
+AT_BEST_VAL = "test acc at best val epoch (%)"
+BEST_ON_TEST = "best test acc (%, chosen on test)"
+DELTA = "Δ final acc (pp, 95% CI)"
+
+
+def _has(aggregated: Any, column: str) -> bool:
+    return column in aggregated.columns and aggregated[column].notna().any()
+
+
 def display_table(aggregated: Any) -> Any:
-    """The aggregated table as text cells with units in the column names (for Markdown and LaTeX)."""
+    """The aggregated table as text cells with units in the column names (for Markdown and LaTeX): final
+    test accuracy first; the test accuracy of the epoch chosen on validation where there is a split;
+    the best epoch by test accuracy after, named for the selection it is."""
     import pandas as pd
 
     rows = []
+    target = _has(aggregated, "seeds_reaching_target")
     for _, r in aggregated.iterrows():
-        rows.append({
+        row = {
             "variant": r.variant,
             "params": format_number(r.params, ",.0f"),
             "fwd MACs/sample (M)": format_number(r.forward_MACs_per_sample / 1e6, ",.1f"),
@@ -29,29 +42,36 @@ def display_table(aggregated: Any) -> Any:
             "epoch time (s, median)": format_number(r.median_epoch_s, ".3f"),
             "epoch time IQR (s)": format_number(r.iqr_epoch_s, ".3f"),
             "train time (s)": format_number(r.total_train_s, ".1f"),
-            "best test acc (%)": _fmt_mean_std(r.best_test_acc_mean, r.best_test_acc_std),
-            "final test acc (%)": _fmt_mean_std(r.final_test_acc_mean, r.final_test_acc_std),
+            FINAL: _fmt_mean_std(r.final_test_acc_mean, r.final_test_acc_std),
+        }
+        if _has(aggregated, "test_at_best_val_mean"):
+            row[AT_BEST_VAL] = _fmt_mean_std(r.test_at_best_val_mean, r.test_at_best_val_std)
+        row[BEST_ON_TEST] = _fmt_mean_std(r.best_test_acc_mean, r.best_test_acc_std)
+        if target:
+            reached = "-" if missing(r.seeds_reaching_target) else f"{int(r.seeds_reaching_target)}/{r.seeds}"
+            row["time to target (s)"] = _fmt_mean_std(r.seconds_to_target_mean, r.seconds_to_target_std, 1)
+            row["seeds reaching target"] = reached
+        row.update({
             "epochs to 95% of best": format_number(r.epochs_to_95pct_of_best, ".1f"),
             "train-test gap (pp)": format_number(r.train_test_gap_pct_points, ".2f"),
             "seeds": str(r.seeds),
             "status": r.status,
         })  # fmt: skip
         if aggregated.seeds.max() >= 2:
-            rows[-1][DELTA] = _fmt_delta(r)
+            row[DELTA] = _fmt_delta(r)
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-DELTA = "Δ best acc (pp, 95% CI)"
-
-
 def _fmt_delta(r: Any) -> str:
-    """'+3.55 [+1.19, +5.91] *': the difference from the baseline, its interval, a mark if it excludes 0."""
+    """'+3.55 [+1.19, +5.91] *': the difference in final accuracy from the baseline, its interval, and a
+    mark where it is significant (Holm-adjusted with three variants or more)."""
     if r.variant == r.baseline:
         return "reference"
-    if missing(r.delta_ci95_low):
+    if missing(getattr(r, "delta_final_ci95_low", None)):
         return "-"
-    mark = " *" if r.delta_significant else ""
-    return f"{r.delta_best_acc:+.2f} [{r.delta_ci95_low:+.2f}, {r.delta_ci95_high:+.2f}]{mark}"
+    mark = " *" if r.delta_final_significant else ""
+    return f"{r.delta_final_acc:+.2f} [{r.delta_final_ci95_low:+.2f}, {r.delta_final_ci95_high:+.2f}]{mark}"
 
 
 TERMINAL_HEADERS = {
@@ -60,17 +80,21 @@ TERMINAL_HEADERS = {
     "epoch time (s, median)": "epoch s",
     "epoch time IQR (s)": "IQR s",
     "train time (s)": "total s",
-    "best test acc (%)": "best acc %",
-    "final test acc (%)": "final acc %",
+    FINAL: "final acc %",
+    AT_BEST_VAL: "at best val %",
+    BEST_ON_TEST: "best on test %",
+    "time to target (s)": "to target s",
+    "seeds reaching target": "reached",
     "epochs to 95% of best": "conv. ep",
     "train-test gap (pp)": "gap pp",
     "seeds": "n",
-    DELTA: "Δ acc pp [95% CI]",
+    DELTA: "Δ final pp [95% CI]",
 }
 # Which terminal columns stay when the table is too wide for the terminal, most important first.
 # A variant that failed or did not learn must show it at any width: status comes right after the name.
-TERMINAL_PRIORITY = ["status", "best acc %", "Δ acc pp [95% CI]", "epoch s", "params", "MACs (M)", "final acc %", "n", "gap pp",
-                     "conv. ep", "train FLOPs (M)", "IQR s", "total s"]  # fmt: skip
+TERMINAL_PRIORITY = ["status", "final acc %", "Δ final pp [95% CI]", "at best val %", "epoch s", "params", "MACs (M)",
+                     "to target s", "reached", "best on test %", "n", "gap pp", "conv. ep", "train FLOPs (M)", "IQR s",
+                     "total s"]  # fmt: skip
 
 
 def conditions_text(conditions: dict[str, Any]) -> str:
@@ -95,20 +119,56 @@ def _cell(value: Any) -> str:
 
 
 def footnotes(result: Any) -> list[str]:
-    """What a reader must know to read the table: how many seeds stand behind each number."""
-    seeds = result.aggregated.seeds.max() if len(result.aggregated) else 0
+    """What a reader must know to read the table: which accuracy leads and what selected it, how many
+    seeds stand behind each number, and how differences were tested."""
+    agg, c = result.aggregated, result.conditions
+    seeds = agg.seeds.max() if len(agg) else 0
+    notes = []
+    split = c.get("val_split")
+    if split or _has(agg, "test_at_best_val_mean"):
+        held = (f"{split:.0%} of the" if split < 1 else f"{split:,.0f}") if split else "some"
+        notes.append(
+            f"Final test acc: the last epoch's. Test acc at best val epoch: the epoch best on validation ({held} "
+            "training images held out, stratified by class, the same for every variant and seed) selects the "
+            "model; the test set selects nothing. Best test acc (chosen on test) picks the epoch on the test "
+            "set itself and is biased upward."
+        )
+    elif len(agg):
+        notes.append(
+            "Final test acc: the last epoch's; no model was selected (no --val-split). Best test acc (chosen "
+            "on test) picks the best epoch on the test set itself, as the chapter's loop reports it, and is "
+            "biased upward."
+        )
     if seeds >= 2:
-        return [
-            f"{DELTA}: mean best test accuracy minus that of {result.aggregated.baseline.iloc[0]}, over "
-            f"{seeds} seeds, with a 95% confidence interval from Welch's t (unequal variances); * where the "
-            "interval excludes zero."
-        ]
-    if seeds == 1:
-        return [
+        reference = agg.baseline.iloc[0]
+        adjusted = len(agg) >= 3
+        how = (f"* where Holm-adjusted p < 0.05 over the {len(agg) - 1} comparisons with {reference} (Welch's t); "
+               "the intervals are not adjusted") if adjusted else "* where the interval excludes zero"  # fmt: skip
+        notes.append(
+            f"{DELTA}: mean final test accuracy minus that of {reference}, over {seeds} seeds, with a 95% confidence "
+            f"interval from Welch's t (unequal variances); {how}."
+        )
+    elif seeds == 1:
+        notes.append(
             "One seed per variant: a difference smaller than the spread between seeds of such runs "
             "(1-2 points of accuracy for the chapter's models on CIFAR-10) is not an answer; --seeds 3 or more measures it."
-        ]
-    return []
+        )
+    if _has(agg, "seeds_reaching_target"):
+        target = c.get("target_acc") or "the target"
+        notes.append(
+            f"Time to target: training seconds (warm-up and evaluation apart) until the evaluation split "
+            f"(validation where there is one, else test) first reached {target}%, mean ± std over the seeds that did."
+        )
+    if (
+        "train_acc_basis" in result.tidy.columns
+        and (result.tidy.train_acc_basis == "running, train mode").any()
+    ):
+        notes.append("Gap: final train accuracy minus final test accuracy; the train accuracy of runs recorded "
+                     "before it was measured in eval mode is the last epoch's running accuracy (train mode).")  # fmt: skip
+    else:
+        notes.append("Gap: final train accuracy (the final model over its training images, eval mode) minus final "
+                     "test accuracy.")  # fmt: skip
+    return notes
 
 
 def escape_markdown(text: Any) -> str:

@@ -181,10 +181,19 @@ def summary_totals(summary: Any) -> Table:
 def print_run(result: Any) -> None:
     s = result.summary
     colour = "green" if result.status == "ok" else "red"
+    selected = (
+        f"test {format_number(s.get('test_at_best_val'), '.2f')}% at the best validation epoch "
+        f"({s.get('best_val_epoch')}), " if not missing(s.get("best_val_acc")) else ""
+    )  # fmt: skip
+    target = ""
+    if s.get("target_acc") is not None:
+        target = (f"{s['target_acc']:g}% reached in epoch {s['epochs_to_target']} ({s['seconds_to_target']:.1f} s of "
+                  "training), " if not missing(s.get("seconds_to_target")) else f"{s['target_acc']:g}% not reached, ")  # fmt: skip
     console.print(
-        f"[{colour}]{result.status}[/] {result.run_id}: best test acc {s['best_test_acc']:.2f}% "
-        f"(epoch {s['best_epoch']}), final {s['final_test_acc']:.2f}%, median epoch {s['median_epoch_s']:.3f} s "
-        f"(IQR {s['iqr_epoch_s']:.3f}), warm-up {s['warmup_s']:.2f} s, {s['device_kind']}, {s['precision']}",
+        f"[{colour}]{result.status}[/] {result.run_id}: final test acc {s['final_test_acc']:.2f}%, {selected}{target}"
+        f"best test acc {s['best_test_acc']:.2f}% (epoch {s['best_epoch']}, chosen on test), median epoch "
+        f"{s['median_epoch_s']:.3f} s (IQR {s['iqr_epoch_s']:.3f}), warm-up {s['warmup_s']:.2f} s, {s['device_kind']}, "
+        f"{s['precision']}",
         highlight=False,
     )
     console.print(
@@ -207,7 +216,7 @@ def print_compare(result: Any, wide: bool = False) -> None:
     print_fitted(
         *fitted_table(
             "per sample: MACs forward, FLOPs forward+backward; epoch time median and IQR; "
-            "conv. ep = epochs to 95% of best; gap = final train - test accuracy",
+            "conv. ep = epochs to 95% of best; gap = final train - final test accuracy",
             list(table.columns),
             table.itertuples(index=False),
             priority=TERMINAL_PRIORITY,

@@ -62,6 +62,8 @@ class EpochRow:
     eval_time_s: float
     images_per_s: float
     peak_gpu_mem_MiB: float
+    val_loss: float = math.nan  # with --val-split: the held-out training images
+    val_acc: float = math.nan
 
 
 @dataclass
@@ -110,12 +112,14 @@ class Trainer:
         if store is not None and not self.world.is_main:
             self.store = Replica.of(store)
         self.repair = repair
+        self.train_eval_acc = math.nan  # measured once the last epoch has ended
+        self.train_eval_s = math.nan
 
     def _setup(self) -> None:
         import torch
 
         from cnnbench.data.loader import DeviceLoader, fits_on_device
-        from cnnbench.data.readers import load_split
+        from cnnbench.data.readers import VAL_SPLIT_SEED, load_split, split_validation
         from cnnbench.models.build import prepare_model
         from cnnbench.models.counting import count_flops
 
@@ -132,8 +136,14 @@ class Trainer:
         self.spec = train.spec
         augment = spec.augment if c.augment is None else c.augment
         test_samples = len(test.labels)
+        val = None
+        if c.val_split:  # the same images for every variant and seed: the split has a seed of its own
+            train, val = split_validation(train, c.val_split)
+        val_samples = len(val.labels) if val is not None else 0
         train, test = shard(train, world, equal=True), shard(test, world, equal=False)
-        resident = fits_on_device(train.images.nbytes + test.images.nbytes, self.device)
+        val = shard(val, world, equal=False) if val is not None else None
+        held = train.images.nbytes + test.images.nbytes + (val.images.nbytes if val is not None else 0)
+        resident = fits_on_device(held, self.device)
         # Each rank shuffles and augments its own shard with its own generator.
         self.train_loader = DeviceLoader(
             train, per_rank_batch(c.batch_size, world), self.device, True, augment, c.seed * world.size + world.rank,
@@ -141,6 +151,11 @@ class Trainer:
         )  # fmt: skip
         self.test_loader = DeviceLoader(
             test, c.eval_batch_size, self.device, False, False, 0, channels_last, resident
+        )
+        self.val_loader = (
+            DeviceLoader(val, c.eval_batch_size, self.device, False, False, 0, channels_last, resident)
+            if val is not None
+            else None
         )
         self.data_load_s = time.perf_counter() - t0
 
@@ -168,6 +183,8 @@ class Trainer:
             "class_names": ";".join(train.class_names),
             "train_samples": self.train_loader.num_samples * world.size,
             "test_samples": test_samples,
+            "val_samples": val_samples,
+            "val_split_seed": VAL_SPLIT_SEED if val_samples else None,
             "params": sum(p.numel() for p in model.parameters()),
             "forward_MACs_per_sample": fwd_flops // 2,
             "train_FLOPs_per_sample": train_flops,
@@ -207,7 +224,9 @@ class Trainer:
             restore_into(self.step, checkpoint, store.last_path, get_model_info(self.config.model).name)
             done = checkpoint.epoch
         rows = [
-            EpochRow(**{f.name: r[f.name] for f in dataclasses.fields(EpochRow)}) for r in store.epochs(done)
+            # A run recorded before a column existed (validation) reads it as its default.
+            EpochRow(**{f.name: r[f.name] for f in dataclasses.fields(EpochRow) if f.name in r})
+            for r in store.epochs(done)
         ]
         return done + 1, rows
 
@@ -234,7 +253,9 @@ class Trainer:
             warmup_s += self.step.capture(self.train_loader)
             self.cb.on_warmup(warmup_s)
             self.cb.on_start(store.run_id, c, len(self.train_loader), start_epoch, self.device)
-            best = max((r.test_acc for r in rows), default=-math.inf)
+            # The epoch that best.pt keeps: the best on validation where there is some, else (the chapter's
+            # loop) on test, which selects on the test set and is reported as such.
+            best = max((_selected_on(r) for r in rows), default=-math.inf)
             for epoch in range(start_epoch, c.epochs + 1):
                 row = self._epoch(epoch)
                 rows.append(row)
@@ -246,12 +267,19 @@ class Trainer:
                 if diverged(row.train_loss, self.spec.num_classes):
                     status = "diverged"
                     break
-                improved, best = row.test_acc > best, max(best, row.test_acc)
+                improved, best = _selected_on(row) > best, max(best, _selected_on(row))
                 if c.checkpoints:
                     store.save_checkpoint(self.step.state_dict(), epoch, improved, best)
             else:
                 chance = 100.0 / self.spec.num_classes
                 status = "not learning" if best < chance + 2.0 else "ok"
+                if (
+                    rows
+                ):  # the final model on its training images, in eval mode: the overfitting gap's footing
+                    t0 = time.perf_counter()
+                    _, self.train_eval_acc = evaluate(self.model, self.train_loader.in_order(c.eval_batch_size),
+                                                      c.precision, self.device)  # fmt: skip
+                    self.train_eval_s = time.perf_counter() - t0
         except BaseException as exc:
             status = final_status(exc)
             if isinstance(exc, torch.cuda.OutOfMemoryError) or is_cpu_oom(exc):
@@ -290,11 +318,25 @@ class Trainer:
         step.end_epoch()
         t1 = time.perf_counter()
         test_loss, test_acc = evaluate(self.model, self.test_loader, self.config.precision, self.device)
+        val_loss, val_acc = math.nan, math.nan
+        if self.val_loader is not None:
+            val_loss, val_acc = evaluate(self.model, self.val_loader, self.config.precision, self.device)
         synchronize(self.device)
         eval_s = time.perf_counter() - t1
         peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if is_cuda(self.device) else math.nan
         return EpochRow(
-            epoch, train_loss, train_acc, test_loss, test_acc, lr, epoch_s, eval_s, n / epoch_s, peak
+            epoch,
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+            lr,
+            epoch_s,
+            eval_s,
+            n / epoch_s,
+            peak,
+            val_loss,
+            val_acc,
         )
 
     def _summary(self, store: RunStore, status: str, rows: list[EpochRow], warmup_s: float,
@@ -302,7 +344,9 @@ class Trainer:
         return {
             "run_id": store.run_id,
             "status": status,
-            **epoch_summary([dataclasses.asdict(r) for r in rows]),
+            **epoch_summary([dataclasses.asdict(r) for r in rows], self.config.target_acc),
+            "train_eval_acc": self.train_eval_acc,
+            "train_eval_s": self.train_eval_s,
             "warmup_s": warmup_s,
             "data_load_s": self.data_load_s,
             "wall_s": wall_s,
@@ -310,6 +354,12 @@ class Trainer:
             "conditions_hash": self.conditions["conditions_hash"],
             "run_dir": str(store.dir),
         }
+
+
+def _selected_on(row: EpochRow) -> float:
+    """What picks a run's best epoch: validation accuracy where the run holds some images out, else test."""
+    value = row.val_acc if math.isfinite(row.val_acc) else row.test_acc
+    return value if math.isfinite(value) else -math.inf
 
 
 def new_run_id(config: TrainConfig) -> str:
