@@ -33,7 +33,7 @@ def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
     epochs = pd.read_csv(result.run_dir / "epochs.csv")
     assert list(epochs.columns) == [
         "epoch", "train_loss", "train_acc", "test_loss", "test_acc", "lr", "epoch_time_s", "eval_time_s",
-        "images_per_s", "peak_gpu_mem_MiB", "val_loss", "val_acc",
+        "images_per_s", "peak_gpu_mem_MiB", "val_loss", "val_acc", "energy_J", "eval_energy_J",
     ]  # fmt: skip
     assert epochs.epoch.tolist() == [1, 2, 3]
     assert (epochs.epoch_time_s > 0).all()

@@ -19,6 +19,8 @@ RUN_NUMBERS = (
     "params", "forward_MACs_per_sample", "train_FLOPs_per_sample", "epochs_done", "median_epoch_s", "iqr_epoch_s",
     "total_train_s", "best_test_acc", "final_test_acc", "final_train_acc", "warmup_s", "peak_gpu_mem_MiB",
     "final_val_acc", "best_val_acc", "best_val_epoch", "test_at_best_val", "train_eval_acc",
+    "energy_train_J", "energy_eval_J", "energy_per_epoch_J", "J_per_image", "mean_power_W", "gpu_hours",
+    "idle_power_W",
 )  # fmt: skip
 # Names that tidy tables written by cnnbench 0.1 used for those numbers.
 LEGACY_NAMES = {
@@ -30,7 +32,7 @@ LEGACY_NAMES = {
 TIDY_COLUMNS = ("variant", "model", "options", "seed", "status", "run_id", "epochs_done")
 TIDY_NUMBERS = (
     "seed", *RUN_NUMBERS, "epochs_to_95pct_of_best", "train_test_gap_pct_points", "epochs_to_target",
-    "seconds_to_target",
+    "seconds_to_target", "energy_to_target_J",
 )  # fmt: skip
 # Significance marks: Welch's t against the baseline, Holm-adjusted across variants when there are 3+.
 ALPHA = 0.05
@@ -75,10 +77,13 @@ def tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epochs
         "target_acc": target_acc,
         "epochs_to_target": reached["epochs_to_target"],
         "seconds_to_target": reached["seconds_to_target"],
+        "energy_to_target_J": reached["energy_to_target_J"],
+        "energy_method": s.get("energy_method") or "none",
+        "energy_shared": bool(s.get("energy_shared")),
     }
 
 
-def aggregate(tidy: Any, baseline: str | None = None) -> Any:
+def aggregate(tidy: Any, baseline: str | None = None, price_per_gpu_hour: float | None = None) -> Any:
     """One row per variant: mean and std over seeds, epoch time as median and IQR over seeds' medians;
     time to the target accuracy over the seeds that reached it, and how many did; with two or more
     seeds, each variant's difference in final test accuracy from ``baseline`` (the first variant by
@@ -127,10 +132,24 @@ def aggregate(tidy: Any, baseline: str | None = None) -> Any:
             "seconds_to_target_std": std("seconds_to_target", ok[reached]),
             "epochs_to_target_mean": mean("epochs_to_target", ok[reached]),
             "seeds_reaching_target": int(reached.sum()) if ok.target_acc.notna().any() else math.nan,
+            "energy_per_epoch_J_mean": mean("energy_per_epoch_J"),
+            "energy_per_epoch_J_std": std("energy_per_epoch_J"),
+            "energy_train_J_mean": mean("energy_train_J"),
+            "J_per_image_mean": mean("J_per_image"),
+            "mean_power_W": mean("mean_power_W"),
+            "idle_power_W": mean("idle_power_W"),
+            "energy_to_target_J_mean": mean("energy_to_target_J", ok[reached]),
+            "gpu_hours_mean": mean("gpu_hours"),
+            "cost_mean": mean("gpu_hours") * price_per_gpu_hour if price_per_gpu_hour is not None else math.nan,
+            "energy_shared": bool(ok.energy_shared.any()) if "energy_shared" in ok else False,
         })  # fmt: skip
     frame = pd.DataFrame(rows)
+    frame.attrs["price_per_gpu_hour"] = price_per_gpu_hour
     if frame.empty:
         return frame
+    frame["energy_pareto"] = pareto_front(
+        frame.final_test_acc_mean.tolist(), frame.energy_train_J_mean.tolist()
+    )
     reference = baseline or frame.variant.iloc[0]
     frame["baseline"] = reference
     for column, name in (("best_test_acc", "best"), ("final_test_acc", "final")):
@@ -154,6 +173,20 @@ def aggregate(tidy: Any, baseline: str | None = None) -> Any:
         marked = frame.delta_final_p_holm if len(frame) >= 3 else frame.delta_final_p
         frame["delta_final_significant"] = [bool(m < ALPHA) if math.isfinite(m) else False for m in marked]
     return frame
+
+
+def pareto_front(accuracy: list[float], energy: list[float]) -> list[bool]:
+    """Which variants no other beats on both counts (at least as accurate for at most as much energy, and
+    better in one): the front of accuracy against energy. Variants without both numbers are not on it."""
+    points = [(a, e) for a, e in zip(accuracy, energy, strict=True)]
+    known = [math.isfinite(a) and math.isfinite(e) for a, e in points]
+
+    def beaten(i: int) -> bool:
+        a, e = points[i]
+        return any(known[j] and j != i and points[j][0] >= a and points[j][1] <= e and points[j] != (a, e)
+                   for j in range(len(points)))  # fmt: skip
+
+    return [known[i] and not beaten(i) for i in range(len(points))]
 
 
 def welch_p(a: list[float], b: list[float]) -> float:

@@ -83,6 +83,10 @@ class CompareConfig:
         True, option=Opt(("--no-wait",), "Submit and return; render later with --from OUT/compare/NAME.",
                          parse=_negate, commands=_COMPARE),
     )  # fmt: skip
+    price_per_gpu_hour: float | None = declared(
+        None, option=Opt(("--price-per-gpu-hour",), "A cost column: GPU-hours times this price.", "X",
+                         commands=_COMPARE),
+    )  # fmt: skip
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
 

@@ -207,11 +207,17 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     tidy = pd.DataFrame(tidy_rows)
     epochs_df = pd.DataFrame(epoch_rows)
     if not tidy.empty:
-        _write_meta(plan.folder, conditions, notes, plan.baseline)
+        _write_meta(plan.folder, conditions, notes, plan.baseline, plan.config.price_per_gpu_hour)
         write_frame_atomic(tidy, plan.folder / "tidy.csv")
         write_frame_atomic(epochs_df, plan.folder / "epochs.csv")
     result = CompareResult(
-        plan.name, plan.folder, tidy, epochs_df, aggregate(tidy, plan.baseline), conditions, notes
+        plan.name,
+        plan.folder,
+        tidy,
+        epochs_df,
+        aggregate(tidy, plan.baseline, plan.config.price_per_gpu_hour),
+        conditions,
+        notes,
     )
     if write:
         from cnnbench.report.outputs import write_outputs
@@ -293,7 +299,8 @@ def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
             )
     else:
         baseline = meta.get("baseline")
-    return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline), meta.get("conditions", {}),
+    price = meta.get("price_per_gpu_hour")
+    return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline, price), meta.get("conditions", {}),
                          meta.get("notes", []))  # fmt: skip
 
 
@@ -303,13 +310,17 @@ def add_notes(result: CompareResult, notes: list[str]) -> None:
     if new:
         result.notes.extend(new)
     baseline = result.aggregated.baseline.iloc[0] if "baseline" in result.aggregated else None
-    _write_meta(result.folder, result.conditions, result.notes, baseline)
+    price = result.aggregated.attrs.get("price_per_gpu_hour")
+    _write_meta(result.folder, result.conditions, result.notes, baseline, price)
 
 
-def _write_meta(
-    folder: Path, conditions: dict[str, Any], notes: list[str], baseline: str | None = None
-) -> None:
+def _write_meta(folder: Path, conditions: dict[str, Any], notes: list[str], baseline: str | None = None,
+                price_per_gpu_hour: float | None = None) -> None:  # fmt: skip
     """conditions.json: what ``--from`` reads back besides the CSVs."""
-    write_text_atomic(
-        folder / "conditions.json", to_json({"conditions": conditions, "notes": notes, "baseline": baseline})
-    )
+    meta = {
+        "conditions": conditions,
+        "notes": notes,
+        "baseline": baseline,
+        "price_per_gpu_hour": price_per_gpu_hour,
+    }
+    write_text_atomic(folder / "conditions.json", to_json(meta))

@@ -247,6 +247,33 @@ def time_steps(step: Callable[[], None], device: str, warmup: int, iters: int) -
     return timer.intervals_ms(), first_s
 
 
+ENERGY_WINDOW_S = 1.0  # long enough for the device's energy counter to resolve a step's joules
+
+
+def energy_per_step(step: Callable[[], None], device: str, window_s: float = ENERGY_WINDOW_S) -> float:
+    """Joules per step from the device's energy counter, over steps repeated for ``window_s`` seconds
+    (after the timed ones, so warm); NaN where energy cannot be read."""
+    from cnnbench.energy import open_meter
+
+    meter = open_meter(device)
+    try:
+        synchronize(device)
+        before = meter.read()
+        if before is None:
+            return math.nan
+        start, steps = time.perf_counter(), 0
+        while time.perf_counter() - start < window_s:
+            step()
+            steps += 1
+            if steps % 10 == 0:
+                synchronize(device)
+        synchronize(device)
+        after = meter.read()
+        return (after - before) / steps if after is not None else math.nan
+    finally:
+        meter.close()
+
+
 @dataclass
 class ProfileResult:
     rows: list[dict[str, Any]]
@@ -361,6 +388,7 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
     model, x, y = _prepare(config, name, shape, classes, batch, device)
     step, _, setup_s = make_step(model, name, mode, x, y, config, device)
     times, first_s = time_steps(step, device, config.warmup, config.iters)
+    joules_per_step = energy_per_step(step, device)
     first_s += setup_s
     median = statistics.median(times)
     flops_step = flops_per_sample * batch
@@ -376,6 +404,9 @@ def _measure(config: ProfileConfig, name: str, shape: tuple[int, int, int], clas
         "MFU_pct": 100 * achieved / peak if peak else math.nan,
         "first_step_s": first_s,
         "compile_s": first_s if config.compile else math.nan,
+        "J_per_step": joules_per_step,
+        "images_per_J": batch / joules_per_step if joules_per_step else math.nan,
+        "power_W": joules_per_step / (median / 1e3) if joules_per_step else math.nan,
     }
 
 

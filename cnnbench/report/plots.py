@@ -75,6 +75,14 @@ def compare_plots(result: Any) -> None:
             ax.grid(alpha=0.3)
             save(fig, stem)
 
+    measured = (
+        agg.dropna(subset=["final_test_acc_mean", "energy_train_J_mean"])
+        if "energy_train_J_mean" in agg
+        else agg.iloc[:0]
+    )
+    if len(measured):
+        _energy_plot(measured, subtitle, save)
+
     fig, ax = plt.subplots(figsize=(7, 4.5))
     timed = agg.dropna(subset=["median_epoch_s"])
     ax.bar(timed.variant, timed.median_epoch_s, yerr=timed.iqr_epoch_s.fillna(0) / 2, capsize=4)
@@ -82,6 +90,33 @@ def compare_plots(result: Any) -> None:
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.grid(alpha=0.3, axis="y")
     save(fig, "epoch_time")
+
+
+def _energy_plot(agg: Any, subtitle: str, save: Callable[[Any, str], None]) -> None:
+    """Final accuracy against the training's energy, the Pareto front (none better on both) joined."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    kj = agg.energy_train_J_mean / 1e3
+    ax.errorbar(kj, agg.final_test_acc_mean, yerr=agg.final_test_acc_std.fillna(0), fmt="o", color="tab:gray")
+    front = agg[agg.energy_pareto].sort_values("energy_train_J_mean")
+    ax.plot(
+        front.energy_train_J_mean / 1e3,
+        front.final_test_acc_mean,
+        "o-",
+        color="tab:red",
+        label="Pareto front",
+    )
+    for _, r in agg.iterrows():
+        ax.annotate(r.variant, (r.energy_train_J_mean / 1e3, r.final_test_acc_mean), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.1)
+    ax.set(xlabel="energy of the training (kJ, log scale)", ylabel="final test accuracy (%)",
+           title=f"Accuracy vs energy ({subtitle})")  # fmt: skip
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    save(fig, "accuracy_vs_energy")
 
 
 def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, save: Callable[[Any, str], None]) -> None:

@@ -51,6 +51,16 @@ def display_table(aggregated: Any) -> Any:
             reached = "-" if missing(r.seeds_reaching_target) else f"{int(r.seeds_reaching_target)}/{r.seeds}"
             row["time to target (s)"] = _fmt_mean_std(r.seconds_to_target_mean, r.seconds_to_target_std, 1)
             row["seeds reaching target"] = reached
+        if _has(aggregated, "energy_train_J_mean"):
+            row["energy/epoch (J)"] = _fmt_mean_std(r.energy_per_epoch_J_mean, r.energy_per_epoch_J_std, 0)
+            row["train energy (kJ)"] = format_number(r.energy_train_J_mean / 1e3, ",.1f")
+            row["energy (mJ/image)"] = format_number(r.J_per_image_mean * 1e3, ".2f")
+            if target:
+                row["energy to target (kJ)"] = format_number(r.energy_to_target_J_mean / 1e3, ",.1f")
+        if _has(aggregated, "gpu_hours_mean") and aggregated.gpu_hours_mean.max() > 0:
+            row["GPU-hours"] = format_number(r.gpu_hours_mean, ".4f")
+        if _has(aggregated, "cost_mean"):
+            row["cost"] = format_number(r.cost_mean, ",.4f")
         row.update({
             "epochs to 95% of best": format_number(r.epochs_to_95pct_of_best, ".1f"),
             "train-test gap (pp)": format_number(r.train_test_gap_pct_points, ".2f"),
@@ -85,6 +95,10 @@ TERMINAL_HEADERS = {
     BEST_ON_TEST: "best on test %",
     "time to target (s)": "to target s",
     "seeds reaching target": "reached",
+    "energy/epoch (J)": "J/epoch",
+    "train energy (kJ)": "kJ",
+    "energy (mJ/image)": "mJ/img",
+    "energy to target (kJ)": "kJ to target",
     "epochs to 95% of best": "conv. ep",
     "train-test gap (pp)": "gap pp",
     "seeds": "n",
@@ -93,8 +107,8 @@ TERMINAL_HEADERS = {
 # Which terminal columns stay when the table is too wide for the terminal, most important first.
 # A variant that failed or did not learn must show it at any width: status comes right after the name.
 TERMINAL_PRIORITY = ["status", "final acc %", "Δ final pp [95% CI]", "at best val %", "epoch s", "params", "MACs (M)",
-                     "to target s", "reached", "best on test %", "n", "gap pp", "conv. ep", "train FLOPs (M)", "IQR s",
-                     "total s"]  # fmt: skip
+                     "to target s", "reached", "J/epoch", "mJ/img", "best on test %", "n", "kJ", "kJ to target",
+                     "GPU-hours", "cost", "gap pp", "conv. ep", "train FLOPs (M)", "IQR s", "total s"]  # fmt: skip
 
 
 def conditions_text(conditions: dict[str, Any]) -> str:
@@ -159,6 +173,7 @@ def footnotes(result: Any) -> list[str]:
             f"Time to target: training seconds (warm-up and evaluation apart) until the evaluation split "
             f"(validation where there is one, else test) first reached {target}%, mean ± std over the seeds that did."
         )
+    notes.append(energy_note(result))
     if (
         "train_acc_basis" in result.tidy.columns
         and (result.tidy.train_acc_basis == "running, train mode").any()
@@ -169,6 +184,25 @@ def footnotes(result: Any) -> list[str]:
         notes.append("Gap: final train accuracy (the final model over its training images, eval mode) minus final "
                      "test accuracy.")  # fmt: skip
     return notes
+
+
+def energy_note(result: Any) -> str:
+    """How the energy columns were measured, or that they were not."""
+    agg, tidy = result.aggregated, result.tidy
+    if not _has(agg, "energy_train_J_mean"):
+        return "Energy not measured (no GPU energy counter or RAPL readable here)."
+    methods = sorted(set(tidy.energy_method.dropna())) if "energy_method" in tidy else []
+    idle = agg.idle_power_W.dropna() if "idle_power_W" in agg else []
+    text = (f"Energy: the device's own counter ({', '.join(methods)}) read around every epoch, training apart "
+            "from evaluation and warm-up; J/epoch mean ± std over seeds; mJ/image of training")  # fmt: skip
+    if len(idle):
+        text += f"; the device idled at {idle.mean():.0f} W before the first run"
+    if "energy_shared" in agg and agg.energy_shared.any():
+        text += "; SHARED: other runs trained on the card at the same time, so each reading holds theirs too"
+    price = agg.attrs.get("price_per_gpu_hour")
+    if price is not None:
+        text += f"; cost = GPU-hours x {price:g}"
+    return text + "."
 
 
 def escape_markdown(text: Any) -> str:

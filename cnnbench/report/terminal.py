@@ -189,8 +189,12 @@ def print_run(result: Any) -> None:
     if s.get("target_acc") is not None:
         target = (f"{s['target_acc']:g}% reached in epoch {s['epochs_to_target']} ({s['seconds_to_target']:.1f} s of "
                   "training), " if not missing(s.get("seconds_to_target")) else f"{s['target_acc']:g}% not reached, ")  # fmt: skip
+    energy = (
+        f"energy {s['energy_train_J']:,.0f} J training ({s['J_per_image'] * 1e3:.2f} mJ/image, {s['mean_power_W']:.0f} W), "
+        if not missing(s.get("energy_train_J")) else "energy not measured, "
+    )  # fmt: skip
     console.print(
-        f"[{colour}]{result.status}[/] {result.run_id}: final test acc {s['final_test_acc']:.2f}%, {selected}{target}"
+        f"[{colour}]{result.status}[/] {result.run_id}: final test acc {s['final_test_acc']:.2f}%, {selected}{target}{energy}"
         f"best test acc {s['best_test_acc']:.2f}% (epoch {s['best_epoch']}, chosen on test), median epoch "
         f"{s['median_epoch_s']:.3f} s (IQR {s['iqr_epoch_s']:.3f}), warm-up {s['warmup_s']:.2f} s, {s['device_kind']}, "
         f"{s['precision']}",
@@ -290,13 +294,14 @@ def _print_profile_rows(rows: list[dict[str, Any]], wide: bool) -> None:
         (r["mode"], r["batch_size"], format_number(r.get("step_ms_median"), ".3f"), format_number(r.get("step_ms_iqr"), ".3f"),
          format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("peak_mem_MiB"), ",.0f"),
          format_number(r.get("estimated_mem_MiB"), ",.0f"), format_number(r.get("achieved_TFLOPs"), ".2f"),
-         format_number(r.get("MFU_pct"), ".1f"), format_number(r.get("compile_s"), ".1f"), r["status"])
+         format_number(r.get("MFU_pct"), ".1f"), format_number(r.get("images_per_J"), ",.1f"),
+         format_number(r.get("compile_s"), ".1f"), r["status"])
         for r in rows
     ]  # fmt: skip
     only_infer = {r["mode"] for r in rows} == {"infer"}
     step = "forward" if only_infer else "forward (infer) / forward+backward+Adam (train)"
     columns = ["mode", "batch", "step ms (median)", "IQR ms", "samples/s", "peak MiB", "est. MiB", "TFLOP/s",
-               "MFU %", "compile s", "status"]  # fmt: skip
+               "MFU %", "images/J", "compile s", "status"]  # fmt: skip
     print_fitted(
         *fitted_table(
             f"step = {step}; MFU against the {first.get('peak_basis')} dense peak "
@@ -313,6 +318,7 @@ def _print_profile_rows(rows: list[dict[str, Any]], wide: bool) -> None:
                 "peak MiB",
                 "TFLOP/s",
                 "MFU %",
+                "images/J",
                 "compile s",
             ],  # fmt: skip
             wide=wide,

@@ -87,8 +87,30 @@ def epoch_summary(epochs: list[dict[str, Any]], target_acc: float | None = None)
         "total_train_s": sum(times),
         "total_eval_s": sum(float(r["eval_time_s"]) for r in epochs),
         "peak_gpu_mem_MiB": max((r["peak_gpu_mem_MiB"] for r in epochs), default=math.nan),
+        **energy_summary(epochs),
     }
     return {**summary, **time_to_accuracy(epochs, target_acc)}
+
+
+def energy_summary(epochs: list[dict[str, Any]]) -> dict[str, Any]:
+    """A run's energy from its epoch rows: training and evaluation apart (joules), per epoch (mean), the
+    training's joules per image and mean power; NaN where an epoch was not measured."""
+    import math
+
+    def total(key: str) -> float:
+        values = [r.get(key) for r in epochs]
+        finite = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        return sum(finite) if epochs and len(finite) == len(values) else math.nan
+
+    train, seconds = total("energy_J"), sum(float(r["epoch_time_s"]) for r in epochs)
+    images = sum(float(r["images_per_s"]) * float(r["epoch_time_s"]) for r in epochs)
+    return {
+        "energy_train_J": train,
+        "energy_eval_J": total("eval_energy_J"),
+        "energy_per_epoch_J": train / len(epochs) if epochs else math.nan,
+        "J_per_image": train / images if images else math.nan,
+        "mean_power_W": train / seconds if seconds else math.nan,
+    }
 
 
 def time_to_accuracy(epochs: list[dict[str, Any]], target_acc: float | None) -> dict[str, Any]:
@@ -97,16 +119,20 @@ def time_to_accuracy(epochs: list[dict[str, Any]], target_acc: float | None) -> 
     the run never does (or no target was set)."""
     import math
 
-    found = {"target_acc": target_acc, "epochs_to_target": math.nan, "seconds_to_target": math.nan}
+    found = {"target_acc": target_acc, "epochs_to_target": math.nan, "seconds_to_target": math.nan,
+             "energy_to_target_J": math.nan}  # fmt: skip
     if target_acc is None:
         return found
-    seconds = 0.0
+    seconds, joules = 0.0, 0.0
     for row in epochs:
         seconds += float(row["epoch_time_s"])
+        energy = row.get("energy_J")
+        joules += float(energy) if isinstance(energy, (int, float)) else math.nan
         val = row.get("val_acc")
         acc = val if isinstance(val, (int, float)) and math.isfinite(val) else row.get("test_acc")
         if isinstance(acc, (int, float)) and acc >= target_acc:
-            return {**found, "epochs_to_target": row["epoch"], "seconds_to_target": seconds}
+            return {**found, "epochs_to_target": row["epoch"], "seconds_to_target": seconds,
+                    "energy_to_target_J": joules}  # fmt: skip
     return found
 
 

@@ -148,6 +148,11 @@ def rank_error(message: str) -> bool:
         with open(os.path.join(folder, f"rank{world.rank}"), "w") as fh:
             fh.write(message)
         return True
+    if not world.is_main:
+        # torchrun stops every rank when one exits: a moment for rank 0 to say what they all found.
+        import time
+
+        time.sleep(1.0)
     return not world.is_main
 
 

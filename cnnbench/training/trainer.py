@@ -30,6 +30,7 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
+from cnnbench.energy import EnergyMeter, idle_power, nvml_index, open_meter
 from cnnbench.errors import InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import get_model_info
 from cnnbench.recipe import TrainConfig
@@ -64,6 +65,8 @@ class EpochRow:
     peak_gpu_mem_MiB: float
     val_loss: float = math.nan  # with --val-split: the held-out training images
     val_acc: float = math.nan
+    energy_J: float = math.nan  # the training pass's, from the device's counter (NaN: not measured)
+    eval_energy_J: float = math.nan
 
 
 @dataclass
@@ -114,6 +117,8 @@ class Trainer:
         self.repair = repair
         self.train_eval_acc = math.nan  # measured once the last epoch has ended
         self.train_eval_s = math.nan
+        self.meter: EnergyMeter = EnergyMeter()
+        self.warmup_energy_J = math.nan
 
     def _setup(self) -> None:
         import torch
@@ -158,6 +163,13 @@ class Trainer:
             else None
         )
         self.data_load_s = time.perf_counter() - t0
+        if world.is_main:  # rank 0 reads every GPU of the run: a data-parallel run adds them
+            gpus = (
+                [nvml_index(f"cuda:{r}") for r in range(world.size)]
+                if world.distributed and is_cuda(self.device)
+                else None
+            )
+            self.meter = open_meter(self.device, gpus)
 
         info = get_model_info(c.model)
         shape, classes = self.spec.input_shape, self.spec.num_classes
@@ -191,6 +203,10 @@ class Trainer:
             "tf32_conv": bool(torch.backends.cudnn.allow_tf32),
             "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
             "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
+            "energy_method": self.meter.method,
+            # With other runs on the card (several per GPU, MPS) its counter holds theirs too.
+            "energy_shared": c.jobs_per_gpu > 1 or os.environ.get("CNNBENCH_CUDA_MPS") == "1",
+            "idle_power_W": process_idle_power(self.meter, self.device),
             **environment(self.device),
         }
 
@@ -235,6 +251,7 @@ class Trainer:
             with deterministic_algorithms(self.config.deterministic):
                 return self._run()
         finally:
+            self.meter.close()
             leave(self.world)
 
     def _run(self) -> RunResult:
@@ -248,9 +265,12 @@ class Trainer:
         rows: list[EpochRow] = []
         status, warmup_s, new_epochs = "running", 0.0, 0
         try:
+            e0 = self.meter.read()
             warmup_s = self.step.warmup(self.train_loader, self.test_loader)
             start_epoch, rows = self._restore(store)
             warmup_s += self.step.capture(self.train_loader)
+            synchronize(self.device)
+            self.warmup_energy_J = _joules(e0, self.meter.read())
             self.cb.on_warmup(warmup_s)
             self.cb.on_start(store.run_id, c, len(self.train_loader), start_epoch, self.device)
             # The epoch that best.pt keeps: the best on validation where there is some, else (the chapter's
@@ -305,6 +325,7 @@ class Trainer:
             torch.cuda.reset_peak_memory_stats(self.device)
         lr = step.lr
         synchronize(self.device)
+        e0 = self.meter.read()
         t0 = time.perf_counter()
         step.start_epoch()
         for i, (x, y) in enumerate(self.train_loader.epoch(epoch)):
@@ -315,6 +336,7 @@ class Trainer:
         train_loss, train_acc = step.epoch_stats(n)
         synchronize(self.device)
         epoch_s = time.perf_counter() - t0
+        e1 = self.meter.read()
         step.end_epoch()
         t1 = time.perf_counter()
         test_loss, test_acc = evaluate(self.model, self.test_loader, self.config.precision, self.device)
@@ -323,6 +345,7 @@ class Trainer:
             val_loss, val_acc = evaluate(self.model, self.val_loader, self.config.precision, self.device)
         synchronize(self.device)
         eval_s = time.perf_counter() - t1
+        e2 = self.meter.read()
         peak = torch.cuda.max_memory_allocated(self.device) / 2**20 if is_cuda(self.device) else math.nan
         return EpochRow(
             epoch,
@@ -337,6 +360,8 @@ class Trainer:
             peak,
             val_loss,
             val_acc,
+            _joules(e0, e1),
+            _joules(e1, e2),
         )
 
     def _summary(self, store: RunStore, status: str, rows: list[EpochRow], warmup_s: float,
@@ -345,6 +370,8 @@ class Trainer:
             "run_id": store.run_id,
             "status": status,
             **epoch_summary([dataclasses.asdict(r) for r in rows], self.config.target_acc),
+            "energy_warmup_J": self.warmup_energy_J,
+            "gpu_hours": wall_s * (self.world.size if is_cuda(self.device) else 0) / 3600,
             "train_eval_acc": self.train_eval_acc,
             "train_eval_s": self.train_eval_s,
             "warmup_s": warmup_s,
@@ -354,6 +381,23 @@ class Trainer:
             "conditions_hash": self.conditions["conditions_hash"],
             "run_dir": str(store.dir),
         }
+
+
+def _joules(before: float | None, after: float | None) -> float:
+    return after - before if before is not None and after is not None else math.nan
+
+
+_IDLE_POWER: dict[str, float | None] = {}
+
+
+def process_idle_power(meter: EnergyMeter, device: str) -> float | None:
+    """The device's power over a quiet window, measured once per process, before its first run."""
+    if meter.method == "none":
+        return None
+    if device not in _IDLE_POWER:
+        synchronize(device)
+        _IDLE_POWER[device] = idle_power(meter)
+    return _IDLE_POWER[device]
 
 
 def _selected_on(row: EpochRow) -> float:
