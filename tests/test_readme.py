@@ -45,6 +45,8 @@ def on_the_cpu(argv: list[str], found: dict[str, str]) -> list[str]:
         return [*argv, "--epochs", "2"]
     if command in ("train", "compare") and "--from" not in argv and "--config" not in argv:
         argv = [a for a in argv if a not in ("-d", "synthetic")]
+        if "--val-split" in argv:
+            argv[argv.index("--val-split") + 1] = "8"  # of 32 images
         for flag in ("--epochs", "-e", "--seeds"):
             if flag in argv:
                 i = argv.index(flag)
