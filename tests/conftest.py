@@ -10,6 +10,13 @@ import cnnbench.report.progress  # noqa: E402, F401
 from cnnbench.training.trainer import Callbacks  # noqa: E402
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _counts_cache(tmp_path_factory):
+    # The cache of model counts of this test session's own, never the user's (subprocesses inherit it).
+    os.environ["CNNBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
 @pytest.fixture(autouse=True)
 def _few_threads():
     # CI has 2 cores; keep torch from oversubscribing them (one thread each when two workers share them).

@@ -235,3 +235,29 @@ def test_cublas_workspaces_count_for_models_with_matrix_products_only():
     assert sized["cublas_workspace_MiB"] == 130
     assert sized["total_train_MiB"] == pytest.approx(bare["total_train_MiB"] + 130)
     assert estimate_memory(conv, (3, 2, 2), 8, workspace=workspace)["cublas_workspace_MiB"] == 0
+
+
+def test_counts_are_cached_by_model_size_and_source_and_a_bad_cache_is_passed_over(tmp_path, monkeypatch):
+    from cnnbench.models import cache, counting
+
+    monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(tmp_path))
+    counting._count_flops.cache_clear()
+    first = count_flops("lenet5", {}, (3, 32, 32), 10)
+    assert json.loads((tmp_path / "counts.json").read_text())  # written
+    counting._count_flops.cache_clear()
+    monkeypatch.setattr(counting, "_count", lambda *a: (_ for _ in ()).throw(AssertionError("counted again")))
+    assert count_flops("lenet5", {}, (3, 32, 32), 10) == first  # a later process reads it
+    other = cache.key("flops", "lenet5", {}, (3, 16, 16), 10)
+    assert other != cache.key("flops", "lenet5", {}, (3, 32, 32), 10)
+    nets = tmp_path / "nets.py"
+    nets.write_text("import torch.nn as nn\ndef make(num_classes):\n    return nn.Linear(3, num_classes)\n")
+    before = cache.key("flops", f"{nets}:make", {}, (3,), 10)
+    import os
+
+    os.utime(nets, ns=(1, 1))  # the user's file changed: its counts are made again
+    assert cache.key("flops", f"{nets}:make", {}, (3,), 10) != before
+    (tmp_path / "counts.json").write_text("{not json")
+    monkeypatch.undo()
+    monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(tmp_path))
+    counting._count_flops.cache_clear()
+    assert count_flops("lenet5", {}, (3, 32, 32), 10) == first  # counted again, no error

@@ -131,9 +131,18 @@ def count_flops(
     """(forward FLOPs per sample, training FLOPs per sample).
 
     Measured with FlopCounterMode on the meta device: exact shapes, no arithmetic, no memory. Kept per
-    process, so a comparison's seeds and repeated variants count once.
+    process, so a comparison's seeds and repeated variants count once, and in the user's cache of counts
+    (:mod:`cnnbench.models.cache`), so that a later process counts a model it has counted before in no time.
     """
-    return _count_flops(model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
+    from cnnbench.models import cache
+
+    key = cache.key("flops", model_name, options, shape, num_classes)
+    found = cache.get(key)
+    if found is not None:
+        return int(found[0]), int(found[1])
+    counted = _count_flops(model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
+    cache.put(key, list(counted))
+    return counted
 
 
 @functools.cache
