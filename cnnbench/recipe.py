@@ -174,6 +174,11 @@ class TrainConfig:
     skip_bad_images: bool = _added(
         False, Opt(("--skip-bad-images",), "Your own images: leave unreadable files out, counted.")
     )
+    aux_loss: float = _added(
+        0.0,
+        Opt(("--aux-loss",), "Weight of auxiliary heads' losses (GoogLeNet's paper: 0.3; Inception's: 0.4).", "X"),
+        label="auxiliary loss weight",
+    )  # fmt: skip  # 0: the main logits alone make the loss
     val_split: float = _added(
         0.0,
         Opt(("--val-split",), "Hold out N training images (or a fraction), stratified, and select on them.", "N"),
@@ -279,6 +284,7 @@ class TrainConfig:
         need(whole(self.jobs_per_gpu) and self.jobs_per_gpu >= 1, "--jobs-per-gpu >= 1", self.jobs_per_gpu)
         need(number(self.val_split) and self.val_split >= 0 and (self.val_split < 1 or float(self.val_split).is_integer()),
              "--val-split as a count of images or a fraction in (0, 1)", self.val_split)  # fmt: skip
+        need(number(self.aux_loss) and self.aux_loss >= 0, "--aux-loss >= 0", self.aux_loss)
         if self.target_acc is not None:
             need(
                 number(self.target_acc) and 0 < self.target_acc <= 100,

@@ -34,7 +34,7 @@ from cnnbench.device import (
 from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError, first_line
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
-from cnnbench.models.build import build, prepare_model, resolve_input
+from cnnbench.models.build import build_meta, prepare_model, resolve_input
 from cnnbench.models.counting import count_flops
 from cnnbench.recipe import TrainConfig
 from cnnbench.stats import iqr
@@ -350,7 +350,7 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
                          batch: int) -> float:  # fmt: skip
     """summary's estimate of what this step holds: a training step's weights, gradients, Adam state and
     saved activations, or an inference step's weights and largest layer."""
-    meta, _ = build(name, config.options, shape, classes, device="meta")
+    meta = build_meta(name, config.options, shape, classes)
     workspace = cublas_workspace_bytes(resolve_device(config.device), config.precision)
     memory = estimate_memory(meta, shape, batch, config.precision, workspace)
     if mode == "train":

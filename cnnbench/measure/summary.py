@@ -17,8 +17,8 @@ from typing import Any
 from cnnbench.data.specs import format_input_size
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
-from cnnbench.models.build import build, resolve_input
-from cnnbench.models.counting import _count, crosscheck, fvcore_analysis
+from cnnbench.models.build import build, build_meta, resolve_input
+from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
 
 MAC_CONVENTION = (
@@ -80,6 +80,8 @@ class ModelSummary:
     batch_size: int
     memory: dict[str, Any]
     mac_convention: str = MAC_CONVENTION
+    # Auxiliary heads (GoogLeNet's, Inception's): in the parameters or not; MACs are the main path's.
+    aux_heads: str = "none"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +102,7 @@ class ModelSummary:
             "mac_crosscheck_diff_pct": round(self.crosscheck_diff_pct, 3),
             **{f"memory_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in self.memory.items()},
             "uncounted_ops": ";".join(f"{k}:{v}" for k, v in sorted(self.uncounted_ops.items())),
+            "aux_heads": self.aux_heads,
             "precision": "fp32",
         }
         env = environment("cpu")
@@ -149,7 +152,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
-    fwd_flops, train_flops, families = _count(
+    fwd_flops, train_flops, families = count_by_family(
         info.name, tuple(sorted(config.options.items())), shape, num_classes
     )
     fc_macs = fwd_flops // 2
@@ -175,7 +178,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
                 macs_pct=100 * layer_macs / max(total_macs, 1),
             )
         )
-    meta_model, _ = build(info.name, config.options, shape, num_classes, device="meta")
+    meta_model = build_meta(info.name, config.options, shape, num_classes)
     return ModelSummary(
         model=info.name,
         options=parsed,
@@ -200,7 +203,24 @@ def summarize(config: SummaryConfig) -> ModelSummary:
             config.precision,
             cublas_workspace_bytes("cuda", config.precision),
         ),
+        aux_heads=aux_heads(meta_model, shape, info.name),
     )
+
+
+def aux_heads(meta_model: Any, shape: tuple[int, int, int], name: str) -> str:
+    """Whether the model has auxiliary heads (their logits beside the main ones in train mode) and so
+    whether its parameter count holds them: torchvision publishes GoogLeNet's without them
+    (``-o aux_logits=false``), Inception v3's with."""
+    import torch
+
+    from cnnbench.models.outputs import aux_logits_of
+
+    with torch.no_grad():
+        count = len(aux_logits_of(meta_model.train()(torch.empty(2, *shape, device="meta"))))
+    if not count:
+        return "none"
+    hint = "; -o aux_logits=false leaves them out" if name.startswith("torchvision:") else ""
+    return f"{count} counted in the parameters (not in the MACs, which follow the main logits){hint}"
 
 
 def execution_order(model: Any, called: list[str]) -> list[str]:

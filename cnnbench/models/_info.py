@@ -75,6 +75,9 @@ class ModelInfo:
     options: Mapping[str, Option]
     defaults: Mapping[str, Any] = field(default_factory=dict)
     open_options: bool = False  # a model from outside the registry takes whatever its factory takes
+    default_input: tuple[int, int, int] | None = (
+        None  # its own input size where it has one (torchvision's weights)
+    )
 
     @property
     def description(self) -> str:

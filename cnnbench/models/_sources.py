@@ -25,6 +25,7 @@ from typing import Any
 
 from cnnbench.errors import CnnbenchError, InvalidOptionError, UnknownModelError, first_line
 from cnnbench.models._info import ModelInfo
+from cnnbench.models.outputs import logits_of
 
 SOURCES = ("torchvision", "timm")
 
@@ -54,8 +55,15 @@ def external_info(name: str) -> Any:
         builder, family, dataset = _timm(target), "timm", "imagenet"
     else:
         builder, family, dataset = _factory(source, target), "user", "cifar10"
+    own = (
+        _torchvision_input(target)
+        if source == "torchvision"
+        else _timm_input(target)
+        if source == "timm"
+        else None
+    )
     return ModelInfo(name=name, builder=builder, family=family, aliases=(), default_dataset=dataset,
-                     supported_inputs=(), options={}, open_options=True)  # fmt: skip
+                     supported_inputs=(), options={}, open_options=True, default_input=own)  # fmt: skip
 
 
 def _closest(name: str, names: list[str], what: str) -> UnknownModelError:
@@ -70,6 +78,28 @@ def torchvision_names() -> list[str]:
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
 
+def _torchvision_input(target: str) -> tuple[int, int, int] | None:
+    """The input size torchvision's own weights of ``target`` are evaluated at (their crop size)."""
+    import torchvision
+
+    try:
+        crop = torchvision.models.get_model_weights(target).DEFAULT.transforms().crop_size
+        return (3, int(crop[0]), int(crop[-1]))
+    except Exception:  # no weights, or transforms without a crop: the dataset's size
+        return None
+
+
+def _timm_input(target: str) -> tuple[int, int, int] | None:
+    """The input size of timm's pretrained configuration of ``target``."""
+    try:
+        import timm
+
+        size = timm.models.get_pretrained_cfg(target).input_size
+        return (int(size[0]), int(size[1]), int(size[2]))
+    except Exception:
+        return None
+
+
 def _torchvision(target: str) -> Callable[..., Any]:
     import torchvision
 
@@ -78,7 +108,19 @@ def _torchvision(target: str) -> Callable[..., Any]:
 
     def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
         _check_options(target, torchvision.models.get_model_builder(target), options)
-        return torchvision.models.get_model(target, weights=None, num_classes=num_classes, **options)
+        # A model built for one input size (ViT: image_size; MaxViT: input_size) is built for the one asked.
+        _, height, width = input_shape
+        for sized in ({"image_size": height} if height == width else {}, {"input_size": (height, width)}, {}):
+            if any(k in options for k in sized):
+                continue
+            try:
+                return torchvision.models.get_model(
+                    target, weights=None, num_classes=num_classes, **sized, **options
+                )
+            except TypeError as exc:
+                if not sized or "unexpected keyword" not in str(exc):
+                    raise
+        raise AssertionError("unreachable: the last try passes no size")
 
     build.__doc__ = f"torchvision's {target}, without weights."
     return _checked(build, f"torchvision:{target}")
@@ -182,30 +224,34 @@ def _checked(build: Callable[..., Any], name: str) -> Callable[..., Any]:
 
     @functools.wraps(build)
     def checked(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
-        import torch
-
-        model = build(input_shape, num_classes, **options)
-        if not isinstance(model, torch.nn.Module):
-            raise UnknownModelError(f"expected {name} to return an nn.Module, got {type(model).__name__}")
-        device = next((p.device for p in model.parameters()), torch.device("cpu"))
-        try:
-            with torch.no_grad():
-                out = model.eval()(torch.zeros(2, *input_shape, device=device))
-        except Exception as exc:
-            from cnnbench.errors import InputSizeError
-
-            reason = first_line(exc)
-            raise InputSizeError(
-                f"{name} cannot take input {'x'.join(map(str, input_shape))}: {reason}"
-            ) from None
-        shape = tuple(getattr(out, "shape", ()))
-        if shape != (2, num_classes):
-            raise UnknownModelError(
-                f"expected {name} to output (batch, {num_classes}), got {shape or type(out).__name__}"
-            )
-        return model.train()
+        return check_model(build(input_shape, num_classes, **options), input_shape, num_classes, name)
 
     return checked
+
+
+def check_model(model: Any, input_shape: tuple[int, int, int], num_classes: int, name: str) -> Any:
+    """``model`` if it is an nn.Module whose output (on the device its weights are on) is (batch,
+    classes); else one line saying what it is instead."""
+    import torch
+
+    if not isinstance(model, torch.nn.Module):
+        raise UnknownModelError(f"expected {name} to return an nn.Module, got {type(model).__name__}")
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(2, *input_shape, device=device))
+    except Exception as exc:
+        from cnnbench.errors import InputSizeError
+
+        raise InputSizeError(
+            f"{name} cannot take input {'x'.join(map(str, input_shape))}: {first_line(exc)}"
+        ) from None
+    shape = tuple(logits_of(out, name).shape)
+    if shape != (2, num_classes):
+        raise UnknownModelError(
+            f"expected {name} to output (batch, {num_classes}), got {shape or type(out).__name__}"
+        )
+    return model.train()
 
 
 def list_external(pattern: str) -> list[str]:

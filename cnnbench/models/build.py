@@ -3,8 +3,10 @@ device, from a seed; and refusing, in one line, a size that cannot fit the devic
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from cnnbench.data.specs import format_input_size, get_dataset_spec
@@ -19,7 +21,9 @@ def resolve_input(
     """Input shape and class count from --input-size / --dataset / the model's default dataset."""
     info = get_model_info(model)
     spec = get_dataset_spec(dataset or info.default_dataset)
-    shape = tuple(input_size) if input_size else spec.input_shape
+    # A model's own size (Inception's 299, a ViT's 518) unless a dataset or a size is asked for.
+    own = info.default_input if dataset is None else None
+    shape = tuple(input_size) if input_size else tuple(own or spec.input_shape)
     if num_classes is None and spec.num_classes < 1:
         raise InvalidArgumentError(
             f"expected --num-classes with --dataset {spec.name} (its classes are its folders), got none"
@@ -46,6 +50,48 @@ def build(
         _check_fits(info.name, options, shape, num_classes, *check_memory)
     with torch.device(device or "cpu"):
         return info.builder(shape, num_classes, **parsed), parsed
+
+
+def build_meta(name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int) -> Any:
+    """The model on the meta device (shapes only, no memory): built there where its builder allows, else
+    built on the CPU without initialising its weights (some builders compute with tensors as they build,
+    torchvision's RegNets among them) and moved to meta."""
+    import torch
+
+    info = get_model_info(name)
+    parsed = info.parse_options(options)
+    try:
+        with torch.device("meta"):
+            return info.builder(shape, num_classes, **parsed)
+    except InputSizeError:
+        raise
+    except Exception:
+        import inspect
+
+        with uninitialised():  # the builder itself (not its output check, which runs on meta next)
+            model = inspect.unwrap(info.builder)(shape, num_classes, **parsed).to("meta")
+        if info.open_options:
+            from cnnbench.models._sources import check_model
+
+            check_model(model, shape, num_classes, info.name)
+        return model
+
+
+@contextlib.contextmanager
+def uninitialised() -> Iterator[None]:
+    """Inside the block, torch.nn.init's functions leave tensors as they are: a model is built at the
+    cost of allocating its weights, for its shapes alone."""
+    import torch
+
+    names = [n for n in dir(torch.nn.init) if n.endswith("_") and not n.startswith("_")]
+    saved = {n: getattr(torch.nn.init, n) for n in names}
+    for n in names:
+        setattr(torch.nn.init, n, lambda tensor, *a, **k: tensor)
+    try:
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)
 
 
 def prepare_model(
@@ -100,7 +146,6 @@ def memory_bytes(
 ) -> tuple[int, int]:
     """(bytes of the parameters, bytes of the input and every leaf module's output for one sample),
     measured on the meta device, kept in the user's cache of counts."""
-    import torch
 
     from cnnbench.models import cache
 
@@ -108,9 +153,7 @@ def memory_bytes(
     found = cache.get(key)
     if found is not None:
         return int(found[0]), int(found[1])
-    info = get_model_info(name)
-    with torch.device("meta"):
-        meta = info.builder(shape, num_classes, **info.parse_options(options))
+    meta = build_meta(name, options, shape, num_classes)
     params = sum(p.numel() * p.element_size() for p in meta.parameters())
     per_sample = forward_bytes(meta, shape, 1)
     cache.put(key, [params, per_sample])

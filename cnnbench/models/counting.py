@@ -20,7 +20,9 @@ import math
 from collections import Counter
 from typing import Any
 
-from cnnbench.models.build import build
+from cnnbench.errors import CnnbenchError, InputSizeError, first_line
+from cnnbench.models.build import build_meta
+from cnnbench.models.outputs import logits_of
 
 # Warn when fvcore and FlopCounterMode disagree by more than this (percent of the larger).
 CROSSCHECK_TOLERANCE_PCT = 2.0
@@ -149,8 +151,23 @@ def count_flops(
 def _count_flops(
     model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
 ) -> tuple[int, int]:
-    forward, train, _ = _count(model_name, options, shape, num_classes)
+    forward, train, _ = count_by_family(model_name, options, shape, num_classes)
     return forward, train
+
+
+def count_by_family(
+    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+) -> tuple[int, int, tuple[tuple[str, int], ...]]:
+    """(forward FLOPs, training FLOPs, forward FLOPs per operator family), per sample; a model whose
+    forward cannot run at this size (in train mode: an auxiliary head too small for it) is one line."""
+    try:
+        return _count(model_name, options, shape, num_classes)
+    except CnnbenchError:
+        raise
+    except Exception as exc:
+        raise InputSizeError(
+            f"{model_name} cannot be counted at input {'x'.join(map(str, shape))}: {first_line(exc)}"
+        ) from None
 
 
 @functools.cache
@@ -160,7 +177,7 @@ def _count(
     """(forward FLOPs, training FLOPs, forward FLOPs per operator family), per sample."""
     import torch
 
-    model, _ = build(model_name, dict(options), shape, num_classes, device="meta")
+    model = build_meta(model_name, dict(options), shape, num_classes)
     model.eval()
     with flop_counter() as counter, torch.no_grad():
         model(torch.empty(1, *shape, device="meta"))
@@ -172,7 +189,7 @@ def _count(
     model.train()
     x = torch.empty(2, *shape, device="meta")
     with flop_counter() as counter:
-        model(x).sum().backward()
+        logits_of(model(x), model_name).sum().backward()  # the main logits: what the loss is made of
     train = counter.get_total_flops() // 2
     return forward, train, tuple(sorted(families.items()))
 

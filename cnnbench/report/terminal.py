@@ -170,6 +170,10 @@ def summary_totals(summary: Any) -> Table:
             f"estimate, batch {m['batch_size']}",
         ),
     ]
+    if summary.aux_heads != "none":
+        lines.append(
+            ("auxiliary heads", summary.aux_heads.split(" ", 1)[0], summary.aux_heads.split(" ", 1)[1])
+        )
     if summary.uncounted_ops:
         ops = ", ".join(f"{k} x{v}" for k, v in sorted(summary.uncounted_ops.items()))
         lines.append(("no MACs counted for", ops, "normalisation, pooling, elementwise"))

@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 from cnnbench.device import autocast, cudnn_autotune, is_cuda, optimizer_impl, synchronize
+from cnnbench.models.outputs import aux_logits_of, logits_of
 
 
 def uses_cuda_graphs(config: Any, device: str) -> bool:
@@ -172,8 +173,12 @@ class TrainStep:
         model = self.step_model if full else self.forward_model
         with cudnn_autotune(full and is_cuda(self.device) and not self.config.deterministic):
             with autocast(self.config.precision, self.device):
-                out = model(x)
+                outputs = model(x)
+                out = logits_of(outputs)  # the main logits (GoogLeNet's and Inception's heads aside)
                 loss = self.criterion(out, y)
+                weight = getattr(self.config, "aux_loss", 0.0)
+                for aux in aux_logits_of(outputs) if weight else ():
+                    loss = loss + weight * self.criterion(aux, y)
             self.optimizer.zero_grad(set_to_none=not self.graphed)
             self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -324,7 +329,7 @@ def evaluate(model: Any, loader: Any, precision: str, device: str) -> tuple[floa
     correct = torch.zeros((), device=device, dtype=torch.long)
     with torch.no_grad(), autocast(precision, device), cudnn_autotune(False):
         for x, y in loader.epoch(0):
-            out = model(x)
+            out = logits_of(model(x))
             loss_sum += criterion(out.float(), y)
             correct += (out.argmax(1) == y).sum()
     samples = torch.tensor(loader.num_samples, device=device, dtype=torch.long)
