@@ -29,7 +29,7 @@ NON_DEFAULT = {
     "checkpoints": False, "warmup_steps": 1, "cuda_graphs": False, "input_size": (3, 20, 20), "num_classes": 7,
     "synthetic_size": 640, "deterministic": True, "skip_bad_images": True, "val_split": 0.2, "target_acc": 55.0,
     "world_size": 2, "run_name": "my-run",
-    "jobs_per_gpu": 3,
+    "jobs_per_gpu": 3, "aux_loss": 0.3,
 }  # fmt: skip
 
 

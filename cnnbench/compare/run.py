@@ -285,7 +285,7 @@ def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
             raise ResultsError(
                 f"expected numbers in column {column} of {tidy_path}, got {str(bad.iloc[0])!r} on line {bad.index[0] + 2}"
             )
-    tidy["options"] = tidy["options"].fillna("").astype(str)
+    tidy["options"] = tidy["options"].astype(object).fillna("").astype(str)
     tidy["run_id"] = tidy["run_id"].fillna("").astype(str)
     epochs_path = folder / "epochs.csv"
     epochs = read_frame(epochs_path) if epochs_path.is_file() else pd.DataFrame()
