@@ -241,10 +241,10 @@ def test_counts_are_cached_by_model_size_and_source_and_a_bad_cache_is_passed_ov
     from cnnbench.models import cache, counting
 
     monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(tmp_path))
-    counting._count_flops.cache_clear()
+    counting._count.cache_clear()
     first = count_flops("lenet5", {}, (3, 32, 32), 10)
     assert json.loads((tmp_path / "counts.json").read_text())  # written
-    counting._count_flops.cache_clear()
+    counting._count.cache_clear()
     monkeypatch.setattr(counting, "_count", lambda *a: (_ for _ in ()).throw(AssertionError("counted again")))
     assert count_flops("lenet5", {}, (3, 32, 32), 10) == first  # a later process reads it
     other = cache.key("flops", "lenet5", {}, (3, 16, 16), 10)
@@ -259,5 +259,5 @@ def test_counts_are_cached_by_model_size_and_source_and_a_bad_cache_is_passed_ov
     (tmp_path / "counts.json").write_text("{not json")
     monkeypatch.undo()
     monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(tmp_path))
-    counting._count_flops.cache_clear()
+    counting._count.cache_clear()
     assert count_flops("lenet5", {}, (3, 32, 32), 10) == first  # counted again, no error

@@ -4,9 +4,11 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any
 
 from cnnbench.device import clear_cublas_workspaces, is_cuda
+from cnnbench.models.counting import Counts, largest_layer, saved_for_backward
 from cnnbench.recipe import TrainConfig
 from cnnbench.training.step import FixedBatch, TrainStep
 
@@ -49,6 +51,7 @@ def estimate_memory(
     batch: int,
     precision: str = "fp32",
     workspace: int | None = None,
+    counts: Counts | None = None,
 ) -> dict[str, Any]:
     """Memory of one training step at ``batch`` (MiB = 2**20 bytes), estimated on the meta device.
 
@@ -64,39 +67,25 @@ def estimate_memory(
     - ``workspace``: the bytes cuBLAS keeps once a training step has run matrix products
       (:func:`cnnbench.device.cublas_workspace_bytes`, measured on the GPU), counted for a model with
       linear layers. None (no GPU to measure them) leaves them out: ``cublas_workspace_MiB`` is None.
+
+    Activations are measured per sample and grow with the batch; ``counts`` (the model's
+    :class:`~cnnbench.models.counting.Counts`, which hold them) spares measuring them again.
     """
     import torch
 
-    param_storages = {p.untyped_storage()._cdata for p in meta_model.parameters()}
     param_bytes = sum(p.numel() * 4 for p in meta_model.parameters())
-    saved: dict[int, int] = {}
-
-    def pack(t: Any) -> Any:
-        storage = t.untyped_storage()
-        if storage._cdata not in param_storages:
-            saved[storage._cdata] = storage.nbytes()
-        return t
-
-    peak_layer = 0
-
-    def layer(_m: Any, inputs: Any, out: Any) -> None:
-        nonlocal peak_layer
-        tensors = [t for t in (*inputs, out) if isinstance(t, torch.Tensor)]
-        peak_layer = max(peak_layer, sum(t.numel() * t.element_size() for t in tensors))
-
-    x = torch.empty(batch, *shape, device="meta")
-    handles = [m.register_forward_hook(layer) for m in meta_model.modules() if not list(m.children())]
-    try:
+    if counts is None:
         meta_model.eval()
-        with torch.no_grad():
-            meta_model(x)
-    finally:
-        for h in handles:
-            h.remove()
-    meta_model.train()
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        meta_model(torch.empty(max(batch, 2), *shape, device="meta"))
-    train_bytes = sum(saved.values()) * batch / max(batch, 2)
+        with torch.no_grad(), largest_layer(meta_model) as peak:
+            meta_model(torch.empty(1, *shape, device="meta"))
+        meta_model.train()
+        with saved_for_backward(meta_model) as saved:
+            meta_model(torch.empty(2, *shape, device="meta"))  # BatchNorm in training needs two
+        peak_per_sample, saved_per_sample = peak[0], sum(saved.values()) / 2
+    else:
+        peak_per_sample, saved_per_sample = counts.peak_layer_bytes, counts.saved_bytes
+    peak_layer = peak_per_sample * batch
+    train_bytes = saved_per_sample * batch
     half = precision in ("bf16", "fp16")
     scale = 0.5 if half else 1.0
     if half:
@@ -105,7 +94,7 @@ def estimate_memory(
     # are alive beside everything saved.
     train_bytes += peak_layer * scale
     mib = 2**20
-    input_bytes = x.numel() * 4
+    input_bytes = batch * math.prod(shape) * 4
     infer = peak_layer * scale
     memory = {
         "batch_size": batch,

@@ -34,8 +34,8 @@ from cnnbench.device import (
 from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError, first_line
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
-from cnnbench.models.build import build_meta, prepare_model, resolve_input
-from cnnbench.models.counting import count_flops
+from cnnbench.models.build import prepare_model, resolve_input, shared_meta
+from cnnbench.models.counting import count_by_family, count_flops
 from cnnbench.recipe import TrainConfig
 from cnnbench.stats import iqr
 from cnnbench.store.tables import (
@@ -350,9 +350,10 @@ def estimated_memory_mib(name: str, config: ProfileConfig, shape: tuple[int, int
                          batch: int) -> float:  # fmt: skip
     """summary's estimate of what this step holds: a training step's weights, gradients, Adam state and
     saved activations, or an inference step's weights and largest layer."""
-    meta = build_meta(name, config.options, shape, classes)
+    meta = shared_meta(name, config.options, shape, classes)
     workspace = cublas_workspace_bytes(resolve_device(config.device), config.precision)
-    memory = estimate_memory(meta, shape, batch, config.precision, workspace)
+    counts = count_by_family(name, tuple(sorted(config.options.items())), shape, classes)
+    memory = estimate_memory(meta, shape, batch, config.precision, workspace, counts)
     if mode == "train":
         return memory["total_train_MiB"]
     return memory["params_MiB"] + memory["input_MiB"] + memory["activations_infer_MiB"]

@@ -8,8 +8,10 @@ All per-sample figures are for one input of the stated size, in fp32.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 from cnnbench.data.specs import format_input_size
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
-from cnnbench.models.build import build, build_meta, resolve_input
+from cnnbench.models.build import build_for_counting, check_fits, resolve_input, shared_meta
 from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
 
@@ -111,56 +113,37 @@ class ModelSummary:
 
 
 def summarize(config: SummaryConfig) -> ModelSummary:
+    """The model's summary, counted on its shapes alone: the model on the meta device for the layer
+    table, the parameters, FlopCounterMode's counts and the memory estimate, and with zero weights on
+    the CPU for fvcore, whose trace needs real tensors. No weight is initialised: none is used."""
     import torch
 
     shape, num_classes = resolve_input(config.model, config.input_size, config.dataset, config.num_classes)
     info = get_model_info(config.model)
-    torch.manual_seed(0)
-    model, parsed = build(info.name, config.options, shape, num_classes, check_memory=(1, "cpu"))
-    params = sum(p.numel() for p in model.parameters())
-    model.eval()
-    x = torch.randn(1, *shape)
-
-    shapes: dict[str, list[int]] = {}
-    names = {m: n for n, m in model.named_modules()}
-
-    def record(mod: Any, _inp: Any, out: Any) -> None:
-        if isinstance(out, torch.Tensor) and names[mod] not in shapes:
-            shapes[names[mod]] = list(out.shape)
-
-    order: list[str] = []  # modules in the order they first run, which is the order of the table
-
-    def first_call(mod: Any, _inp: Any) -> None:
-        if names[mod] not in order:
-            order.append(names[mod])
-
-    handles = [m.register_forward_hook(record) for m in model.modules()]
-    handles += [m.register_forward_pre_hook(first_call) for m in model.modules()]
-    # The fast path of nn.MultiheadAttention is one fused op that no counter sees into.
+    parsed = info.parse_options(config.options)
+    check_fits(info.name, config.options, shape, num_classes, 1, "cpu")
+    meta = shared_meta(info.name, config.options, shape, num_classes)
+    params = sum(p.numel() for p in meta.parameters())
+    model = build_for_counting(info.name, config.options, shape, num_classes).eval()
+    # The fast path of nn.MultiheadAttention is one fused op that neither counters nor hooks see into.
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
     try:
-        with torch.no_grad():
-            model(x)
-        for h in handles:
-            h.remove()
-        analysis = fvcore_analysis(model, (x,))
+        analysis = fvcore_analysis(model, (torch.zeros(1, *shape),))
+        with recording_shapes(model) as (shapes, order):  # fvcore's trace runs the forward, once
+            total_macs = int(analysis.total())
         by_module = analysis.by_module()
-        total_macs = int(analysis.total())
         by_operator = dict(analysis.by_operator())
         uncounted = dict(Counter(analysis.unsupported_ops()) + analysis.counted_as_zero)
     finally:
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
-    fwd_flops, train_flops, families = count_by_family(
-        info.name, tuple(sorted(config.options.items())), shape, num_classes
-    )
-    fc_macs = fwd_flops // 2
-    diff, warning = crosscheck(by_operator, dict(families))
+    counts = count_by_family(info.name, tuple(sorted(config.options.items())), shape, num_classes)
+    diff, warning = crosscheck(by_operator, dict(counts.families))
 
     layers = []
-    for name in execution_order(model, order):
-        mod = model.get_submodule(name)
+    for name in execution_order(meta, order):
+        mod = meta.get_submodule(name)
         depth = name.count(".") + 1
         if not name or depth > config.depth:
             continue
@@ -178,45 +161,66 @@ def summarize(config: SummaryConfig) -> ModelSummary:
                 macs_pct=100 * layer_macs / max(total_macs, 1),
             )
         )
-    meta_model = build_meta(info.name, config.options, shape, num_classes)
     return ModelSummary(
         model=info.name,
         options=parsed,
         input_size=format_input_size(shape),
         num_classes=num_classes,
         params=params,
-        trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
-        param_mb=sum(p.numel() * p.element_size() for p in model.parameters()) / 1e6,
+        trainable_params=sum(p.numel() for p in meta.parameters() if p.requires_grad),
+        param_mb=sum(p.numel() * p.element_size() for p in meta.parameters()) / 1e6,
         macs=total_macs,
         flops=2 * total_macs,
-        train_flops=int(train_flops),
-        flop_counter_macs=int(fc_macs),
+        train_flops=counts.train,
+        flop_counter_macs=counts.forward // 2,
         crosscheck_diff_pct=diff,
         crosscheck_warning=warning,
         uncounted_ops=uncounted,
         layers=layers,
         batch_size=config.batch_size,
         memory=estimate_memory(
-            meta_model,
+            meta,
             shape,
             config.batch_size,
             config.precision,
             cublas_workspace_bytes("cuda", config.precision),
+            counts,
         ),
-        aux_heads=aux_heads(meta_model, shape, info.name),
+        aux_heads=aux_heads(counts.aux_heads, info.name),
     )
 
 
-def aux_heads(meta_model: Any, shape: tuple[int, int, int], name: str) -> str:
+@contextlib.contextmanager
+def recording_shapes(model: Any) -> Iterator[tuple[dict[str, list[int]], list[str]]]:
+    """Inside the block, each module's output shape the first time it runs, and the order modules
+    first run in, which is the order of the table."""
+    import torch
+
+    shapes: dict[str, list[int]] = {}
+    order: list[str] = []
+    names = {m: n for n, m in model.named_modules()}
+
+    def record(mod: Any, _inp: Any, out: Any) -> None:
+        if isinstance(out, torch.Tensor) and names[mod] not in shapes:
+            shapes[names[mod]] = list(out.shape)
+
+    def first_call(mod: Any, _inp: Any) -> None:
+        if names[mod] not in order:
+            order.append(names[mod])
+
+    handles = [m.register_forward_hook(record) for m in model.modules()]
+    handles += [m.register_forward_pre_hook(first_call) for m in model.modules()]
+    try:
+        yield shapes, order
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def aux_heads(count: int, name: str) -> str:
     """Whether the model has auxiliary heads (their logits beside the main ones in train mode) and so
     whether its parameter count holds them: torchvision publishes GoogLeNet's without them
     (``-o aux_logits=false``), Inception v3's with."""
-    import torch
-
-    from cnnbench.models.outputs import aux_logits_of
-
-    with torch.no_grad():
-        count = len(aux_logits_of(meta_model.train()(torch.empty(2, *shape, device="meta"))))
     if not count:
         return "none"
     hint = "; -o aux_logits=false leaves them out" if name.startswith("torchvision:") else ""

@@ -4,6 +4,7 @@ device, from a seed; and refusing, in one line, a size that cannot fit the devic
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 from collections.abc import Iterator
@@ -11,7 +12,7 @@ from typing import Any
 
 from cnnbench.data.specs import format_input_size, get_dataset_spec
 from cnnbench.device import is_cuda
-from cnnbench.errors import InputSizeError, InvalidArgumentError
+from cnnbench.errors import CnnbenchError, InputSizeError, InvalidArgumentError
 from cnnbench.models._api import get_model_info
 
 
@@ -47,7 +48,7 @@ def build(
     info = get_model_info(model)
     parsed = info.parse_options(options)
     if check_memory is not None:
-        _check_fits(info.name, options, shape, num_classes, *check_memory)
+        check_fits(info.name, options, shape, num_classes, *check_memory)
     with torch.device(device or "cpu"):
         return info.builder(shape, num_classes, **parsed), parsed
 
@@ -63,7 +64,7 @@ def build_meta(name: str, options: dict[str, str], shape: tuple[int, int, int], 
     try:
         with torch.device("meta"):
             return info.builder(shape, num_classes, **parsed)
-    except InputSizeError:
+    except CnnbenchError:  # the builder ran and its result was refused: the CPU would refuse it too
         raise
     except Exception:
         import inspect
@@ -75,6 +76,38 @@ def build_meta(name: str, options: dict[str, str], shape: tuple[int, int, int], 
 
             check_model(model, shape, num_classes, info.name)
         return model
+
+
+@functools.lru_cache(maxsize=4)
+def _shared_meta(
+    name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+) -> Any:
+    return build_meta(name, dict(options), shape, num_classes)
+
+
+def shared_meta(name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int) -> Any:
+    """:func:`build_meta`'s model, built once per process for the counts, the memory check and the
+    estimate that one command makes of it (each sets the mode it needs; none changes the model)."""
+    return _shared_meta(name, tuple(sorted(options.items())), tuple(shape), num_classes)
+
+
+def build_for_counting(
+    name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
+) -> Any:
+    """The model with real tensors on the CPU and every weight zero: for a counter that must run it
+    (fvcore traces a forward) and needs shapes, not values. Initialising a large model's weights costs
+    seconds that no count depends on. Its output was checked when :func:`shared_meta` built it."""
+    import inspect
+
+    import torch
+
+    info = get_model_info(name)
+    with uninitialised(), torch.device("cpu"):
+        model = inspect.unwrap(info.builder)(shape, num_classes, **info.parse_options(options))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()  # not left uninitialised: stray NaNs or denormals would slow the forward
+    return model
 
 
 @contextlib.contextmanager
@@ -153,15 +186,17 @@ def memory_bytes(
     found = cache.get(key)
     if found is not None:
         return int(found[0]), int(found[1])
-    meta = build_meta(name, options, shape, num_classes)
+    meta = shared_meta(name, options, shape, num_classes)
     params = sum(p.numel() * p.element_size() for p in meta.parameters())
     per_sample = forward_bytes(meta, shape, 1)
     cache.put(key, [params, per_sample])
     return params, per_sample
 
 
-def _check_fits(name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, batch: int,
+def check_fits(name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int, batch: int,
                 device: str) -> None:  # fmt: skip
+    """One line, before anything is built for real, when ``batch`` of the model at ``shape`` cannot fit
+    ``device``'s memory (its parameters and the activations of one forward, from the meta device)."""
     params, per_sample = memory_bytes(name, options, shape, num_classes)
     need = params + per_sample * batch  # activations grow with the batch
     have = device_memory_bytes(device)

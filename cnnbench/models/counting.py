@@ -15,14 +15,16 @@ Two corrections to the counters as they ship:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections import Counter
-from typing import Any
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from cnnbench.errors import CnnbenchError, InputSizeError, first_line
-from cnnbench.models.build import build_meta
-from cnnbench.models.outputs import logits_of
+from cnnbench.models.build import shared_meta
+from cnnbench.models.outputs import aux_logits_of, logits_of
 
 # Warn when fvcore and FlopCounterMode disagree by more than this (percent of the larger).
 CROSSCHECK_TOLERANCE_PCT = 2.0
@@ -136,50 +138,58 @@ def count_flops(
     process, so a comparison's seeds and repeated variants count once, and in the user's cache of counts
     (:mod:`cnnbench.models.cache`), so that a later process counts a model it has counted before in no time.
     """
-    from cnnbench.models import cache
-
-    key = cache.key("flops", model_name, options, shape, num_classes)
-    found = cache.get(key)
-    if found is not None:
-        return int(found[0]), int(found[1])
-    counted = _count_flops(model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
-    cache.put(key, list(counted))
-    return counted
+    counted = count_by_family(model_name, tuple(sorted(options.items())), tuple(shape), num_classes)
+    return counted.forward, counted.train
 
 
-@functools.cache
-def _count_flops(
-    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
-) -> tuple[int, int]:
-    forward, train, _ = count_by_family(model_name, options, shape, num_classes)
-    return forward, train
+class Counts(NamedTuple):
+    """What the meta device tells of a model at one input size, per sample (fp32 bytes)."""
+
+    forward: int  # FLOPs, eval mode
+    train: int  # FLOPs of forward + backward through the main logits
+    families: tuple[tuple[str, int], ...]  # forward FLOPs per operator family
+    aux_heads: int  # auxiliary logits beside the main ones in train mode (GoogLeNet: 2)
+    peak_layer_bytes: int  # the largest input + output of one leaf module, eval mode
+    saved_bytes: int  # every tensor autograd saves for the backward pass, once each, weights left out
 
 
 def count_by_family(
     model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
-) -> tuple[int, int, tuple[tuple[str, int], ...]]:
-    """(forward FLOPs, training FLOPs, forward FLOPs per operator family), per sample; a model whose
+) -> Counts:
+    """The model's counts per sample, from the user's cache of counts where it holds them; a model whose
     forward cannot run at this size (in train mode: an auxiliary head too small for it) is one line."""
+    from cnnbench.models import cache
+
+    key = cache.key("counts", model_name, dict(options), shape, num_classes)
+    found = cache.get(key)
+    if found is not None:
+        try:
+            return Counts(**{**found, "families": tuple((str(k), int(v)) for k, v in found["families"])})
+        except (TypeError, ValueError):  # another version's entry: counted again
+            pass
     try:
-        return _count(model_name, options, shape, num_classes)
+        counted = _count(model_name, options, shape, num_classes)
     except CnnbenchError:
         raise
     except Exception as exc:
         raise InputSizeError(
             f"{model_name} cannot be counted at input {'x'.join(map(str, shape))}: {first_line(exc)}"
         ) from None
+    cache.put(key, {**counted._asdict(), "families": [list(item) for item in counted.families]})
+    return counted
 
 
 @functools.cache
 def _count(
     model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
-) -> tuple[int, int, tuple[tuple[str, int], ...]]:
-    """(forward FLOPs, training FLOPs, forward FLOPs per operator family), per sample."""
+) -> Counts:
+    """One forward in eval mode and one training step, on the meta device, under the FLOP counter:
+    what each computes, and the activations each holds."""
     import torch
 
-    model = build_meta(model_name, dict(options), shape, num_classes)
+    model = shared_meta(model_name, dict(options), shape, num_classes)
     model.eval()
-    with flop_counter() as counter, torch.no_grad():
+    with flop_counter() as counter, torch.no_grad(), largest_layer(model) as peak:
         model(torch.empty(1, *shape, device="meta"))
     forward = counter.get_total_flops()
     families: Counter[str] = Counter()
@@ -189,9 +199,51 @@ def _count(
     model.train()
     x = torch.empty(2, *shape, device="meta")
     with flop_counter() as counter:
-        logits_of(model(x), model_name).sum().backward()  # the main logits: what the loss is made of
+        with saved_for_backward(model) as saved:
+            out = model(x)
+        logits_of(out, model_name).sum().backward()  # the main logits: what the loss is made of
+    model.zero_grad(set_to_none=True)
     train = counter.get_total_flops() // 2
-    return forward, train, tuple(sorted(families.items()))
+    return Counts(forward, train, tuple(sorted(families.items())), len(aux_logits_of(out)), peak[0],
+                  sum(saved.values()) // 2)  # fmt: skip
+
+
+@contextlib.contextmanager
+def largest_layer(model: Any) -> Iterator[list[int]]:
+    """Inside the block, ``[bytes]`` holds the largest input + output of one leaf module's call."""
+    import torch
+
+    peak = [0]
+
+    def layer(_m: Any, inputs: Any, out: Any) -> None:
+        tensors = [t for t in (*inputs, out) if isinstance(t, torch.Tensor)]
+        peak[0] = max(peak[0], sum(t.numel() * t.element_size() for t in tensors))
+
+    handles = [m.register_forward_hook(layer) for m in model.modules() if not list(m.children())]
+    try:
+        yield peak
+    finally:
+        for h in handles:
+            h.remove()
+
+
+@contextlib.contextmanager
+def saved_for_backward(model: Any) -> Iterator[dict[int, int]]:
+    """Inside the block, the bytes of every storage autograd saves for the backward pass, by storage
+    (so a tensor saved by two operators counts once), the model's weights left out."""
+    import torch
+
+    param_storages = {p.untyped_storage()._cdata for p in model.parameters()}
+    saved: dict[int, int] = {}
+
+    def pack(t: Any) -> Any:
+        storage = t.untyped_storage()
+        if storage._cdata not in param_storages:
+            saved[storage._cdata] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        yield saved
 
 
 def crosscheck(
