@@ -71,6 +71,13 @@ def fitted_table(
 
     if wide:
         return build(columns), []
+    # Measuring a long table takes rich a tenth of a second: the columns left out are chosen on
+    # arithmetic (each column's widest cell, its padding and border), then the choice measured once.
+    from rich.cells import cell_len
+
+    widest = {c: max([cell_len(c), *(cell_len(r[i]) for r in rows)]) for i, c in enumerate(columns)}
+    while len(shown) > 1 and sum(widest[c] + 3 for c in shown) + 1 > width:
+        shown.pop()
     while len(shown) > 1 and _natural_width(build(shown)) > width:
         shown.pop()
     return build(shown), [c for c in columns if c not in shown]
