@@ -88,7 +88,8 @@ class FakeJob:
 
 @pytest.fixture
 def slurm_queue(monkeypatch):
-    """A Slurm that queues the jobs and runs none; the commands it was given."""
+    """A Slurm that queues the jobs and runs none; the commands it was given (tests/test_slurm.py runs
+    a real one: this one has the GPUs a job may ask for)."""
     submitted = []
 
     class FakeExecutor:
@@ -96,31 +97,9 @@ def slurm_queue(monkeypatch):
             submitted.extend(argvs)
             return [FakeJob(i) for i in range(len(argvs))]
 
-    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
+    monkeypatch.setattr(scheduler, "executor", lambda *_args: FakeExecutor())
     monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
     return submitted
-
-
-def test_no_wait_then_from_collects_what_the_store_holds(tmp_path, slurm_queue):
-    """--no-wait with a scheduler that has not run the jobs yet: every row pending; once a job's run is
-    in the store, --from renders it."""
-    out = tmp_path / "r"
-    result = runner.invoke(app, ["compare", "lenet5", "lenet5:pool=max", *RECIPE, "--launcher", "slurm",
-                                 "--no-wait", "--name", "nw", "--out", str(out)])  # fmt: skip
-    assert result.exit_code == 0, result.output
-    folder = out / "compare" / "nw"
-    assert "cnnbench compare --from" in result.output and str(folder) in result.output.replace("\n", "")
-    assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["pending", "pending"]
-    assert json.loads((folder / "jobs" / "jobs.json").read_text())["job_ids"] == ["77_0", "77_1"]
-    # a job runs (here: the first job's own command, as the scheduler would run it)
-    first = slurm_queue[0]
-    assert first[3:5] == ["train", "--config"]
-    job = json.loads(open(first[5]).read())
-    assert job["recipe"]["device"] == "cpu" and job["recipe"]["run_name"]  # as asked, and its run named
-    assert scheduler.run_job(first) == 0
-    later = runner.invoke(app, ["compare", "--from", str(folder)])
-    assert later.exit_code == 0, later.output
-    assert pd.read_csv(folder / "tidy.csv").status.tolist() == ["ok", "pending"]
 
 
 def test_slurm_gets_the_jobs_scheduling_options(tmp_path, monkeypatch):
@@ -136,16 +115,20 @@ def test_slurm_gets_the_jobs_scheduling_options(tmp_path, monkeypatch):
     import submitit
 
     monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
-    options = SchedulerOptions(partition="gpu", gpus_per_job=2, time_min=30, max_parallel=4)
+    options = SchedulerOptions(partition="gpu", gpus_per_job=2, nodes=3, time_min=30, max_parallel=4)
     scheduler.executor("slurm", tmp_path, options)
     assert made["cluster"] == "slurm"
-    assert made["params"] == {"timeout_min": 30, "gpus_per_node": 2, "tasks_per_node": 1, "nodes": 1,
+    assert made["params"] == {"timeout_min": 30, "gpus_per_node": 2, "tasks_per_node": 2, "nodes": 3,
                               "name": "cnnbench", "slurm_signal_delay_s": 90, "slurm_partition": "gpu",
                               "slurm_array_parallelism": 4}  # fmt: skip
-    # a job with two GPUs trains data-parallel on both
+    # the same job on the nodes' CPUs: two tasks, no GPU asked for
+    scheduler.executor("slurm", tmp_path, options, on_cpu=True)
+    assert made["params"]["gpus_per_node"] == 0 and made["params"]["tasks_per_node"] == 2
+    # a job with two GPUs trains data-parallel on both: through Slurm each task is a rank and runs the job
+    # as it is; on this machine the job starts torchrun on all of them
     job = Job("vgg16 seed 0", TrainConfig(model="vgg16", run_name="r"))
-    two = SubmititLauncher("slurm", tmp_path, options, True, print).command(job)
-    assert two[-2:] == ["--gpus", "all"]
+    assert SubmititLauncher("slurm", tmp_path, options, True, print).command(job)[-2] == "--config"
+    assert SubmititLauncher("local", tmp_path, options, True, print).command(job)[-2:] == ["--gpus", "all"]
     one = SubmititLauncher("slurm", tmp_path, SchedulerOptions(gpus_per_job=1), True, print).command(job)
     assert one[-2] == "--config"
 
@@ -161,7 +144,9 @@ def test_slurm_without_slurm_is_one_line(tmp_path, monkeypatch):
     ("args", "message"),
     [(["--launcher", "local", "--gpus", "2"], "expected --gpus with --launcher inline"),
      (["--no-wait"], "expected --no-wait with --launcher local or slurm"),
-     (["--launcher", "local", "--max-parallel", "0"], "expected --max-parallel >= 1")],
+     (["--launcher", "local", "--max-parallel", "0"], "expected --max-parallel >= 1"),
+     (["--launcher", "slurm", "--nodes", "0"], "expected --nodes >= 1, got 0"),
+     (["--launcher", "local", "--nodes", "2"], "expected --nodes 1 with --launcher local, got 2")],
 )  # fmt: skip
 def test_launcher_options_checked_before_work(tmp_path, args, message):
     result = runner.invoke(app, ["compare", "lenet5", *RECIPE, *args, "--out", str(tmp_path)])
@@ -176,27 +161,6 @@ def test_slurm_jobs_ask_for_a_nodes_gpu_unless_they_ask_for_none(tmp_path, slurm
                                  "--gpus-per-job", gpus_per_job, "--no-wait", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert json.loads(open(slurm_queue[0][5]).read())["recipe"]["device"] == device
-
-
-def test_ctrl_c_while_waiting_for_slurm_leaves_the_jobs_running_and_renders_what_ended(tmp_path, monkeypatch):
-    class Waiting(FakeJob):
-        def done(self):
-            raise KeyboardInterrupt  # the user stops waiting at the first poll
-
-        def cancel(self, check=True):
-            raise AssertionError("a Slurm job must not be cancelled by Ctrl-C on the waiting side")
-
-    class FakeExecutor:
-        def map_array(self, fn, argvs, *more):
-            return [Waiting(i) for i in range(len(argvs))]
-
-    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: FakeExecutor())
-    monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
-    result = runner.invoke(app, ["compare", "lenet5", *RECIPE, "--launcher", "slurm", "--name", "w",
-                                 "--out", str(tmp_path)])  # fmt: skip
-    assert result.exit_code == 130, result.output
-    assert "stopped waiting; the jobs go on in Slurm" in result.output
-    assert pd.read_csv(tmp_path / "compare" / "w" / "tidy.csv").status.tolist() == ["pending"]
 
 
 class FakeRun:

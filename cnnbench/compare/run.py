@@ -168,12 +168,18 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     records = RunRecords(out, SHARED_CONDITIONS)
     # A job that ended without its run's row (killed before it could write one) gets the row now, made
     # from what its run wrote: every run ends with a status, and nothing it measured is lost.
-    lost = [
-        r
-        for r in plan.runs
-        if r.run_id and r.run_id not in records.rows and outcomes.get(r.label, Outcome()).ended
-    ]
-    if any([RunStore(out, r.run_id).settle(outcomes[r.label].describe(), replace=()) for r in lost]):
+    # One whose row says "interrupted" while its scheduler knows why (cancelled, timed out: the job was
+    # killed before it could say so itself) takes the scheduler's word.
+    settled = []
+    for r in plan.runs:
+        outcome = outcomes.get(r.label, Outcome())
+        if not (r.run_id and outcome.ended):
+            continue
+        if r.run_id not in records.rows:
+            settled.append(RunStore(out, r.run_id).settle(outcome.describe(), replace=()))
+        elif outcome.status in ("cancelled", "timeout"):
+            settled.append(RunStore(out, r.run_id).settle(outcome.status, replace=("interrupted",)))
+    if any(settled):
         records = RunRecords(out, SHARED_CONDITIONS)
     tidy_rows: list[dict[str, Any]] = []
     epoch_rows: list[dict[str, Any]] = []
@@ -205,7 +211,8 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
         )
         epoch_rows += [{"variant": run.variant.label, "seed": run.seed, **e} for e in epochs]
     tidy = pd.DataFrame(tidy_rows)
-    epochs_df = pd.DataFrame(epoch_rows)
+    # with its header even before any run has an epoch (a comparison stopped early), so it reads back
+    epochs_df = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=["variant", "seed", "epoch"])
     if not tidy.empty:
         _write_meta(plan.folder, conditions, notes, plan.baseline, plan.config.price_per_gpu_hour)
         write_frame_atomic(tidy, plan.folder / "tidy.csv")
@@ -240,7 +247,10 @@ def render(source: Path, baseline: str | None = None, notes: list[str] | None = 
             if baseline is not None:
                 plan.baseline = resolve_baseline(baseline, list(dict.fromkeys(r.variant for r in plan.runs)))
             plan.config.notes = [*plan.config.notes, *[n for n in notes or [] if n not in plan.config.notes]]
-            return collect(plan, recorded=recorded)
+            from cnnbench.launchers.scheduler import slurm_outcomes
+
+            # A job that ended without leaving its run's row (cancelled, timed out) says how it ended.
+            return collect(plan, slurm_outcomes(folder / "jobs"), recorded=recorded)
     result = load_compare(source, baseline)
     changed = baseline is not None or any(n not in result.notes for n in notes or [])
     if changed:
@@ -286,7 +296,7 @@ def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
                 f"expected numbers in column {column} of {tidy_path}, got {str(bad.iloc[0])!r} on line {bad.index[0] + 2}"
             )
     tidy["options"] = tidy["options"].astype(object).fillna("").astype(str)
-    tidy["run_id"] = tidy["run_id"].fillna("").astype(str)
+    tidy["run_id"] = tidy["run_id"].astype(object).fillna("").astype(str)
     epochs_path = folder / "epochs.csv"
     epochs = read_frame(epochs_path) if epochs_path.is_file() else pd.DataFrame()
     meta_path = folder / "conditions.json"

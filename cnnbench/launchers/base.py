@@ -130,14 +130,18 @@ def run_queue(
     interval: float = 0.2,
     ended: Callable[[Job, Handle, int], Outcome] | None = None,
     on_interrupt: Callable[[list[Handle]], None] | None = None,
+    max_interval: float | None = None,
 ) -> None:
     """The one poll loop: the longest jobs first, each next job to the slot that frees first; ``ended``
-    turns a handle's exit code into its outcome. Ctrl-C (or any error) stops every running job, unless
+    turns a handle's exit code into its outcome. Polls every ``interval`` seconds, or, with
+    ``max_interval``, half as often again each round nothing ends, up to it (a cluster is not asked
+    every second about a job of hours). Ctrl-C (or any error) stops every running job, unless
     ``on_interrupt`` says otherwise (a cluster's jobs go on)."""
     queue = sorted(jobs, key=lambda j: j.cost, reverse=True)
     running: dict[int, tuple[Job, Handle]] = {}
     free = [slot for slot in slots]
     view.jobs_planned(len(queue))
+    sleep = interval
     try:
         while queue or running:
             while queue and free:
@@ -155,8 +159,10 @@ def run_queue(
                 view.job_ended(job, outcomes[job.label])
                 del running[key]
                 free.append(job.gpu or "")
+                sleep = interval
             if running and not (queue and free):
-                time.sleep(interval)
+                time.sleep(sleep)
+                sleep = min(max_interval or interval, sleep * 1.5)
     except BaseException:
         handles = [h for _, h in running.values()]
         if on_interrupt is not None:

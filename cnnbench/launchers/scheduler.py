@@ -40,6 +40,10 @@ class SchedulerOptions:
         1, option=Opt(("--gpus-per-job",), "GPUs each job asks for (over 1: data-parallel).", "N",
                       commands=_COMPARE),
     )  # fmt: skip
+    nodes: int = declared(
+        1, option=Opt(("--nodes",), "Nodes each job spans (its GPUs on each: one rank per GPU).", "N",
+                      commands=_COMPARE),
+    )  # fmt: skip
     time_min: float = declared(
         60, option=Opt(("--time",), "Each job's time limit.", "MINUTES", commands=_COMPARE)
     )
@@ -50,6 +54,8 @@ class SchedulerOptions:
     def validate(self) -> None:
         if self.gpus_per_job < 0:
             raise InvalidArgumentError(f"expected --gpus-per-job >= 0, got {self.gpus_per_job}")
+        if self.nodes < 1:
+            raise InvalidArgumentError(f"expected --nodes >= 1, got {self.nodes}")
         if not self.time_min > 0:
             raise InvalidArgumentError(f"expected --time > 0 minutes, got {self.time_min}")
         if self.max_parallel is not None and self.max_parallel < 1:
@@ -70,7 +76,18 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
 
     # A local job is started with Ctrl-C blocked (the comparison stops it); its run takes Ctrl-C again.
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    child = subprocess.Popen(argv)
+    env, rank = dict(os.environ), 0
+    if kind == "slurm":
+        from submitit import JobEnvironment
+        from submitit.helpers import TorchDistributedEnvironment
+
+        if JobEnvironment().num_tasks > 1:  # a data-parallel job: this task is one rank, Slurm says which
+            world = TorchDistributedEnvironment()
+            rank = world.rank
+            env.update(MASTER_ADDR=world.master_addr, MASTER_PORT=str(world.master_port), RANK=str(world.rank),
+                       WORLD_SIZE=str(world.world_size), LOCAL_RANK=str(world.local_rank),
+                       LOCAL_WORLD_SIZE=str(world.local_world_size))  # fmt: skip
+    child = subprocess.Popen(argv, env=env)
     started = time.monotonic()
     why: list[str] = []
 
@@ -93,7 +110,7 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
-    if why or code != 0:
+    if (why or code != 0) and rank == 0:  # rank 0 keeps the run's record
         from cnnbench.recipe import read_job
         from cnnbench.store.runs import RunStore
 
@@ -126,8 +143,9 @@ def _started_apart(log: Path) -> Iterator[None]:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
 
 
-def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
-    """A submitit executor for ``launcher`` whose logs go to ``folder``."""
+def executor(launcher: str, folder: Path, options: SchedulerOptions, on_cpu: bool = False) -> Any:
+    """A submitit executor for ``launcher`` whose logs go to ``folder``. A Slurm job of several GPUs is
+    that many tasks, one rank each (``on_cpu``: ranks on the node's CPUs, asking for no GPU)."""
     import submitit
 
     # The warning that a job's time is nearly up (SIGUSR2) comes early enough for the run to write its
@@ -136,8 +154,9 @@ def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
     if launcher == "slurm":
         ex = submitit.AutoExecutor(folder=folder, cluster="slurm")
         # Slurm counts a job's time in whole minutes.
-        params: dict[str, Any] = {"timeout_min": math.ceil(options.time_min), "gpus_per_node": options.gpus_per_job,
-                                  "tasks_per_node": 1, "nodes": 1, "name": "cnnbench",
+        params: dict[str, Any] = {"timeout_min": math.ceil(options.time_min),
+                                  "gpus_per_node": 0 if on_cpu else options.gpus_per_job,
+                                  "tasks_per_node": max(1, options.gpus_per_job), "nodes": options.nodes, "name": "cnnbench",
                                   "slurm_signal_delay_s": delay}  # fmt: skip
         if options.partition:
             params["slurm_partition"] = options.partition
@@ -152,28 +171,128 @@ def executor(launcher: str, folder: Path, options: SchedulerOptions) -> Any:
     return ex
 
 
+# How Slurm says a job ended, as a run's status; COMPLETED: the job's result says how its run ended.
+ENDED = {"COMPLETED": None, "CANCELLED": "cancelled", "TIMEOUT": "timeout", "DEADLINE": "timeout",
+         "PREEMPTED": "failed: preempted by Slurm", "NODE_FAIL": "failed: its node failed (Slurm NODE_FAIL)",
+         "OUT_OF_MEMORY": "failed: out of memory on its node (Slurm OUT_OF_MEMORY)",
+         "BOOT_FAIL": "failed: its node did not boot (Slurm BOOT_FAIL)", "FAILED": "failed: Slurm says FAILED"}  # fmt: skip
+
+
+class SlurmStates:
+    """The states of a comparison's Slurm jobs, asked of the cluster for all of them at once and at most
+    once a second: from sacct, or from squeue where the cluster keeps no accounting (squeue lists an ended
+    job for MinJobAge, 300 s by default). submitit's own watcher asks sacct alone and warns on every
+    call where there is none, so the jobs' states are read here instead."""
+
+    def __init__(self, log: Callable[[str], None] = lambda _m: None) -> None:
+        self.log = log
+        self.states: dict[str, str] = {}
+        self.source = "sacct"
+        self.answered = False  # whether the last question got an answer (then a job not in it is gone)
+        self._asked = -math.inf
+
+    def refresh(self, job_ids: Sequence[str]) -> None:
+        import time
+
+        if time.monotonic() - self._asked < 1.0 or not job_ids:
+            return
+        self._asked = time.monotonic()
+        ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
+        if self.source == "sacct":
+            done = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ids], capture_output=True,
+                                  text=True)  # fmt: skip
+            if done.returncode == 0 and "disabled" not in done.stdout + done.stderr:
+                self._read(done.stdout)
+                return
+            self.source = "squeue"
+            self.log("this cluster keeps no accounting (sacct has none): job states come from squeue")
+        done = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", "-j", ids], capture_output=True,
+                              text=True)  # fmt: skip
+        if done.returncode == 0 or "Invalid job id" in done.stderr:  # every job asked for is gone
+            self._read(done.stdout)
+        else:
+            self.answered = False
+
+    def _read(self, text: str) -> None:
+        self.states = {}
+        for line in text.splitlines():
+            job_id, _, state = line.partition("|")
+            if job_id and "." not in job_id and state:
+                self.states[job_id.strip()] = state.split()[0]  # "CANCELLED by 0": CANCELLED
+        self.answered = True
+
+    def ended(self, job_id: str) -> tuple[bool, str | None]:
+        """(whether the job has ended, the status it gives its run), from the last answer."""
+        state = self.states.get(job_id)
+        if state is None:
+            # squeue no longer lists it: it ended longer ago than MinJobAge, how is lost
+            gone = self.answered and self.source == "squeue"
+            return gone, "failed: ended, and Slurm no longer says how" if gone else None
+        if state not in ENDED:
+            return False, None
+        return True, ENDED[state]
+
+
+def slurm_outcomes(folder: Path) -> dict[str, Outcome]:
+    """``compare --from`` on a comparison whose jobs went to Slurm without waiting: how each job that has
+    ended by now ended (a run that left no row takes its status from it), from FOLDER/jobs.json."""
+    from cnnbench.store.tables import read_json
+
+    path = Path(folder) / "jobs.json"
+    if not path.is_file() or shutil.which("squeue") is None:
+        return {}
+    saved = read_json(path)
+    states = SlurmStates()
+    states.refresh(saved["job_ids"])
+    outcomes = {}
+    for label, job_id in zip(saved["labels"], saved["job_ids"], strict=True):
+        ended, status = states.ended(job_id)
+        if ended:
+            outcomes[label] = Outcome(ended=True, returncode=1,
+                                      status=status or "failed: its job ended without its run's row")  # fmt: skip
+    return outcomes
+
+
 class SubmititHandle:
     """A submitted job as the poll loop sees it. ``stop`` ends a local job (SIGTERM to submitit's
     controller, which passes it to the job, whose run then writes its row) and leaves a cluster's jobs
     alone (Ctrl-C stops the waiting, not the jobs)."""
 
-    def __init__(self, job: Any, cancel_on_stop: bool = True) -> None:
+    def __init__(self, job: Any, cancel_on_stop: bool = True, states: SlurmStates | None = None) -> None:
         self.job = job
         self.cancel_on_stop = cancel_on_stop
+        self.states = states  # a Slurm job's state comes from these, not from submitit's watcher
         self.log = Path(job.paths.stderr) if hasattr(job, "paths") else None  # where a crash's words go
         self.status: str | None = None
 
     def poll(self) -> int | None:
-        if not self.job.done():
-            return None
+        if self.states is None:
+            if not self.job.done():
+                return None
+        elif not all(self.job.task(i).paths.result_pickle.exists() for i in range(self.job.num_tasks)):
+            self.states.refresh([self.job.job_id])
+            ended, status = self.states.ended(self.job.job_id)
+            if not ended or (status is None and self._result_may_come()):
+                return None
+            self.status = status or "failed: its job ended without a result"
+            return 1
         try:
-            result = self.job.result()
+            result = self.job.task(0).result()  # rank 0's, in a job of several tasks
         except Exception:  # the job itself failed (killed, timed out, preempted): no exit code of ours
             return 1
         if isinstance(result, str):  # run_job's status of a run a signal stopped
             self.status = result
             return 1
         return int(result)
+
+    def _result_may_come(self) -> bool:
+        """Slurm says COMPLETED and the result file is not there yet: a slow shared file system may
+        show it a little later (submitit writes it before the job ends)."""
+        import time
+
+        first = getattr(self, "_completed_at", None) or time.monotonic()
+        self._completed_at = first
+        return time.monotonic() - first < 30
 
     def stop(self) -> None:
         if not self.cancel_on_stop:
@@ -206,6 +325,8 @@ class SubmititLauncher(Launcher):
 
     def check(self) -> None:
         self.options.validate()
+        if self.name == "local" and self.options.nodes > 1:
+            raise InvalidArgumentError(f"expected --nodes 1 with --launcher local, got {self.options.nodes}")
         if self.name == "slurm":
             for command in ("sbatch", "srun"):
                 if shutil.which(command) is None:
@@ -231,8 +352,10 @@ class SubmititLauncher(Launcher):
         return "cuda" if self.options.gpus_per_job > 0 else "cpu"  # a node's GPUs, if the job asks for any
 
     def command(self, job: Job) -> list[str]:
-        """A job as it runs: on every GPU it was given when it has several (data-parallel)."""
-        return job_command(job.write(self.folder), "all" if self.options.gpus_per_job > 1 else None)
+        """A job as it runs: data-parallel when it has several GPUs, on all of them (local: through
+        torchrun; Slurm: one task per rank, each running this command)."""
+        several = self.options.gpus_per_job > 1 and self.name == "local"
+        return job_command(job.write(self.folder), "all" if several else None)
 
     def run(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -248,7 +371,7 @@ class SubmititLauncher(Launcher):
         ex = executor("local", self.folder, self.options)
         slots = self.options.max_parallel or max(1, (os.cpu_count() or 2) // 2)
         self.log(
-            f"{len(jobs)} runs through submitit's local executor, {slots} at a time; logs in {self.folder}"
+            f"{_runs(len(jobs))} through submitit's local executor, {slots} at a time; logs in {self.folder}"
         )
         if not self.wait:
             self.log("--no-wait: local jobs end with this command's process group; they run to the end here")
@@ -264,7 +387,8 @@ class SubmititLauncher(Launcher):
     def _run_slurm(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
         from submitit.core.utils import FailedJobError
 
-        ex = executor("slurm", self.folder, self.options)
+        on_cpu = all(job.recipe.device == "cpu" for job in jobs)
+        ex = executor("slurm", self.folder, self.options, on_cpu)
         limit = 60.0 * math.ceil(self.options.time_min)
         said = io.StringIO()
         try:
@@ -275,27 +399,41 @@ class SubmititLauncher(Launcher):
             raise DeviceError(
                 f"expected Slurm to queue the jobs, got sbatch's refusal: {words.splitlines()[0]}"
             ) from None
+        told: list[bool] = []
+
+        def stopped_waiting(_handles: Sequence[Any]) -> None:
+            # Ctrl-C stops the waiting, not the cluster's jobs: the table shows what has ended so far.
+            if not told:
+                told.append(True)
+                self.log("stopped waiting; the jobs go on in Slurm: render the table later with  "
+                         f"cnnbench compare --from {self.folder.parent}")  # fmt: skip
+
+        try:  # from the moment the jobs are queued, a Ctrl-C leaves them queued
+            self._follow(jobs, submitted, view, outcomes, stopped_waiting)
+        except KeyboardInterrupt:
+            stopped_waiting([])
+            raise
+
+    def _follow(self, jobs: list[Job], submitted: list[Any], view: JobView, outcomes: dict[str, Outcome],
+                stopped_waiting: Callable[[Sequence[Any]], None]) -> None:  # fmt: skip
         ids = [j.job_id for j in submitted]
-        self.log(
-            f"{len(jobs)} runs submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {self.folder}"
-        )
+        states = SlurmStates(self.log)
+        handles = {
+            job.label: SubmititHandle(j, cancel_on_stop=False, states=states)
+            for job, j in zip(jobs, submitted, strict=True)
+        }
+        for job in jobs:  # queued: pending, whatever comes next
+            outcomes[job.label] = Outcome(log=handles[job.label].log)
         write_text_atomic(self.folder / "jobs.json", to_json({"launcher": "slurm", "job_ids": ids,
                                                                "labels": [job.label for job in jobs]}))  # fmt: skip
-        handles = {
-            job.label: SubmititHandle(j, cancel_on_stop=False) for job, j in zip(jobs, submitted, strict=True)
-        }
+        self.log(
+            f"{_runs(len(jobs))} submitted to Slurm as job array {ids[0].split('_')[0]}; logs in {self.folder}"
+        )
         if not self.wait:
-            for job in jobs:
-                outcomes[job.label] = Outcome(log=handles[job.label].log)
             self.log(
                 f"not waiting: render the table later with  cnnbench compare --from {self.folder.parent}"
             )
             return
-
-        def stopped_waiting(_handles: Sequence[Any]) -> None:
-            # Ctrl-C stops the waiting, not the cluster's jobs: the table shows what has ended so far.
-            self.log("stopped waiting; the jobs go on in Slurm: render the table later with  "
-                     f"cnnbench compare --from {self.folder.parent}")  # fmt: skip
 
         ended_count = 0
 
@@ -305,6 +443,11 @@ class SubmititLauncher(Launcher):
             self.log(f"{ended_count}/{len(jobs)} runs ended")
             return Outcome(ended=True, returncode=code, status=handle.status, log=handle.log)
 
-        # Every job is queued already: the loop's slots are the jobs themselves, polled every 10 s.
+        # Every job is queued already: the loop's slots are the jobs themselves, polled every second at
+        # first and less often as they go on (every 10 s at most).
         run_queue(jobs, [job.label for job in jobs], lambda job, _slot: handles[job.label], view, outcomes,
-                  interval=10, ended=ended, on_interrupt=stopped_waiting)  # fmt: skip
+                  interval=1, max_interval=10, ended=ended, on_interrupt=stopped_waiting)  # fmt: skip
+
+
+def _runs(count: int) -> str:
+    return f"{count} run" + ("" if count == 1 else "s")

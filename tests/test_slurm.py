@@ -1,0 +1,185 @@
+"""``compare --launcher slurm`` against a real one-node Slurm (tests/slurm_cluster.py: munge, slurmctld
+and slurmd started for these tests, all their files in a temporary folder). Without Slurm or root these
+tests skip, unless CNNBENCH_REQUIRE_SLURM=1 (as CI sets it) makes that a failure."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from cnnbench.cli import app
+
+sys.path.insert(0, str(Path(__file__).parent))
+import slurm_cluster  # noqa: E402
+
+runner = CliRunner()
+# One cluster for the module: its tests run one after another in one worker.
+pytestmark = pytest.mark.xdist_group("slurm")
+
+SMALL = ["-d", "synthetic", "-i", "3x16x16", "-b", "16", "--lr", "0.005", "--synthetic-size", "256",
+         "--device", "cpu", "--launcher", "slurm", "--gpus-per-job", "0"]  # fmt: skip
+BOOM = """
+import torch.nn as nn
+
+class Boom(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(768, num_classes)
+
+    def forward(self, x):
+        if self.training and x.device.type == "cpu":  # counted on meta before it trains: it fails there
+            raise RuntimeError("boom while training")
+        return self.fc(x.flatten(1))
+
+def make(num_classes):
+    return Boom(num_classes)
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    why = slurm_cluster.missing()
+    if why:
+        if os.environ.get("CNNBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"CNNBENCH_REQUIRE_SLURM=1 and no Slurm cluster can start here: {why}")
+        pytest.skip(f"no Slurm cluster can start here: {why}")
+    folder = tmp_path_factory.mktemp("slurm")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in slurm_cluster.start(folder).items():
+            mp.setenv(key, value)
+        try:
+            yield folder
+        finally:
+            subprocess.run(["scancel", "--full", "-u", "root"], capture_output=True)
+            slurm_cluster.stop(folder)
+
+
+def squeue(*fields: str) -> list[list[str]]:
+    """Every job the cluster lists (ended ones too), one row of ``fields`` (squeue's %-codes) each."""
+    out = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "|".join(fields)], capture_output=True,
+                         text=True, check=True).stdout  # fmt: skip
+    return [line.split("|") for line in out.splitlines()]
+
+
+def statuses(folder: Path) -> list[str]:
+    return pd.read_csv(folder / "tidy.csv").status.tolist()
+
+
+def wait_for(test, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        got = test()
+        if got:
+            return got
+        time.sleep(1)
+    raise AssertionError(f"{what} did not happen in {seconds} s; squeue: {squeue('%i', '%T', '%r')}")
+
+
+def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(cluster, tmp_path):
+    slurm, inline = tmp_path / "slurm", tmp_path / "inline"
+    args = ["lenet5:pool=max,avg", *SMALL, "-e", "1", "--deterministic", "--name", "c"]
+    result = runner.invoke(app, ["compare", *args, "--max-parallel", "1", "--time", "5", "--out", str(slurm)])
+    assert result.exit_code == 0, result.output
+    assert "2 runs submitted to Slurm as job array" in result.output
+    # a cluster without accounting: one line of cnnbench's, no submitit warning
+    assert result.output.count("this cluster keeps no accounting") == 1
+    assert "Bypassing" not in result.output and "status may be inaccurate" not in result.output
+    assert statuses(slurm / "compare" / "c") == ["ok", "ok"]
+    # one array, and its jobs one after the other (--max-parallel 1): each starts once the other ended
+    jobs = sorted(squeue("%i", "%S", "%e"))
+    assert [j[0].split("_")[0] for j in jobs] == [jobs[0][0].split("_")[0]] * 2
+    (_, start0, end0), (_, start1, end1) = jobs
+    assert start1 >= end0 or start0 >= end1, jobs
+
+    # the same recipe trained in this process: same conditions, same epochs (deterministic, CPU)
+    here = [a for a in args if a not in ("--launcher", "slurm", "--gpus-per-job", "0")]
+    result = runner.invoke(app, ["compare", *here, "--out", str(inline)])
+    assert result.exit_code == 0, result.output
+    ran = {f: pd.read_csv(f / "runs.csv").sort_values("options") for f in (slurm, inline)}
+    assert ran[slurm].conditions_hash.tolist() == ran[inline].conditions_hash.tolist()
+    assert ran[slurm].conditions_hash.nunique() == 2
+    epochs = {
+        f: pd.read_csv(f / "compare" / "c" / "epochs.csv").sort_values(["variant", "epoch"]) for f in ran
+    }
+    for column in ("train_loss", "test_acc"):
+        assert epochs[slurm][column].tolist() == epochs[inline][column].tolist(), column
+
+
+def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(cluster, tmp_path):
+    out = tmp_path / "r"
+    (tmp_path / "boom.py").write_text(BOOM)
+    long = [*SMALL, "-e", "10000", "--no-wait", "--out", str(out)]
+    # one job of a minute that trains for longer (Slurm counts time limits in whole minutes)
+    result = runner.invoke(app, ["compare", "lenet5", *long, "--time", "1", "--name", "t"])
+    assert result.exit_code == 0, result.output
+    # one to cancel while it trains, one whose training raises
+    result = runner.invoke(app, ["compare", "lenet5:pool=avg", f"{tmp_path / 'boom.py'}:make", *long,
+                                 "--time", "5", "--name", "cf"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "cnnbench compare --from" in result.output
+    t, cf = out / "compare" / "t", out / "compare" / "cf"
+    assert statuses(t) == ["pending"] and statuses(cf) == ["pending", "pending"]
+
+    # cancelled once its run has written an epoch
+    plan = {r["variant"]: r["run_id"] for r in json.loads((cf / "plan.json").read_text())["runs"]}
+    jobs = json.loads((cf / "jobs" / "jobs.json").read_text())
+    job_of = dict(zip(jobs["labels"], jobs["job_ids"], strict=True))
+    wait_for(lambda: (out / "runs" / plan["lenet5:pool=avg"] / "epochs.csv").is_file(), 120, "a first epoch")
+    subprocess.run(["scancel", job_of["lenet5:pool=avg seed 0"]], check=True)
+    labels = pd.read_csv(cf / "tidy.csv").variant.tolist()
+
+    def ended(folder: Path) -> list[str] | None:
+        result = runner.invoke(app, ["compare", "--from", str(folder)])
+        assert result.exit_code == 0, result.output
+        got = statuses(folder)
+        return got if "pending" not in got else None
+
+    got = dict(zip(labels, wait_for(lambda: ended(cf), 60, "the cancel and the failure"), strict=True))
+    assert got["lenet5:pool=avg"] == "cancelled"
+    assert got[f"{tmp_path / 'boom.py'}:make"] == "failed: RuntimeError: boom while training"
+    runs = pd.read_csv(out / "runs.csv")
+    cancelled = runs[runs.status == "cancelled"]
+    assert len(cancelled) == 1 and cancelled.epochs_done.iloc[0] >= 1  # what it measured is kept
+    assert wait_for(lambda: ended(t), 120, "the time limit") == ["timeout"]
+
+
+def test_a_data_parallel_job_is_two_slurm_tasks(cluster, tmp_path):
+    result = runner.invoke(app, ["compare", "lenet5", *SMALL[:-1], "2", "-e", "1", "--time", "5",
+                                 "--name", "dp", "--out", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    tidy = pd.read_csv(tmp_path / "compare" / "dp" / "tidy.csv")
+    assert tidy.status.tolist() == ["ok"]
+    runs = pd.read_csv(tmp_path / "runs.csv")
+    assert runs.world_size.tolist() == [2]
+
+
+def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(cluster, tmp_path):
+    command = [sys.executable, "-m", "cnnbench", "compare", "lenet5", *SMALL, "-e", "1", "--time", "5",
+               "--name", "w", "--out", str(tmp_path)]  # fmt: skip
+    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    said = []
+    for line in waiting.stdout:
+        said.append(line)
+        if "submitted to Slurm" in line:
+            break
+    waiting.send_signal(signal.SIGINT)
+    said.append(waiting.communicate(timeout=60)[0])
+    text = "".join(said)
+    assert "stopped waiting; the jobs go on in Slurm" in text and "Traceback" not in text
+    assert [state for _, state in squeue("%i", "%T")] != []  # the job is still the cluster's
+    folder = tmp_path / "compare" / "w"
+
+    def collected() -> bool:
+        result = runner.invoke(app, ["compare", "--from", str(folder)])
+        assert result.exit_code == 0, result.output
+        got = statuses(folder)
+        return got if got != ["pending"] else None
+
+    assert wait_for(collected, 120, "the job's row") == ["ok"]
