@@ -24,6 +24,34 @@ def _few_threads():
     yield
 
 
+@pytest.fixture(scope="session")
+def slurm(tmp_path_factory):
+    """A one-node Slurm cluster of this test session's own (tests/slurm_cluster.py), pointed to by
+    SLURM_CONF; tests that use it carry ``pytest.mark.xdist_group("slurm")``, so one worker starts it.
+    Skipped where it cannot start, unless CNNBENCH_REQUIRE_SLURM=1 (CI) makes that a failure."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import slurm_cluster
+
+    why = slurm_cluster.missing()
+    if why:
+        if os.environ.get("CNNBENCH_REQUIRE_SLURM") == "1":
+            pytest.fail(f"CNNBENCH_REQUIRE_SLURM=1 and no Slurm cluster can start here: {why}")
+        pytest.skip(f"no Slurm cluster can start here: {why}")
+    folder = tmp_path_factory.mktemp("slurm")
+    with pytest.MonkeyPatch.context() as mp:
+        for key, value in slurm_cluster.start(folder).items():
+            mp.setenv(key, value)
+        try:
+            yield folder
+        finally:
+            subprocess.run(["scancel", "--full", "-u", "root"], capture_output=True)
+            slurm_cluster.stop(folder)
+
+
 @pytest.fixture
 def results_dir(tmp_path):
     return tmp_path / "results"

@@ -201,40 +201,16 @@ def _launched(tmp_path, name, *launcher):
     return planned, TrainConfig.from_dict(saved["config"]), row, run
 
 
-class RunsEachJobAsSlurmWould:
-    """Slurm's job array, each job run here as its node would run it."""
-
-    def map_array(self, fn, *iterables):
-        codes = [fn(*args) for args in zip(*iterables, strict=True)]
-
-        class Done:
-            job_id = "1_0"
-
-            def __init__(self, code):
-                self.code = code
-
-            def done(self):
-                return True
-
-            def result(self):
-                return self.code
-
-        return [Done(code) for code in codes]
-
-
 @pytest.mark.parametrize(
     "launcher",
-    [[], ["--launcher", "local", "--gpus-per-job", "0"], ["--gpus", "1"], ["--launcher", "slurm", "--gpus-per-job", "0"]],
+    [[], ["--launcher", "local", "--gpus-per-job", "0"], ["--gpus", "1"],
+     pytest.param(["--launcher", "slurm", "--gpus-per-job", "0"], marks=pytest.mark.xdist_group("slurm"))],
     ids=["inline", "submitit-local", "gpu-workers", "slurm"],
 )  # fmt: skip
-def test_a_comparisons_run_trains_the_recipe_it_planned(tmp_path, monkeypatch, launcher):
-    from cnnbench.launchers import scheduler
-
+def test_a_comparisons_run_trains_the_recipe_it_planned(tmp_path, monkeypatch, request, launcher):
+    if "slurm" in launcher:
+        request.getfixturevalue("slurm")  # a real one-node cluster
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # the workers run on the CPU here
-    monkeypatch.setattr(scheduler.shutil, "which", lambda name: "/usr/bin/sbatch")
-    local = scheduler.executor
-    monkeypatch.setattr(scheduler, "executor", lambda kind, folder, options: RunsEachJobAsSlurmWould()
-                        if kind == "slurm" else local(kind, folder, options))  # fmt: skip
     planned, trained, row, run = _launched(tmp_path, "r", *launcher)
     assert trained == planned.replace(
         out=DEFAULT_RESULTS_DIR, data_dir=None, world_size=1

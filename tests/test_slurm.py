@@ -1,9 +1,9 @@
 """``compare --launcher slurm`` against a real one-node Slurm (tests/slurm_cluster.py: munge, slurmctld
-and slurmd started for these tests, all their files in a temporary folder). Without Slurm or root these
-tests skip, unless CNNBENCH_REQUIRE_SLURM=1 (as CI sets it) makes that a failure."""
+and slurmd started for the test session, all their files in a temporary folder). Without Slurm or root
+these tests skip, unless CNNBENCH_REQUIRE_SLURM=1 (as CI sets it) makes that a failure."""
 
 import json
-import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,49 +16,35 @@ from typer.testing import CliRunner
 
 from cnnbench.cli import app
 
-sys.path.insert(0, str(Path(__file__).parent))
-import slurm_cluster  # noqa: E402
-
 runner = CliRunner()
-# One cluster for the module: its tests run one after another in one worker.
+# One cluster for the session (conftest's ``slurm``): its tests run one after another in one worker.
 pytestmark = pytest.mark.xdist_group("slurm")
 
 SMALL = ["-d", "synthetic", "-i", "3x16x16", "-b", "16", "--lr", "0.005", "--synthetic-size", "256",
          "--device", "cpu", "--launcher", "slurm", "--gpus-per-job", "0"]  # fmt: skip
-BOOM = """
+NETS = """
+import time
+
 import torch.nn as nn
 
-class Boom(nn.Module):
-    def __init__(self, num_classes):
+class Net(nn.Module):
+    def __init__(self, num_classes, slow):
         super().__init__()
-        self.fc = nn.Linear(768, num_classes)
+        self.fc, self.slow = nn.Linear(768, num_classes), slow
 
     def forward(self, x):
-        if self.training and x.device.type == "cpu":  # counted on meta before it trains: it fails there
-            raise RuntimeError("boom while training")
+        if self.training and x.device.type == "cpu":  # counted on meta before it trains: not there
+            if not self.slow:
+                raise RuntimeError("boom while training")
+            time.sleep(0.2)  # a long run that leaves the CPU to the other tests
         return self.fc(x.flatten(1))
 
-def make(num_classes):
-    return Boom(num_classes)
+def boom(num_classes):
+    return Net(num_classes, slow=False)
+
+def slow(num_classes):
+    return Net(num_classes, slow=True)
 """
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    why = slurm_cluster.missing()
-    if why:
-        if os.environ.get("CNNBENCH_REQUIRE_SLURM") == "1":
-            pytest.fail(f"CNNBENCH_REQUIRE_SLURM=1 and no Slurm cluster can start here: {why}")
-        pytest.skip(f"no Slurm cluster can start here: {why}")
-    folder = tmp_path_factory.mktemp("slurm")
-    with pytest.MonkeyPatch.context() as mp:
-        for key, value in slurm_cluster.start(folder).items():
-            mp.setenv(key, value)
-        try:
-            yield folder
-        finally:
-            subprocess.run(["scancel", "--full", "-u", "root"], capture_output=True)
-            slurm_cluster.stop(folder)
 
 
 def squeue(*fields: str) -> list[list[str]]:
@@ -82,7 +68,7 @@ def wait_for(test, seconds: float, what: str):
     raise AssertionError(f"{what} did not happen in {seconds} s; squeue: {squeue('%i', '%T', '%r')}")
 
 
-def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(cluster, tmp_path):
+def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(slurm, tmp_path):
     slurm, inline = tmp_path / "slurm", tmp_path / "inline"
     args = ["lenet5:pool=max,avg", *SMALL, "-e", "1", "--deterministic", "--name", "c"]
     result = runner.invoke(app, ["compare", *args, "--max-parallel", "1", "--time", "5", "--out", str(slurm)])
@@ -93,8 +79,9 @@ def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(cl
     assert "Bypassing" not in result.output and "status may be inaccurate" not in result.output
     assert statuses(slurm / "compare" / "c") == ["ok", "ok"]
     # one array, and its jobs one after the other (--max-parallel 1): each starts once the other ended
-    jobs = sorted(squeue("%i", "%S", "%e"))
-    assert [j[0].split("_")[0] for j in jobs] == [jobs[0][0].split("_")[0]] * 2
+    array = re.search(r"job array (\d+)", result.output).group(1)
+    jobs = sorted(j for j in squeue("%i", "%S", "%e") if j[0].split("_")[0] == array)
+    assert [j[0] for j in jobs] == [f"{array}_0", f"{array}_1"]
     (_, start0, end0), (_, start1, end1) = jobs
     assert start1 >= end0 or start0 >= end1, jobs
 
@@ -112,16 +99,17 @@ def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(cl
         assert epochs[slurm][column].tolist() == epochs[inline][column].tolist(), column
 
 
-def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(cluster, tmp_path):
-    out = tmp_path / "r"
-    (tmp_path / "boom.py").write_text(BOOM)
-    long = [*SMALL, "-e", "10000", "--no-wait", "--out", str(out)]
+def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(slurm, tmp_path):
+    out, nets = tmp_path / "r", tmp_path / "nets.py"
+    nets.write_text(NETS)
+    long = [*SMALL, "-e", "1000", "--no-wait", "--out", str(out)]
     # one job of a minute that trains for longer (Slurm counts time limits in whole minutes)
-    result = runner.invoke(app, ["compare", "lenet5", *long, "--time", "1", "--name", "t"])
+    result = runner.invoke(app, ["compare", f"{nets}:slow", *long, "--time", "1", "--name", "t"])
     assert result.exit_code == 0, result.output
     # one to cancel while it trains, one whose training raises
-    result = runner.invoke(app, ["compare", "lenet5:pool=avg", f"{tmp_path / 'boom.py'}:make", *long,
-                                 "--time", "5", "--name", "cf"])  # fmt: skip
+    result = runner.invoke(
+        app, ["compare", f"{nets}:slow", f"{nets}:boom", *long, "--time", "5", "--name", "cf"]
+    )
     assert result.exit_code == 0, result.output
     assert "cnnbench compare --from" in result.output
     t, cf = out / "compare" / "t", out / "compare" / "cf"
@@ -131,8 +119,8 @@ def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(cluster,
     plan = {r["variant"]: r["run_id"] for r in json.loads((cf / "plan.json").read_text())["runs"]}
     jobs = json.loads((cf / "jobs" / "jobs.json").read_text())
     job_of = dict(zip(jobs["labels"], jobs["job_ids"], strict=True))
-    wait_for(lambda: (out / "runs" / plan["lenet5:pool=avg"] / "epochs.csv").is_file(), 120, "a first epoch")
-    subprocess.run(["scancel", job_of["lenet5:pool=avg seed 0"]], check=True)
+    wait_for(lambda: (out / "runs" / plan[f"{nets}:slow"] / "epochs.csv").is_file(), 120, "a first epoch")
+    subprocess.run(["scancel", job_of[f"{nets}:slow seed 0"]], check=True)
     labels = pd.read_csv(cf / "tidy.csv").variant.tolist()
 
     def ended(folder: Path) -> list[str] | None:
@@ -142,15 +130,15 @@ def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(cluster,
         return got if "pending" not in got else None
 
     got = dict(zip(labels, wait_for(lambda: ended(cf), 60, "the cancel and the failure"), strict=True))
-    assert got["lenet5:pool=avg"] == "cancelled"
-    assert got[f"{tmp_path / 'boom.py'}:make"] == "failed: RuntimeError: boom while training"
+    assert got[f"{nets}:slow"] == "cancelled"
+    assert got[f"{nets}:boom"] == "failed: RuntimeError: boom while training"
     runs = pd.read_csv(out / "runs.csv")
     cancelled = runs[runs.status == "cancelled"]
     assert len(cancelled) == 1 and cancelled.epochs_done.iloc[0] >= 1  # what it measured is kept
     assert wait_for(lambda: ended(t), 120, "the time limit") == ["timeout"]
 
 
-def test_a_data_parallel_job_is_two_slurm_tasks(cluster, tmp_path):
+def test_a_data_parallel_job_is_two_slurm_tasks(slurm, tmp_path):
     result = runner.invoke(app, ["compare", "lenet5", *SMALL[:-1], "2", "-e", "1", "--time", "5",
                                  "--name", "dp", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -160,7 +148,7 @@ def test_a_data_parallel_job_is_two_slurm_tasks(cluster, tmp_path):
     assert runs.world_size.tolist() == [2]
 
 
-def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(cluster, tmp_path):
+def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(slurm, tmp_path):
     command = [sys.executable, "-m", "cnnbench", "compare", "lenet5", *SMALL, "-e", "1", "--time", "5",
                "--name", "w", "--out", str(tmp_path)]  # fmt: skip
     waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -134,7 +134,7 @@ def run_queue(
 ) -> None:
     """The one poll loop: the longest jobs first, each next job to the slot that frees first; ``ended``
     turns a handle's exit code into its outcome. Polls every ``interval`` seconds, or, with
-    ``max_interval``, half as often again each round nothing ends, up to it (a cluster is not asked
+    ``max_interval``, waiting a quarter longer each round nothing ends, up to it (a cluster is not asked
     every second about a job of hours). Ctrl-C (or any error) stops every running job, unless
     ``on_interrupt`` says otherwise (a cluster's jobs go on)."""
     queue = sorted(jobs, key=lambda j: j.cost, reverse=True)
@@ -162,7 +162,7 @@ def run_queue(
                 sleep = interval
             if running and not (queue and free):
                 time.sleep(sleep)
-                sleep = min(max_interval or interval, sleep * 1.5)
+                sleep = min(max_interval or interval, sleep * 1.25)
     except BaseException:
         handles = [h for _, h in running.values()]
         if on_interrupt is not None:
