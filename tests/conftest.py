@@ -9,6 +9,16 @@ os.environ.pop("COLUMNS", None)
 import cnnbench.report.progress  # noqa: E402, F401
 from cnnbench.training.trainer import Callbacks  # noqa: E402
 
+# The files whose tests take tens of seconds each, run first: the workers then end together, instead of
+# one running the last long test alone while the others wait.
+LONG_FIRST = ("test_readme.py", "test_slurm.py", "test_distributed.py", "test_stopped_runs.py", "test_train.py",
+              "test_significance.py", "test_sweep.py", "test_launchers.py", "test_compare.py")  # fmt: skip
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONG_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _counts_cache(tmp_path_factory):
