@@ -11,7 +11,7 @@ from cnnbench.training.trainer import Callbacks  # noqa: E402
 
 # The files whose tests take tens of seconds each, run first: the workers then end together, instead of
 # one running the last long test alone while the others wait.
-LONG_FIRST = ("test_readme.py", "test_slurm.py", "test_distributed.py", "test_stopped_runs.py", "test_train.py",
+LONG_FIRST = ("test_readme.py", "test_slurm.py", "test_zoo.py", "test_distributed.py", "test_stopped_runs.py", "test_train.py",
               "test_significance.py", "test_sweep.py", "test_launchers.py", "test_compare.py")  # fmt: skip
 
 
@@ -22,8 +22,11 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True, scope="session")
 def _counts_cache(tmp_path_factory):
-    # The cache of model counts of this test session's own, never the user's (subprocesses inherit it).
-    os.environ["CNNBENCH_CACHE_DIR"] = str(tmp_path_factory.mktemp("cache"))
+    # The cache of model counts of this test session's own, never the user's (subprocesses inherit it);
+    # one for all its workers (beside their own temporary folders), so that each model is counted once.
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    os.environ["CNNBENCH_CACHE_DIR"] = str(shared / "counts-cache")
     yield
 
 
@@ -76,3 +79,18 @@ class InterruptAt(Callbacks):
     def on_step(self, epoch, step, loss):
         if epoch == self.epoch:
             raise KeyboardInterrupt
+
+
+def one_line_error(result, *phrases):
+    """A CLI result that is a mistake said in one line: exit code 1, ``error: ...`` with ``phrases``, no
+    traceback."""
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    for phrase in phrases:
+        assert phrase in text, text
+    assert "Traceback" not in result.output
+    assert result.output.startswith("error:"), result.output
+    assert (
+        len(result.output.strip().splitlines()) == 1
+        or "\n" not in result.output.strip().split("error: ", 1)[1]
+    )

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import one_line_error
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -22,19 +23,6 @@ SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q", "--synthet
 
 def cli(*args):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
-
-
-def one_line_error(result, *phrases):
-    assert result.exit_code == 1, result.output
-    text = " ".join(result.output.split())
-    for phrase in phrases:
-        assert phrase in text, text
-    assert "Traceback" not in result.output
-    assert result.output.startswith("error:"), result.output
-    assert (
-        len(result.output.strip().splitlines()) == 1
-        or "\n" not in result.output.strip().split("error: ", 1)[1]
-    )
 
 
 def small(out, **kw):

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import InterruptAt
+from conftest import InterruptAt, one_line_error
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
@@ -33,15 +33,6 @@ def cfg(out, **kw):
 
 def cli(*args, **kw):
     return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"}, **kw)
-
-
-def one_line_error(result, *phrases):
-    assert result.exit_code == 1, result.output
-    text = " ".join(result.output.split())
-    for phrase in phrases:
-        assert phrase in text, text
-    assert "Traceback" not in result.output
-    assert result.output.startswith("error:")
 
 
 # --- checkpoints and resume -----------------------------------------------------------------------

@@ -165,19 +165,12 @@ def test_a_mistake_under_torchrun_is_said_once(tmp_path):
     assert (done.stdout + done.stderr).count("error: expected --epochs >= 1, got 0") == 1
 
 
-def test_slurm_refusing_the_jobs_is_one_line_with_its_own_words(tmp_path):
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "sbatch").write_text(
-        "#!/bin/sh\necho 'sbatch: error: invalid partition specified: nope' >&2\nexit 1\n"
-    )
-    (bin_dir / "srun").write_text("#!/bin/sh\nexit 0\n")
-    for tool in ("sbatch", "srun"):
-        (bin_dir / tool).chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "COLUMNS": "300"}
+@pytest.mark.xdist_group("slurm")
+def test_slurm_refusing_the_jobs_is_one_line_with_its_own_words(tmp_path, slurm):
+    env = {**os.environ, "COLUMNS": "300"}  # the test cluster's SLURM_CONF among them
     done = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "lenet5", *RECIPE, "-e", "1", "--launcher",
-                           "slurm", "--partition", "nope", "--out", str(tmp_path / "r")], capture_output=True, text=True,
-                          env=env, timeout=120)  # fmt: skip
+                           "slurm", "--gpus-per-job", "0", "--partition", "nope", "--out", str(tmp_path / "r")],
+                          capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
     assert done.returncode == 1
     assert done.stderr.strip() == (
         "error: expected Slurm to queue the jobs, got sbatch's refusal: sbatch: error: invalid partition specified: nope"
