@@ -264,6 +264,7 @@ class SubmititHandle:
         self.states = states  # a Slurm job's state comes from these, not from submitit's watcher
         self.log = Path(job.paths.stderr) if hasattr(job, "paths") else None  # where a crash's words go
         self.status: str | None = None
+        self.completed_at: float | None = None  # when Slurm first said COMPLETED without a result here
 
     def poll(self) -> int | None:
         if self.states is None:
@@ -290,9 +291,9 @@ class SubmititHandle:
         show it a little later (submitit writes it before the job ends)."""
         import time
 
-        first = getattr(self, "_completed_at", None) or time.monotonic()
-        self._completed_at = first
-        return time.monotonic() - first < 30
+        if self.completed_at is None:
+            self.completed_at = time.monotonic()
+        return time.monotonic() - self.completed_at < 30
 
     def stop(self) -> None:
         if not self.cancel_on_stop:
@@ -399,12 +400,13 @@ class SubmititLauncher(Launcher):
             raise DeviceError(
                 f"expected Slurm to queue the jobs, got sbatch's refusal: {words.splitlines()[0]}"
             ) from None
-        told: list[bool] = []
+        told = False
 
         def stopped_waiting(_handles: Sequence[Any]) -> None:
             # Ctrl-C stops the waiting, not the cluster's jobs: the table shows what has ended so far.
+            nonlocal told
             if not told:
-                told.append(True)
+                told = True
                 self.log("stopped waiting; the jobs go on in Slurm: render the table later with  "
                          f"cnnbench compare --from {self.folder.parent}")  # fmt: skip
 
