@@ -132,7 +132,7 @@ def test_a_local_launchers_jobs_end_with_their_comparison(tmp_path, slow, how):
 def test_a_local_job_past_its_time_ends_as_timeout_with_its_epochs(tmp_path, slow):
     out = tmp_path / "r"
     result = subprocess.run([sys.executable, "-m", "cnnbench", "compare", slow, *RECIPE, "-e", "400", "--launcher",
-                             "local", "--time", "0.3", "--name", "t", "--out", str(out)], capture_output=True,
+                             "local", "--time", "0.5", "--name", "t", "--out", str(out)], capture_output=True,
                             text=True, timeout=180)  # fmt: skip
     assert "Traceback" not in result.stdout + result.stderr
     row = pd.read_csv(out / "runs.csv").iloc[0]
