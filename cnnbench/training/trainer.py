@@ -15,6 +15,7 @@ import datetime as _dt
 import math
 import os
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -308,6 +309,10 @@ class Trainer:
                 ) from None
             raise
         finally:
+            # A second signal (Ctrl-C to the process group, then the comparison's SIGTERM) can cut the
+            # handling of the first before it named the status: the exception on its way out names it.
+            if status == "running" and sys.exc_info()[1] is not None:
+                status = final_status(sys.exc_info()[1])
             # A continued run that trained no new epoch keeps its row as it was (a failed resume, or one
             # stopped in warm-up, changes nothing); every other run's row says how it ended, written whole.
             with deferred_signals():
