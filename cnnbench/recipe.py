@@ -41,6 +41,14 @@ def _added(default: Any, option: Opt | None = None, label: str | None = None) ->
     return declared(default, option=option, hashed_at_default=False, label=label)
 
 
+AUGMENTATIONS = ("none", "flip", "crop", "rrc")  # cnnbench.data.loader's, named here without torch
+PLACEMENTS = ("auto", "device", "host")
+
+
+def _no_augment(_given: bool) -> str:
+    return "none"
+
+
 def _image_size(size: int) -> tuple[int, int, int]:
     return (3, size, size)
 
@@ -133,9 +141,13 @@ class TrainConfig:
             parse=results_dir,
         ),
     )
-    augment: bool | None = declared(
-        None, option=Opt(("--augment/--no-augment",), "Crop and flip augmentation (default: the dataset's).")
-    )  # None: the dataset's default (crop + flip for CIFAR)
+    augment: str | None = declared(
+        None,
+        option=(Opt(("--augment",), "Training augmentation: none, flip, crop (padded random crop and flip, the "
+                    "chapter's) or rrc (random-resized crop and flip, ImageNet's) (default: the dataset's).", "MODE",
+                    choices=AUGMENTATIONS),
+                Opt(("--no-augment",), "No training augmentation (--augment none).", kind=bool, parse=_no_augment)),
+    )  # fmt: skip  # None: the dataset's own (crop for CIFAR, rrc for your own images, none for MNIST)
     eval_batch_size: int = _bookkeeping(1000, Opt(("--eval-batch-size",), "Batch size of evaluation.", "N"))
     checkpoints: bool = _bookkeeping(
         True,
@@ -197,10 +209,27 @@ class TrainConfig:
         Opt(("--run-name",), "The run's folder under OUT/runs/ (default: model, seed, time).", "NAME",
             commands=("train",)),
     )  # fmt: skip
+    cache_size: int | None = _added(
+        None,
+        Opt(("--cache-size",), "Your own images: the size they are stored at, crops taken from "
+            "(default: --image-size / 0.875, 256 for 224).", "S"),
+        label="stored image size",
+    )  # fmt: skip  # None: the default for the image size (resolved in the conditions)
+    placement: str = _added(
+        "auto",
+        Opt(("--data-placement",), "Where training images live: auto (the GPU where they fit), device, or "
+            "host (streamed per batch from memory or your images' cache).", choices=PLACEMENTS),
+        label="data placement asked",
+    )  # fmt: skip  # the run's conditions say where its data went (data_placement)
     jobs_per_gpu: int = _bookkeeping(
         1, Opt(("--jobs-per-gpu",), "Runs at once on each GPU (recorded: it moves epoch times).", "K"),
         shared=True, label="runs at once per GPU",
     )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        # Recipes written before --augment took a name said true (the chapter's crop and flip) or false.
+        if isinstance(self.augment, bool):
+            self.augment = "crop" if self.augment else "none"
 
     # --- one way in, one way out -----------------------------------------------------------------
 
@@ -285,6 +314,11 @@ class TrainConfig:
         need(number(self.val_split) and self.val_split >= 0 and (self.val_split < 1 or float(self.val_split).is_integer()),
              "--val-split as a count of images or a fraction in (0, 1)", self.val_split)  # fmt: skip
         need(number(self.aux_loss) and self.aux_loss >= 0, "--aux-loss >= 0", self.aux_loss)
+        need(self.augment is None or self.augment in AUGMENTATIONS, f"--augment in {'|'.join(AUGMENTATIONS)}",
+             self.augment)  # fmt: skip
+        need(self.placement in PLACEMENTS, f"--data-placement in {'|'.join(PLACEMENTS)}", self.placement)
+        if self.cache_size is not None:
+            need(whole(self.cache_size) and self.cache_size >= 1, "--cache-size >= 1", self.cache_size)
         if self.target_acc is not None:
             need(
                 number(self.target_acc) and 0 < self.target_acc <= 100,
@@ -357,6 +391,8 @@ def conditions_hash(conditions: Mapping[str, Any]) -> str:
     key = without_added_defaults(
         {k: conditions.get(k) for k in (*CONDITION_FIELDS, "optimizer_impl", "device_kind")}
     )
+    # Runs recorded before --augment took a name recorded true for the chapter's crop and false for none.
+    key["augment"] = {"crop": True, "none": False}.get(key.get("augment"), key.get("augment"))
     return hashlib.sha1(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -130,8 +130,22 @@ def test_your_own_images_streamed_from_pinned_memory_train_on_the_gpu(tmp_path, 
     monkeypatch.setattr(loader, "fits_on_device", lambda *_: False)  # as if the set were too large
     run = train(TrainConfig(model="lenet", dataset="imagefolder", data_dir=tmp_path / "imgs", input_size=(3, 24, 24),
                             epochs=3, batch_size=16, device="cuda", out=tmp_path / "r"))  # fmt: skip
-    assert run.summary["data_placement"].startswith("pinned host memory")
+    assert run.summary["data_placement"] == "the image cache on disk, streamed per batch"
     assert run.summary["cuda_graphs"] and run.epochs[-1].train_loss < run.epochs[0].train_loss
+    # Streamed through pinned buffers, or gathered from the GPU: the same batches, crops and all.
+    from cnnbench.data.readers import load_split
+
+    data = load_split("imagefolder", "train", tmp_path / "imgs", synthetic_shape=(3, 24, 24))
+    for augment in ("rrc", "crop", "none"):
+        streamed, resident = (
+            [torch.cat(t) for t in zip(*loader.DeviceLoader(data, 10, "cuda", True, augment, 7, True, r).epoch(3),
+                                       strict=True)]
+            for r in (False, True)
+        )  # fmt: skip
+        assert torch.equal(streamed[0], resident[0]) and torch.equal(streamed[1], resident[1]), augment
+        assert streamed[0].shape == (192, 3, 24, 24) and streamed[0].is_contiguous(
+            memory_format=torch.channels_last
+        )
 
 
 def test_a_torchvision_model_trains_on_the_gpu(tmp_path):

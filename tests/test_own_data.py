@@ -49,9 +49,13 @@ def test_a_folder_of_pngs_trains_and_compares_and_the_cache_is_reused(tmp_path, 
         36,
         12,
     )
-    assert config["data_placement"] == "device" and config["data_source"] == str(root)
-    assert config["class_names"] == "circles;squares;stripes"
-    assert len(list((root / ".cnnbench-cache").glob("*.npz"))) == 2
+    # On the CPU the images are read from their cache file, batch by batch.
+    assert config["data_placement"] == "the image cache on disk, streamed per batch"
+    assert config["data_source"] == str(root) and config["class_names"] == "circles;squares;stripes"
+    assert (config["augment"], config["cache_size"]) == ("rrc", 27)  # 24 / 0.875, ImageNet's 256 for 224
+    assert config["augmentation"].startswith("random-resized crop of the stored 27x27 to 24x24 (area 0.08-1")
+    caches = sorted(p.name.split("-")[:3] for p in (root / ".cnnbench-cache").iterdir())
+    assert caches == [["test", "27px", "v2"], ["train", "27px", "v2"]]
 
     from cnnbench.data import readers
 
@@ -60,7 +64,7 @@ def test_a_folder_of_pngs_trains_and_compares_and_the_cache_is_reused(tmp_path, 
     def no_decoding(*_a, **_k):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(imagefolder, "_decode", no_decoding)
+    monkeypatch.setattr(imagefolder, "_decode_into", no_decoding)
     result = runner.invoke(
         app, ["compare", "lenet", "cnn_dropout", *train_args(root, tmp_path / "r"), "--name", "c"]
     )
@@ -74,7 +78,7 @@ def test_classes_counts_and_channel_statistics_come_from_the_folders(tmp_path):
     train = imagefolder.load(root, "train", 16)
     assert train["classes"] == CLASSES and np.bincount(train["labels"]).tolist() == [12, 12, 12]
     assert train["images"].shape == (36, 3, 16, 16) and train["images"].dtype == np.uint8
-    expected = train["images"].astype(np.float64).mean(axis=(0, 2, 3)) / 255
+    expected = np.asarray(train["images"]).astype(np.float64).mean(axis=(0, 2, 3)) / 255
     assert np.allclose(train["mean"], expected)
     assert train["mean"][0] > train["mean"][1] - 0.2  # the colours are there
     val = imagefolder.load(root, "test", 16)
@@ -88,7 +92,7 @@ def test_resize_and_centre_crop(tmp_path):
     pixels = np.zeros((20, 60, 3), np.uint8)
     pixels[:, 20:40] = 255  # a white band in the middle third
     Image.fromarray(pixels).save(path)
-    square = imagefolder._square(path, 10)
+    square = imagefolder.square_image(path, 10)
     assert square.shape == (3, 10, 10)
     assert square[:, :, 3:7].min() > 200  # the centre crop keeps the band's middle
 

@@ -25,11 +25,11 @@ NON_DEFAULT = {
     "data_dir": Path("/data/elsewhere"), "epochs": 7, "batch_size": 48, "optimizer": "sgd", "lr": 0.05,
     "momentum": 0.8, "nesterov": True, "weight_decay": 0.002, "scheduler": "cosine", "step_size": 5, "gamma": 0.1,
     "warmup_epochs": 2, "label_smoothing": 0.1, "precision": "bf16", "channels_last": True, "compile": True,
-    "device": "cpu", "seed": 11, "out": Path("/tmp/results-elsewhere"), "augment": True, "eval_batch_size": 250,
+    "device": "cpu", "seed": 11, "out": Path("/tmp/results-elsewhere"), "augment": "rrc", "eval_batch_size": 250,
     "checkpoints": False, "warmup_steps": 1, "cuda_graphs": False, "input_size": (3, 20, 20), "num_classes": 7,
     "synthetic_size": 640, "deterministic": True, "skip_bad_images": True, "val_split": 0.2, "target_acc": 55.0,
     "world_size": 2, "run_name": "my-run",
-    "jobs_per_gpu": 3, "aux_loss": 0.3,
+    "jobs_per_gpu": 3, "aux_loss": 0.3, "cache_size": 40, "placement": "host",
 }  # fmt: skip
 
 
@@ -182,7 +182,7 @@ def test_a_recipe_that_cannot_run_is_one_line(changes, message):
 TRAINED = ["-d", "synthetic", "-i", "3x16x16", "--num-classes", "5", "--synthetic-size", "64", "-e", "2", "-b", "16",
            "--optimizer", "sgd", "--lr", "0.02", "--momentum", "0.8", "--nesterov", "--weight-decay", "0.001",
            "--step-size", "1", "--gamma", "0.3", "--warmup-epochs", "1", "--label-smoothing", "0.1", "--augment",
-           "--seed", "5", "--eval-batch-size", "32", "--warmup-steps", "1", "--no-cuda-graphs", "--channels-last",
+           "flip", "--data-placement", "host", "--seed", "5", "--eval-batch-size", "32", "--warmup-steps", "1", "--no-cuda-graphs", "--channels-last",
            "--deterministic", "--val-split", "16", "--target-acc", "30", "--device", "cpu", "-q"]  # fmt: skip
 
 

@@ -28,12 +28,13 @@ def default_data_dir() -> Path:
 class ArrayDataset:
     """A split held as uint8 images [N, C, H, W] and int64 labels [N]."""
 
-    images: np.ndarray
+    images: Any  # np.ndarray, or your own images' MappedImages (read from their cache on demand)
     labels: np.ndarray
     spec: DatasetSpec
     source: str
     skipped: int = 0  # unreadable images left out (--skip-bad-images)
     class_names: tuple[str, ...] = ()  # where the data names its classes (your own images' folders)
+    decode_s: float = 0.0  # seconds spent decoding your own images into their cache (0: read from it)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -264,16 +265,21 @@ def load_split(
     synthetic_size: int | None = None,
     skip_bad_images: bool = False,
     progress: Any = None,
+    cache_size: int | None = None,
 ) -> ArrayDataset:
     """Load ``split`` ('train' or 'test') of dataset ``name`` as uint8 arrays (cached per process).
 
     ``synthetic_shape`` is the input size of the datasets that take one (synthetic data, and your own
-    images, ``imagefolder``); ``progress(done, total)`` hears how decoding your own images goes.
+    images, ``imagefolder``, which keeps them at ``cache_size``); ``progress(done, total)`` hears how
+    decoding your own images goes.
     """
-    key = (name, split, str(data_dir), synthetic_shape, synthetic_classes, synthetic_size, skip_bad_images)
+    key = (name, split, str(data_dir), synthetic_shape, synthetic_classes, synthetic_size, skip_bad_images,
+           cache_size)  # fmt: skip
     if key not in _CACHE:
         if get_dataset_spec(name).name == "imagefolder":
-            _CACHE[key] = _load_imagefolder(split, data_dir, synthetic_shape, skip_bad_images, progress)
+            _CACHE[key] = _load_imagefolder(
+                split, data_dir, synthetic_shape, skip_bad_images, progress, cache_size
+            )
         else:
             _CACHE[key] = _load_split(
                 name, split, data_dir, download, synthetic_shape, synthetic_classes, synthetic_size
@@ -281,8 +287,14 @@ def load_split(
     return _CACHE[key]
 
 
+def default_cache_size(image_size: int) -> int:
+    """The size your own images are stored at for training at ``image_size``: ImageNet's 256 for 224
+    (an image size is 87.5% of the stored one), so random-resized and centre crops have room."""
+    return max(image_size, round(image_size / 0.875))
+
+
 def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, int] | None, skip_bad: bool,
-                      progress: Any) -> ArrayDataset:  # fmt: skip
+                      progress: Any, cache_size: int | None) -> ArrayDataset:  # fmt: skip
     from cnnbench.data import imagefolder
 
     if data_dir is None and DATA_DIR_ENV not in os.environ:
@@ -299,11 +311,14 @@ def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, 
         raise DatasetError(
             f"expected --image-size N (3 x N x N) for your own images, got {channels}x{size}x{width}"
         )
-    data = imagefolder.load(root, split, size, skip_bad, progress)
+    stored = cache_size or default_cache_size(size)
+    if stored < size:
+        raise DatasetError(f"expected --cache-size >= --image-size ({size}), got {stored}")
+    data = imagefolder.load(root, split, stored, skip_bad, progress)
     spec = DatasetSpec("imagefolder", (3, size, size), len(data["classes"]), tuple(map(float, data["mean"])),
-                       tuple(map(float, data["std"])), True)  # fmt: skip
+                       tuple(map(float, data["std"])), "rrc")  # fmt: skip
     return ArrayDataset(data["images"], data["labels"], spec, str(root), skipped=int(data["skipped"]),
-                        class_names=tuple(data["classes"]))  # fmt: skip
+                        class_names=tuple(data["classes"]), decode_s=0.0 if data["from_cache"] else data["decode_s"])  # fmt: skip
 
 
 def _load_split(
@@ -332,7 +347,7 @@ def _load_split(
                    f"in {classes:,} classes")  # fmt: skip
         images, labels = synthetic(split, shape, classes, size)
         mean, std = (0.5,) * shape[0], (0.25,) * shape[0]
-        spec = DatasetSpec("synthetic", shape, classes, mean, std, False)
+        spec = DatasetSpec("synthetic", shape, classes, mean, std, "none")
         return ArrayDataset(images, labels, spec, "synthetic (seeded)")
     if spec.name in _CIFAR:
         folder, train_files, test_files, key = _CIFAR[spec.name]

@@ -15,7 +15,7 @@ class DatasetSpec:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: bool  # whether the chapter's crop+flip augmentation applies
+    augment: str  # the training augmentation by default (cnnbench.data.loader.AUGMENTATIONS)
     trainable: bool = True  # False for shape-only entries such as imagenet
 
     @property
@@ -28,16 +28,17 @@ DATASETS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         # The chapter's CIFAR-10 normalisation constants.
-        DatasetSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), True),
-        DatasetSpec("cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), True),
-        DatasetSpec("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), False),
-        DatasetSpec("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), False),
-        DatasetSpec("synthetic", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), False),
-        # Your own images (--data-dir with train/ and val/): classes, mean and std come from the folders.
-        DatasetSpec("imagefolder", (3, 224, 224), 0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), True),
+        DatasetSpec("cifar10", (3, 32, 32), 10, (0.4914, 0.4822, 0.4465), (0.2023, 0.1994, 0.2010), "crop"),
+        DatasetSpec("cifar100", (3, 32, 32), 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "crop"),
+        DatasetSpec("mnist", (1, 28, 28), 10, (0.1307,), (0.3081,), "none"),
+        DatasetSpec("fashion-mnist", (1, 28, 28), 10, (0.2860,), (0.3530,), "none"),
+        DatasetSpec("synthetic", (3, 32, 32), 10, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "none"),
+        # Your own images (--data-dir with train/ and val/): classes, mean and std come from the folders;
+        # ImageNet's random-resized crops.
+        DatasetSpec("imagefolder", (3, 224, 224), 0, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), "rrc"),
         # Shape only: summary and profile at ImageNet size; no training data.
         DatasetSpec(
-            "imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), True, False
+            "imagenet", (3, 224, 224), 1000, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "rrc", False
         ),
     )
 }

@@ -75,14 +75,27 @@ class TrainProgress:
         pass
 
     def on_data(self, done: int, total: int) -> None:
-        """Decoding your own images (once; later runs read the cache)."""
-        if done == 1:
+        """Decoding your own images (once; later runs read the cache): a bar with images/s and the time
+        left, then one line."""
+        import time
+
+        if getattr(self, "decode_task", None) is None:
             self.decode_task = self.progress.add_task("decoding images", total=total, status="")
-        self.progress.update(self.decode_task, completed=done)
+            self.decode_started = time.perf_counter()
+        elapsed = max(time.perf_counter() - self.decode_started, 1e-9)
+        rate = done / elapsed
+        left = (total - done) / rate if rate > 0 else float("inf")
+        self.progress.update(
+            self.decode_task, completed=done, status=f"{rate:,.0f} images/s, {left:,.0f} s left"
+        )
         if done == total:
             self.progress.remove_task(self.decode_task)
+            self.decode_task = None
             if not self.quiet:
-                self.progress.console.print(f"decoded {total:,} images into the cache", highlight=False)
+                self.progress.console.print(
+                    f"decoded {total:,} images into the cache in {elapsed:,.1f} s ({rate:,.0f} images/s)",
+                    highlight=False,
+                )
 
     def on_step(self, epoch: int, step: int, loss: float | None) -> None:
         if self.device == "cpu" and not self.cpu_note_shown and self.steps > 1:

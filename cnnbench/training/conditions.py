@@ -35,6 +35,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
         **{k: getattr(config, k) for k in CONDITION_FIELDS if k not in ("model", "options", "dataset",
                                                                         "input_size", "num_classes")},
         "augment": spec.augment if config.augment is None else config.augment,
+        "cache_size": _cache_size(config, shape) if spec.name == "imagefolder" else None,
         "synthetic_size": config.synthetic_size if synthetic else None,
         "channels_last": use_channels_last(config.channels_last, device),
         "cuda_graphs": uses_cuda_graphs(config, device),
@@ -56,7 +57,14 @@ def _num_classes(config: TrainConfig, spec: Any) -> int:
     return spec.num_classes
 
 
+def _cache_size(config: TrainConfig, shape: tuple[int, ...]) -> int:
+    from cnnbench.data.readers import default_cache_size
+
+    return int(config.cache_size or default_cache_size(int(shape[1])))
+
+
 def data_options(config: TrainConfig) -> dict[str, Any]:
     """What load_split needs of a run's configuration beyond the dataset's name and folder."""
     return dict(synthetic_shape=config.input_size, synthetic_classes=config.num_classes,
-                synthetic_size=config.synthetic_size, skip_bad_images=config.skip_bad_images)  # fmt: skip
+                synthetic_size=config.synthetic_size, skip_bad_images=config.skip_bad_images,
+                cache_size=config.cache_size)  # fmt: skip

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import time
 from typing import Any
 
@@ -158,6 +159,7 @@ class TrainStep:
         self.static_y: Any = None
         self.static_loss: Any = None
         self.lr_tensors: list[Any] = []
+        self.step_images_per_s = math.nan  # measured by warmup(timed_steps=...)
 
     def _new_scaler(self) -> Any:
         """fp16's loss scaler (a no-op otherwise), its scale and growth tensors already allocated."""
@@ -221,11 +223,14 @@ class TrainStep:
         # A tensor LR (CUDA graphs) is float32: 1e-3 reads back as 0.0010000000475.
         return float(f"{float(self.optimizer.param_groups[0]['lr']):.7g}")
 
-    def warmup(self, train_loader: Any, test_loader: Any) -> float:
+    def warmup(self, train_loader: Any, test_loader: Any, timed_steps: int = 0) -> float:
         """A few real steps at every batch size the run will see, then the initial state restored.
 
         Weights are copied back in place and optimizer state zeroed in place (a zeroed Adam or momentum
-        state steps exactly like a fresh one), so addresses stay fixed for graph capture.
+        state steps exactly like a fresh one), so addresses stay fixed for graph capture. With
+        ``timed_steps``, that many more full-batch steps on the same batch are timed once the warm-up
+        steps are done: the step's own speed without its loader (``step_images_per_s``; eager, so a
+        graphed step is faster still).
         """
         import torch
 
@@ -246,6 +251,16 @@ class TrainStep:
             for bs in sorted(train_loader.batch_sizes(), reverse=True):
                 for _ in range(c.warmup_steps if bs == c.batch_size else 1):
                     self._eager(x_all[:bs], y_all[:bs])
+            if timed_steps > 0:
+                synchronize(self.device)
+                t1 = time.perf_counter()
+                done = 0
+                # At most about half a second (a CPU's steps are slow; there the clock is the step's own).
+                while done < timed_steps and (done < 2 or time.perf_counter() - t1 < 0.5):
+                    self._eager(x_all, y_all)
+                    done += 1
+                synchronize(self.device)
+                self.step_images_per_s = done * len(y_all) / (time.perf_counter() - t1)
             self.model.eval()
             with torch.no_grad(), autocast(c.precision, self.device), cudnn_autotune(False):
                 self.model(x_eval)

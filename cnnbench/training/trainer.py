@@ -120,11 +120,18 @@ class Trainer:
         self.train_eval_s = math.nan
         self.meter: EnergyMeter = EnergyMeter()
         self.warmup_energy_J = math.nan
+        self.loader_images_per_s = math.nan  # the training loader alone, over the probe's batches
+        self.input_bound: bool | None = None
 
     def _setup(self) -> None:
         import torch
 
-        from cnnbench.data.loader import DeviceLoader, fits_on_device
+        from cnnbench.data.loader import (
+            DeviceLoader,
+            describe_augmentation,
+            fits_on_device,
+            makes_batches_one_by_one,
+        )
         from cnnbench.data.readers import VAL_SPLIT_SEED, load_split, split_validation
         from cnnbench.models.build import prepare_model
         from cnnbench.models.counting import count_flops
@@ -140,7 +147,7 @@ class Trainer:
         train = load_split(spec.name, "train", c.data_dir, **data_options(c), progress=self.cb.on_data)
         test = load_split(spec.name, "test", c.data_dir, **data_options(c), progress=self.cb.on_data)
         self.spec = train.spec
-        augment = spec.augment if c.augment is None else c.augment
+        augment = train.spec.augment if c.augment is None else c.augment
         test_samples = len(test.labels)
         val = None
         if c.val_split:  # the same images for every variant and seed: the split has a seed of its own
@@ -149,7 +156,10 @@ class Trainer:
         train, test = shard(train, world, equal=True), shard(test, world, equal=False)
         val = shard(val, world, equal=False) if val is not None else None
         held = train.images.nbytes + test.images.nbytes + (val.images.nbytes if val is not None else 0)
-        resident = fits_on_device(held, self.device)
+        per_batch = makes_batches_one_by_one(train, augment)
+        resident = {"device": True, "host": False}.get(c.placement) or (
+            c.placement == "auto" and fits_on_device(held, self.device, per_batch)
+        )
         # Each rank shuffles and augments its own shard with its own generator.
         self.train_loader = DeviceLoader(
             train, per_rank_batch(c.batch_size, world), self.device, True, augment, c.seed * world.size + world.rank,
@@ -164,6 +174,7 @@ class Trainer:
             else None
         )
         self.data_load_s = time.perf_counter() - t0
+        self.decode_s = train.decode_s + test.decode_s
         if world.is_main:  # rank 0 reads every GPU of the run: a data-parallel run adds them
             gpus = (
                 [nvml_index(f"cuda:{r}") for r in range(world.size)]
@@ -186,8 +197,12 @@ class Trainer:
         self.conditions: dict[str, Any] = {
             **planned_conditions(c),
             "data_source": train.source,
-            "data_placement": ("device" if resident else "pinned host memory, streamed per batch")
+            "data_placement": _placement(resident, train, self.device)
             + (f", a 1/{world.size} shard per process" if world.distributed else ""),
+            "augmentation": describe_augmentation(
+                self.train_loader.mode, self.train_loader.stored, self.train_loader.out
+            ),
+            "batches_made": "one by one" if per_batch else "a whole epoch at once",
             "batch_per_process": per_rank_batch(c.batch_size, world),
             "jobs_per_gpu": c.jobs_per_gpu,
             "cuda_mps": os.environ.get("CNNBENCH_CUDA_MPS")
@@ -267,7 +282,8 @@ class Trainer:
         status, warmup_s, new_epochs = "running", 0.0, 0
         try:
             e0 = self.meter.read()
-            warmup_s = self.step.warmup(self.train_loader, self.test_loader)
+            warmup_s = self.step.warmup(self.train_loader, self.test_loader, self._probe_batches())
+            warmup_s += self._probe_loader()
             start_epoch, rows = self._restore(store)
             warmup_s += self.step.capture(self.train_loader)
             synchronize(self.device)
@@ -285,6 +301,8 @@ class Trainer:
                 store.append_epoch(dataclasses.asdict(row))
                 new_epochs += 1
                 self.cb.on_epoch(row)
+                if self.input_bound is None:
+                    self._judge_input(row)
                 if diverged(row.train_loss, self.spec.num_classes):
                     status = "diverged"
                     break
@@ -320,6 +338,42 @@ class Trainer:
                 if self.store is None or new_epochs:
                     store.finish(summary)
         return RunResult(store.run_id, store.dir, status, summary, rows)
+
+    def _probe_batches(self) -> int:
+        """Batches the input-bound check reads and steps: enough to time, few enough to cost little."""
+        return min(len(self.train_loader), 20)
+
+    def _probe_loader(self) -> float:
+        """The training loader alone over the probe's batches (of epoch 0, which no run trains): its
+        images/s; the seconds it took, which count as warm-up."""
+        k = self._probe_batches()
+        synchronize(self.device)
+        t0 = time.perf_counter()
+        images = 0
+        batches = self.train_loader.epoch(0)
+        for i, (_x, y) in enumerate(batches):
+            images += len(y)
+            if i + 1 >= k:
+                break
+        batches.close()  # a streaming loader's reading thread ends here
+        synchronize(self.device)
+        seconds = time.perf_counter() - t0
+        self.loader_images_per_s = images / seconds if seconds > 0 else math.inf
+        return seconds
+
+    def _judge_input(self, row: EpochRow) -> None:
+        """After the first epoch: input-bound when the loader gives fewer images/s than the step takes
+        (at least its eager speed on one batch, at least the epoch's own speed); said once, in a line."""
+        step = max(self.step.step_images_per_s, row.images_per_s)
+        if not math.isfinite(self.loader_images_per_s) or not math.isfinite(step):
+            self.input_bound = False
+            return
+        self.input_bound = bool(self.loader_images_per_s < step)
+        if self.input_bound:
+            self.cb.on_note(
+                f"input-bound: the loader gives {self.loader_images_per_s:,.0f} images/s and the step takes "
+                f"{step:,.0f} (the same batches; the epoch ran at {row.images_per_s:,.0f})"
+            )
 
     def _epoch(self, epoch: int) -> EpochRow:
         """Train one epoch, then evaluate; its row."""
@@ -381,11 +435,23 @@ class Trainer:
             "train_eval_s": self.train_eval_s,
             "warmup_s": warmup_s,
             "data_load_s": self.data_load_s,
+            "data_decode_s": self.decode_s,
+            "loader_images_per_s": self.loader_images_per_s,
+            "step_images_per_s": self.step.step_images_per_s if hasattr(self, "step") else math.nan,
+            "input_bound": self.input_bound,
             "wall_s": wall_s,
             **{k: v for k, v in self.conditions.items() if k != "conditions_hash"},
             "conditions_hash": self.conditions["conditions_hash"],
             "run_dir": str(store.dir),
         }
+
+
+def _placement(resident: bool, data: Any, device: str) -> str:
+    from cnnbench.data.imagefolder import MappedImages
+
+    if isinstance(data.images, MappedImages) and not (resident and is_cuda(device)):
+        return "the image cache on disk, streamed per batch"
+    return "device" if resident else "pinned host memory, streamed per batch"
 
 
 def _joules(before: float | None, after: float | None) -> float:
