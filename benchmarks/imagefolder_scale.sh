@@ -27,9 +27,9 @@ imgs=(-d imagefolder --data-dir "$data")
 run first "${common[@]}" "${imgs[@]}" --epochs 2 --no-checkpoint
 run second "${common[@]}" "${imgs[@]}" --epochs 2 --no-checkpoint
 run streamed "${common[@]}" "${imgs[@]}" --epochs 1 --data-placement host --no-checkpoint
-run synthetic torchvision:resnet18 -d synthetic -i 3x224x224 --num-classes 100 --synthetic-size 20000 \
+run synthetic torchvision:resnet18 -d synthetic -i 3x224x224 --num-classes 100 --synthetic-size "${SYNTH:-20000}" \
   --precision bf16 --channels-last -b 256 --epochs 2 --no-checkpoint
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/gpu.txt"
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/gpu.txt" || echo "no GPU" > "$out/gpu.txt"
 nproc >> "$out/gpu.txt"
 python3 - "$out" <<'PY'
 import json, sys
@@ -49,7 +49,7 @@ for name, (_, r) in zip(names, runs.iterrows()):
     rows.append({"run": name, "dataset": r.dataset, "train_samples": r.train_samples, "input_size": r.input_size,
                  "cache_size": r.get("cache_size"), "augment": r.augment, "data_placement": r.data_placement,
                  "data_load_s": round(r.data_load_s, 2), "data_decode_s": round(r.data_decode_s, 2),
-                 "decode_images_per_s": round(r.train_samples / r.data_decode_s) if r.data_decode_s > 0 else None,
+                 "decode_images_per_s": round((r.train_samples + r.test_samples) / r.data_decode_s) if r.data_decode_s > 0 else None,
                  "epoch_s": ";".join(f"{v:.2f}" for v in e.epoch_time_s),
                  "epoch_images_per_s": ";".join(f"{v:.0f}" for v in e.images_per_s),
                  "loader_images_per_s": round(r.loader_images_per_s), "step_images_per_s": round(r.step_images_per_s),
