@@ -310,8 +310,13 @@ class DeviceLoader:
         shape = (self.batch_size, self.images.shape[1], self.stored, self.stored)
         free: queue.Queue = queue.Queue()
         if cuda:
-            for _ in range(self.PREFETCH + 1):
-                free.put((torch.empty(shape, dtype=torch.uint8).pin_memory(), None))
+            # Pinned once per loader, not per epoch: pinning host memory costs milliseconds per MB.
+            if getattr(self, "_pinned", None) is None:
+                self._pinned = [
+                    torch.empty(shape, dtype=torch.uint8).pin_memory() for _ in range(self.PREFETCH + 1)
+                ]
+            for buffer in self._pinned:
+                free.put((buffer, None))
         ready: queue.Queue = queue.Queue(maxsize=self.PREFETCH)
         stop = threading.Event()
 
@@ -354,8 +359,10 @@ class DeviceLoader:
                 except queue.Empty:
                     pass
                 if cuda:
-                    free.put((torch.empty(0, dtype=torch.uint8), None))
+                    free.put((torch.empty(shape, dtype=torch.uint8), None))
                 thread.join(timeout=0.05)
+            if cuda:  # the next epoch refills these buffers: every copy out of them has ended first
+                torch.cuda.current_stream(self.device).synchronize()
 
     def _centre(self, x: Any) -> Any:
         o = (self.stored - self.out) // 2

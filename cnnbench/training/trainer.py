@@ -348,18 +348,24 @@ class Trainer:
         images/s; the seconds it took, which count as warm-up."""
         k = self._probe_batches()
         synchronize(self.device)
-        t0 = time.perf_counter()
+        start = t0 = time.perf_counter()
         images = 0
         batches = self.train_loader.epoch(0)
         for i, (_x, y) in enumerate(batches):
+            if i == 0 and k < len(self.train_loader):
+                # Timed from the first batch on: a streaming loader's start (its thread, its first
+                # reads) is paid once an epoch, not once a batch.
+                synchronize(self.device)
+                t0 = time.perf_counter()
+                continue
             images += len(y)
-            if i + 1 >= k:
+            if i >= k:
                 break
         batches.close()  # a streaming loader's reading thread ends here
         synchronize(self.device)
-        seconds = time.perf_counter() - t0
-        self.loader_images_per_s = images / seconds if seconds > 0 else math.inf
-        return seconds
+        end = time.perf_counter()
+        self.loader_images_per_s = images / (end - t0) if end > t0 else math.inf
+        return end - start
 
     def _judge_input(self, row: EpochRow) -> None:
         """After the first epoch: input-bound when the loader gives fewer images/s than the step takes
