@@ -56,7 +56,15 @@ def make_step(model_name: str, precision: str, channels_last: bool, compile_mode
     model = prepare_model(model_name, {}, (3, 32, 32), 10, "cuda", channels_last)
     recipe = TrainConfig(model=model_name, batch_size=batch, eval_batch_size=batch, precision=precision,
                          cuda_graphs=graphs)  # fmt: skip
-    step = TrainStep(model, recipe, "cuda", 1, fused=fused, compile_mode=compile_mode)
+    step = TrainStep(
+        model,
+        recipe,
+        "cuda",
+        1,
+        fused=fused,
+        compile_mode=compile_mode,
+        autotune=torch.backends.cudnn.benchmark,
+    )  # the setting's own choice
     x = torch.randn(batch, 3, 32, 32, device="cuda")
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

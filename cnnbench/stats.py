@@ -20,10 +20,10 @@ def iqr(values: Sequence[float]) -> float:
 def welch_interval(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
     """mean(a) - mean(b) and its ``level`` confidence interval by Welch's t (unequal variances);
     NaNs when either sample has fewer than two values."""
-    from scipy import stats
-
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan, math.nan
+    from scipy import stats  # here, not above: scipy.stats takes a second to import, one seed needs none
+
     diff = statistics.fmean(a) - statistics.fmean(b)
     va, vb = statistics.variance(a) / len(a), statistics.variance(b) / len(b)
     se = math.sqrt(va + vb)

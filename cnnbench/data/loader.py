@@ -135,6 +135,7 @@ class DeviceLoader:
         self.pad = 4 if self.stored == self.out else 0  # the chapter's zero padding, where there is no room
         # The epoch of a loader that neither shuffles nor augments, built once.
         self._unchanging: tuple[Any, Any] | None = None
+        self.build_s = float("nan")  # seconds the last whole training epoch took to build
 
     @property
     def augment(self) -> bool:
@@ -238,7 +239,15 @@ class DeviceLoader:
         if self.per_batch or not self.resident:
             yield from self._batches(epoch)
             return
+        import time
+
+        from cnnbench.device import synchronize
+
+        t0 = time.perf_counter()
         images, labels = self.epoch_tensors(epoch)
+        if self.shuffle or self.augment:  # a training epoch: how long its building took (the loader's time)
+            synchronize(str(self.device))
+            self.build_s = time.perf_counter() - t0
         for start in range(0, self.num_samples, self.batch_size):
             yield images[start : start + self.batch_size], labels[start : start + self.batch_size]
 

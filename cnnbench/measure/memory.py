@@ -35,7 +35,7 @@ def cublas_workspace_bytes(device: str, precision: str = "fp32") -> int | None:
     x, y = torch.randn(32, 64, device=where), torch.randint(0, 10, (32,), device=where)
     recipe = TrainConfig(model="probe", batch_size=32, eval_batch_size=32, precision=precision, cuda_graphs=False,
                          warmup_steps=1)  # fmt: skip
-    step = TrainStep(model, recipe, device, steps_per_epoch=1)
+    step = TrainStep(model, recipe, device, steps_per_epoch=1, autotune=True)
     step.warmup(FixedBatch(x, y), FixedBatch(x, y))
     for _ in range(2):
         step.step(x, y)

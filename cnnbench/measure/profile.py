@@ -192,7 +192,7 @@ def make_step(
         return infer, infer, 0.0
     recipe = TrainConfig(model=name, batch_size=len(y), eval_batch_size=len(y), precision=config.precision,
                          compile=config.compile, cuda_graphs=graphs)  # fmt: skip
-    step = TrainStep(model, recipe, device, steps_per_epoch=1)
+    step = TrainStep(model, recipe, device, steps_per_epoch=1, autotune=True)
     batch = FixedBatch(x, y)
     t0 = time.perf_counter()
     step.warmup(batch, batch)

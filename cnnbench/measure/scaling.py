@@ -132,7 +132,9 @@ def _rank_main() -> None:
         model, x, y = _prepare(config, config.model, shape, classes, batch, device)
         recipe = TrainConfig(model=config.model, batch_size=batch, eval_batch_size=batch, precision=config.precision,
                              cuda_graphs=False, world_size=world.size)  # fmt: skip
-        step = TrainStep(model, recipe, device, steps_per_epoch=1, wrapped=wrap(model, device, world))
+        step = TrainStep(
+            model, recipe, device, steps_per_epoch=1, wrapped=wrap(model, device, world), autotune=True
+        )
         step.warmup(FixedBatch(x, y), FixedBatch(x, y))
         # Timed as profile times a step: untimed warm-up, then CUDA events around each timed step.
         times, _ = time_steps(lambda: step.step(x, y), device, config.warmup, config.iters)

@@ -182,6 +182,9 @@ class Trainer:
                 else None
             )
             self.meter = open_meter(self.device, gpus)
+            # The device's idle power is sampled over its quiet second on a thread, while the model is
+            # built and counted (host work, the GPU idle): the second no longer adds to the run.
+            idle = IdlePower(self.meter, self.device)
 
         info = get_model_info(c.model)
         shape, classes = self.spec.input_shape, self.spec.num_classes
@@ -222,7 +225,8 @@ class Trainer:
             "energy_method": self.meter.method,
             # With other runs on the card (several per GPU, MPS) its counter holds theirs too.
             "energy_shared": c.jobs_per_gpu > 1 or os.environ.get("CNNBENCH_CUDA_MPS") == "1",
-            "idle_power_W": process_idle_power(self.meter, self.device),
+            "idle_power_W": idle.watts() if world.is_main else None,
+            "cudnn_autotune": self.step.autotune,
             **environment(self.device),
         }
 
@@ -346,6 +350,8 @@ class Trainer:
     def _probe_loader(self) -> float:
         """The training loader alone over the probe's batches (of epoch 0, which no run trains): its
         images/s; the seconds it took, which count as warm-up."""
+        if not (self.train_loader.per_batch or not self.train_loader.resident):
+            return 0.0  # an epoch built whole: the loader's time is its building, timed in the first epoch
         k = self._probe_batches()
         synchronize(self.device)
         start = t0 = time.perf_counter()
@@ -370,6 +376,8 @@ class Trainer:
     def _judge_input(self, row: EpochRow) -> None:
         """After the first epoch: input-bound when the loader gives fewer images/s than the step takes
         (at least its eager speed on one batch, at least the epoch's own speed); said once, in a line."""
+        if self.train_loader.build_s == self.train_loader.build_s:  # built whole: its building timed
+            self.loader_images_per_s = self.train_loader.num_samples / max(self.train_loader.build_s, 1e-9)
         step = max(self.step.step_images_per_s, row.images_per_s)
         if not math.isfinite(self.loader_images_per_s) or not math.isfinite(step):
             self.input_bound = False
@@ -467,14 +475,28 @@ def _joules(before: float | None, after: float | None) -> float:
 _IDLE_POWER: dict[str, float | None] = {}
 
 
-def process_idle_power(meter: EnergyMeter, device: str) -> float | None:
-    """The device's power over a quiet window, measured once per process, before its first run."""
-    if meter.method == "none":
-        return None
-    if device not in _IDLE_POWER:
+class IdlePower:
+    """The device's power over a quiet window, measured once per process, before its first run: on a
+    thread from the moment the meter opens, so the window overlaps the run's host-side set-up."""
+
+    def __init__(self, meter: EnergyMeter, device: str) -> None:
+        import threading
+
+        self.device, self.thread = device, None
+        if meter.method == "none" or device in _IDLE_POWER:
+            return
         synchronize(device)
-        _IDLE_POWER[device] = idle_power(meter)
-    return _IDLE_POWER[device]
+
+        def measure() -> None:
+            _IDLE_POWER[device] = idle_power(meter)
+
+        self.thread = threading.Thread(target=measure, name="cnnbench-idle-power", daemon=True)
+        self.thread.start()
+
+    def watts(self) -> float | None:
+        if self.thread is not None:
+            self.thread.join()
+        return _IDLE_POWER.get(self.device)
 
 
 def _selected_on(row: EpochRow) -> float:
