@@ -1,3 +1,4 @@
 from cnnbench.cli import main
 
-main()
+if __name__ == "__main__":  # not when a worker process (forkserver) imports the main module
+    main()

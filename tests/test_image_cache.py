@@ -239,7 +239,8 @@ def test_the_input_bound_line_appears_when_the_loader_is_the_slower(tmp_path, mo
             self.notes.append(text)
 
     root = jpeg_folder(tmp_path / "imgs", 24, size=(40, 40))
-    config = TrainConfig(model="lenet", dataset="imagefolder", data_dir=root, input_size=(3, 24, 24), epochs=1,
+    # SimpleResNet's step on the CPU (tens of ms a batch) against a loader of 24x24 crops (well under one)
+    config = TrainConfig(model="resnet", dataset="imagefolder", data_dir=root, input_size=(3, 24, 24), epochs=1,
                          batch_size=16, augment="none", device="cpu", out=tmp_path / "r", checkpoints=False)  # fmt: skip
     quick = Notes()
     result = train(config, quick)
@@ -249,7 +250,7 @@ def test_the_input_bound_line_appears_when_the_loader_is_the_slower(tmp_path, mo
     gather = MappedImages.gather
 
     def slow_gather(self, positions, out=None):
-        time.sleep(0.05)  # a disk that gives 320 images/s (16 a batch)
+        time.sleep(0.4)  # a disk that gives 40 images/s (16 a batch)
         return gather(self, positions, out)
 
     monkeypatch.setattr(MappedImages, "gather", slow_gather)
@@ -258,4 +259,4 @@ def test_the_input_bound_line_appears_when_the_loader_is_the_slower(tmp_path, mo
     assert result.summary["input_bound"] is True
     (line,) = [n for n in slow.notes if "input-bound" in n]
     assert line.startswith("input-bound: the loader gives ") and "images/s and the step takes" in line
-    assert result.summary["loader_images_per_s"] < 330
+    assert result.summary["loader_images_per_s"] < 41
