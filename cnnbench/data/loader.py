@@ -164,7 +164,7 @@ class DeviceLoader:
 
         view = copy.copy(self)
         view.shuffle, view.mode = False, "none"
-        view.batch_size, view._unchanging = batch_size, None
+        view.batch_size, view._unchanging, view._pinned = batch_size, None, None
         return view
 
     @property
@@ -319,12 +319,15 @@ class DeviceLoader:
         shape = (self.batch_size, self.images.shape[1], self.stored, self.stored)
         free: queue.Queue = queue.Queue()
         if cuda:
-            # Pinned once per loader, not per epoch: pinning host memory costs milliseconds per MB.
-            if getattr(self, "_pinned", None) is None:
-                self._pinned = [
+            # Pinned once per loader and batch shape, not per epoch: pinning costs milliseconds per MB.
+            # (A view of the same images at another batch size, in_order's, gets buffers of its own.)
+            pinned = getattr(self, "_pinned", None)
+            if pinned is None or pinned[0] != shape:
+                buffers = [
                     torch.empty(shape, dtype=torch.uint8).pin_memory() for _ in range(self.PREFETCH + 1)
                 ]
-            for buffer in self._pinned:
+                self._pinned = pinned = (shape, buffers)
+            for buffer in pinned[1]:
                 free.put((buffer, None))
         ready: queue.Queue = queue.Queue(maxsize=self.PREFETCH)
         stop = threading.Event()
