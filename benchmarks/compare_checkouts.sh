@@ -6,7 +6,7 @@
 #   default comparison: lenet vgg resnet --epochs 20 --precision bf16 --channels-last
 # Writes OUT/wall.csv (checkout, round, wall_s, the runs' training time) and OUT/<checkout>_<round>.log.
 set -euo pipefail
-out=${1:?usage: compare_checkouts.sh OUT BEFORE_DIR AFTER_DIR [ROUNDS] [-- COMPARE ARGS...]}
+out=$(mkdir -p "${1:?usage: compare_checkouts.sh OUT BEFORE_DIR AFTER_DIR [ROUNDS] [-- COMPARE ARGS...]}" && cd "$1" && pwd)
 before=$(cd "${2:?}" && pwd)
 after=$(cd "${3:?}" && pwd)
 rounds=${4:-2}
@@ -17,6 +17,7 @@ args=("$@")
 mkdir -p "$out"
 echo "checkout,round,wall_s,train_s,command" > "$out/wall.csv"
 for round in $(seq 1 "$rounds"); do
+  cd "$(mktemp -d)"  # not the repository: `python -m` imports from the working folder first
   for name in before after; do
     dir=$before; [ $name = after ] && dir=$after
     store=$(mktemp -d)

@@ -180,26 +180,3 @@ def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "dataset mnist not found" in result.output
     assert not (tmp_path / "runs.csv").exists()
-
-
-def test_the_plot_worker_draws_the_plots_the_comparison_draws_itself(tmp_path):
-    """On a GPU a comparison's plots are drawn by a worker process started while it trains: the same
-    figures, pixel for pixel, as drawn in-process."""
-    import dataclasses
-
-    from cnnbench.compare.run import load_compare
-    from cnnbench.report.plots import PlotWorker
-
-    result = compare(tmp_path, "lenet", "cnn_dropout", "--name", "t")
-    assert result.exit_code == 0, result.output
-    folder = tmp_path / "compare" / "t"
-    elsewhere = tmp_path / "drawn-by-worker"
-    elsewhere.mkdir()
-    loaded = load_compare(folder)
-    PlotWorker().draw(dataclasses.replace(loaded, folder=elsewhere))
-    pngs = sorted(p.name for p in folder.glob("*.png"))
-    assert len(pngs) >= 4 and sorted(p.name for p in elsewhere.glob("*.png")) == pngs
-    assert sorted(p.name for p in elsewhere.glob("*.svg")) == sorted(p.name for p in folder.glob("*.svg"))
-    # The curves need the epochs, which a loaded comparison keeps: every figure is the same figure.
-    for name in pngs:
-        assert (elsewhere / name).read_bytes() == (folder / name).read_bytes(), name

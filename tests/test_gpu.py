@@ -152,28 +152,3 @@ def test_a_torchvision_model_trains_on_the_gpu(tmp_path):
     run = train(_config(tmp_path, model="torchvision:resnet18", epochs=1, options={}))
     assert run.status in ("ok", "not learning") and run.summary["params"] == 11_181_642
 
-
-def test_a_comparison_on_the_gpu_has_its_plots_drawn_by_the_worker(tmp_path):
-    from typer.testing import CliRunner
-
-    from cnnbench.cli import app
-    from cnnbench.report import plots
-
-    started = []
-    real = plots.PlotWorker.__init__
-
-    def counting(self):
-        started.append(self)
-        real(self)
-
-    plots.PlotWorker.__init__ = counting
-    try:
-        result = CliRunner().invoke(app, ["compare", "lenet", "-d", "synthetic", "-i", "3x32x32", "--synthetic-size", "256",
-                                          "-e", "2", "--device", "cuda", "--out", str(tmp_path), "--name", "g", "-q"])  # fmt: skip
-    finally:
-        plots.PlotWorker.__init__ = real
-    assert result.exit_code == 0, result.output
-    assert len(started) == 1
-    for stem in ("accuracy_per_epoch", "accuracy_vs_params", "accuracy_vs_macs", "epoch_time"):
-        for ext in ("png", "svg"):
-            assert (tmp_path / "compare" / "g" / f"{stem}.{ext}").stat().st_size > 1000

@@ -104,32 +104,13 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     plan.save()
     outcomes: dict[str, Outcome] = {}
     finished = False
-    plotter = _plotter(config, jobs)
     try:
         launcher.run(jobs, view or JobView(), outcomes)
         finished = True
     finally:
         # Written even when interrupted: whatever was measured stays measured.
-        try:
-            result = collect(plan, outcomes, started=True, write=finished, plotter=plotter)
-        finally:
-            if plotter is not None:
-                plotter.close()
+        result = collect(plan, outcomes, started=True, write=finished)
     return result
-
-
-def _plotter(config: CompareConfig, jobs: list[Job]) -> Any:
-    """A plot worker started now, while the runs train, where they train on a GPU and the comparison
-    waits for them; None otherwise (plots drawn in-process at the end)."""
-    from cnnbench.device import is_cuda, resolve_device
-
-    if not jobs or not config.wait or config.launcher == "slurm":
-        return None
-    if not is_cuda(resolve_device(config.base.device)):
-        return None
-    from cnnbench.report.plots import PlotWorker
-
-    return PlotWorker()
 
 
 def _plan_runs(plan: Plan, variants: list[Variant], launcher: Launcher, planning_device: str,
@@ -174,7 +155,7 @@ def _plan_runs(plan: Plan, variants: list[Variant], launcher: Launcher, planning
 
 
 def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: bool = False,
-            write: bool = True, recorded: dict[str, str] | None = None, plotter: Any = None) -> CompareResult:  # fmt: skip
+            write: bool = True, recorded: dict[str, str] | None = None) -> CompareResult:  # fmt: skip
     """The comparison's rows as the store holds them now, found by run id; a run with no row yet takes
     its status from how its job ended (``outcomes``), else what the tidy table had ``recorded``, else
     pending. Writes tidy.csv, epochs.csv and conditions.json, and with ``write`` the tables and plots."""
@@ -248,7 +229,7 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     if write:
         from cnnbench.report.outputs import write_outputs
 
-        write_outputs(result, plotter)
+        write_outputs(result)
     return result
 
 

@@ -18,10 +18,9 @@ from cnnbench.report.tables import (
 from cnnbench.store.tables import write_frame_atomic, write_text_atomic
 
 
-def write_outputs(result: Any, plotter: Any = None) -> None:
+def write_outputs(result: Any) -> None:
     """Markdown, LaTeX (booktabs), aggregated CSV and plots (PNG and SVG) in the compare folder, each
-    written to a temporary file and renamed, so a failure leaves the earlier outputs whole; the plots by
-    ``plotter`` (a :class:`cnnbench.report.plots.PlotWorker`) where one was started."""
+    written to a temporary file and renamed, so a failure leaves the earlier outputs whole."""
     folder = result.folder
     write_frame_atomic(result.aggregated, folder / "aggregated.csv")
     table = display_table(result.aggregated)
@@ -33,7 +32,4 @@ def write_outputs(result: Any, plotter: Any = None) -> None:
     )
     tex_notes = "".join(f"% {escape_latex(n)}\n" for n in [*footnotes(result), *result.notes])
     write_text_atomic(folder / "table.tex", tex_notes + latex_table(table))
-    if plotter is not None:
-        plotter.draw(result)
-    else:
-        compare_plots(result)
+    compare_plots(result)

@@ -12,55 +12,6 @@ from cnnbench.report.tables import swept_option
 from cnnbench.store.tables import atomic_path
 
 
-class PlotWorker:
-    """One process that imports matplotlib and loads its fonts while a comparison trains, then draws the
-    comparison's plots: on a GPU, where a short comparison's training takes seconds, matplotlib's own
-    start-up (about a second) would otherwise be the comparison's tail. (On the CPU the plots are drawn
-    in-process: there the training is the wait, and another process would take the cores it uses.)"""
-
-    def __init__(self) -> None:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor
-
-        context = multiprocessing.get_context("forkserver")  # never a fork of a process that holds CUDA
-        self.pool = ProcessPoolExecutor(1, mp_context=context, initializer=_ready_to_plot)
-        self.pool.submit(int)  # the worker starts now, not when the plots are due
-
-    def draw(self, result: Any) -> None:
-        """``compare_plots(result)`` in the worker; its error, if any, raised here."""
-        import types
-
-        # A plain namespace, not the CompareResult: unpickling that would import the trainer (and torch).
-        plain = types.SimpleNamespace(folder=result.folder, aggregated=result.aggregated, epochs=result.epochs,
-                                      tidy=result.tidy, conditions=result.conditions)  # fmt: skip
-        try:
-            self.pool.submit(compare_plots, plain).result()
-        finally:
-            self.close()
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
-
-
-def _ready_to_plot() -> None:
-    import io
-
-    import matplotlib
-    import pandas  # noqa: F401  (the tables arrive as DataFrames)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots()
-    ax.plot([0, 1], [0, 1], marker="o", label="x")
-    ax.set(title="fonts", xlabel="x", ylabel="y")
-    ax.legend()
-    fig.tight_layout()
-    for ext in ("png", "svg"):
-        fig.savefig(io.BytesIO(), format=ext)
-    plt.close(fig)
-
-
 def compare_plots(result: Any) -> None:
     import matplotlib
 
