@@ -151,4 +151,3 @@ def test_your_own_images_streamed_from_pinned_memory_train_on_the_gpu(tmp_path, 
 def test_a_torchvision_model_trains_on_the_gpu(tmp_path):
     run = train(_config(tmp_path, model="torchvision:resnet18", epochs=1, options={}))
     assert run.status in ("ok", "not learning") and run.summary["params"] == 11_181_642
-
