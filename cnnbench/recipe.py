@@ -156,6 +156,12 @@ class TrainConfig:
     warmup_steps: int = _bookkeeping(
         3, Opt(("--warmup-steps",), "Untimed steps before the first epoch (autotuning, allocator).", "N")
     )
+    cudnn_autotune: bool | None = _added(
+        None,
+        Opt(("--cudnn-autotune/--no-cudnn-autotune",), "cuDNN autotuning of the training step (default: for runs "
+            "of 20,000 steps or more, where it earns its warm-up back)."),
+        label="cuDNN autotuning asked",
+    )  # fmt: skip  # None: cnnbench.training.step.autotunes decides; the run records what it did
     cuda_graphs: bool = declared(
         True,
         option=Opt(("--cuda-graphs/--no-cuda-graphs",), "Replay the training step as a captured CUDA graph."),
@@ -316,6 +322,8 @@ class TrainConfig:
         need(number(self.aux_loss) and self.aux_loss >= 0, "--aux-loss >= 0", self.aux_loss)
         need(self.augment is None or self.augment in AUGMENTATIONS, f"--augment in {'|'.join(AUGMENTATIONS)}",
              self.augment)  # fmt: skip
+        need(self.cudnn_autotune is None or isinstance(self.cudnn_autotune, bool),
+             "--cudnn-autotune as true or false", self.cudnn_autotune)  # fmt: skip
         need(self.placement in PLACEMENTS, f"--data-placement in {'|'.join(PLACEMENTS)}", self.placement)
         if self.cache_size is not None:
             need(whole(self.cache_size) and self.cache_size >= 1, "--cache-size >= 1", self.cache_size)

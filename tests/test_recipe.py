@@ -30,6 +30,7 @@ NON_DEFAULT = {
     "synthetic_size": 640, "deterministic": True, "skip_bad_images": True, "val_split": 0.2, "target_acc": 55.0,
     "world_size": 2, "run_name": "my-run",
     "jobs_per_gpu": 3, "aux_loss": 0.3, "cache_size": 40, "placement": "host",
+    "cudnn_autotune": True,
 }  # fmt: skip
 
 

@@ -61,12 +61,14 @@ AUTOTUNE_MIN_STEPS = 20_000
 
 
 def autotunes(config: Any, device: str, steps_per_epoch: int) -> bool:
-    """Whether a run's full-batch step is autotuned by cuDNN (recorded in its conditions)."""
-    return (
-        is_cuda(device)
-        and not config.deterministic
-        and config.epochs * max(steps_per_epoch - 1, 1) >= AUTOTUNE_MIN_STEPS
-    )
+    """Whether a run's full-batch step is autotuned by cuDNN (recorded in its conditions): as the
+    recipe asks (``--cudnn-autotune``), else for runs of :data:`AUTOTUNE_MIN_STEPS` full-batch steps."""
+    if not is_cuda(device) or config.deterministic:
+        return False
+    asked = getattr(config, "cudnn_autotune", None)
+    if asked is not None:
+        return bool(asked)
+    return config.epochs * max(steps_per_epoch - 1, 1) >= AUTOTUNE_MIN_STEPS
 
 
 def rng_state(device: str) -> dict[str, Any]:

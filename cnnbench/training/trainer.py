@@ -226,7 +226,7 @@ class Trainer:
             # With other runs on the card (several per GPU, MPS) its counter holds theirs too.
             "energy_shared": c.jobs_per_gpu > 1 or os.environ.get("CNNBENCH_CUDA_MPS") == "1",
             "idle_power_W": idle.watts() if world.is_main else None,
-            "cudnn_autotune": self.step.autotune,
+            "cudnn_autotuned": self.step.autotune,
             **environment(self.device),
         }
 
