@@ -312,8 +312,10 @@ def _decode_all(images_path: str, paths: list[str], size: int, progress: Progres
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    # forkserver: a clean process that never held CUDA or the caller's threads forks the workers.
-    context = multiprocessing.get_context("forkserver")
+    # forkserver: a clean process that never held CUDA or the caller's threads forks the workers
+    # (spawn where there is no forkserver: Windows).
+    methods = multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         pending: set[Any] = set()
         queue = iter(tasks)
