@@ -10,6 +10,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 import torch
 from PIL import Image
 
@@ -260,3 +261,24 @@ def test_the_input_bound_line_appears_when_the_loader_is_the_slower(tmp_path, mo
     (line,) = [n for n in slow.notes if "input-bound" in n]
     assert line.startswith("input-bound: the loader gives ") and "images/s and the step takes" in line
     assert result.summary["loader_images_per_s"] < 41
+
+
+def test_an_unreadable_image_among_the_workers_is_named_or_left_out_and_the_rest_kept_in_order(tmp_path):
+    from cnnbench.errors import DatasetError
+
+    root = jpeg_folder(tmp_path / "imgs", 150, size=(64, 48))  # 300 images: decoded by worker processes
+    bad = root / "train" / "class0" / "00007.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(DatasetError, match="00007.jpg.*--skip-bad-images"):
+        imagefolder.load(root, "train", 32, workers=2)
+    assert not list((root / ".cnnbench-cache").iterdir())  # nothing half-written stays
+    data = imagefolder.load(root, "train", 32, skip_bad=True, workers=2)
+    kept = [p for p in sorted((root / "train").rglob("*.jpg")) if p != bad]
+    assert (
+        data["skipped"] == 1
+        and len(data["images"]) == 299
+        and data["labels"].tolist() == [0] * 149 + [1] * 150
+    )
+    assert np.array_equal(
+        np.asarray(data["images"]), np.stack([imagefolder.square_image(p, 32) for p in kept])
+    )
