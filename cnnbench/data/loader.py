@@ -141,6 +141,11 @@ class DeviceLoader:
     def augment(self) -> bool:
         return self.mode != "none"
 
+    @property
+    def whole_epochs(self) -> bool:
+        """Whether each epoch is built whole on the device (batches are its slices)."""
+        return self.resident and not self.per_batch
+
     def _to_device(self, images: Any) -> Any:
         import torch
 
@@ -236,7 +241,7 @@ class DeviceLoader:
     def epoch(self, epoch: int) -> Iterator[tuple[Any, Any]]:
         """Batches of epoch ``epoch``: slices of the epoch built on the device, or batches made one by one
         with the same order and augmentation."""
-        if self.per_batch or not self.resident:
+        if not self.whole_epochs:
             yield from self._batches(epoch)
             return
         import time
@@ -382,14 +387,16 @@ class DeviceLoader:
 
     def _transform(self, x: Any, draws: dict[str, Any]) -> Any:
         """A uint8 batch at the stored size -> the float, normalised batch at the input size."""
+        import torch
+
         if self.mode == "none":
             return self._normalise(self._centre(x))
         flips = draws["flips"].to(x.device)
         if self.mode == "rrc":
             return self._resized_crop(self._normalise(x), draws["boxes"].to(x.device), flips)
         if self.mode == "flip":
-            o = (self.stored + 2 * self.pad - self.out) // 2
-            offsets = torch_full_like(flips, o)
+            centre = (self.stored + 2 * self.pad - self.out) // 2
+            offsets = torch.full((len(flips), 2), centre, dtype=torch.long, device=flips.device)
         else:
             offsets = draws["offsets"].to(x.device)
         return self._normalise(self._crop_flip(x, offsets, flips))
@@ -428,12 +435,6 @@ class DeviceLoader:
         bi = torch.arange(b, device=x.device)[:, None, None, None]
         ci = torch.arange(c, device=x.device)[None, :, None, None]
         return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
-
-
-def torch_full_like(flips: Any, value: int) -> Any:
-    import torch
-
-    return torch.full((len(flips), 2), value, dtype=torch.long, device=flips.device)
 
 
 def rrc_boxes(n: int, size: int, gen: Any) -> Any:

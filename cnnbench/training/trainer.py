@@ -350,7 +350,7 @@ class Trainer:
     def _probe_loader(self) -> float:
         """The training loader alone over the probe's batches (of epoch 0, which no run trains): its
         images/s; the seconds it took, which count as warm-up."""
-        if not (self.train_loader.per_batch or not self.train_loader.resident):
+        if self.train_loader.whole_epochs:
             return 0.0  # an epoch built whole: the loader's time is its building, timed in the first epoch
         k = self._probe_batches()
         synchronize(self.device)
@@ -376,7 +376,7 @@ class Trainer:
     def _judge_input(self, row: EpochRow) -> None:
         """After the first epoch: input-bound when the loader gives fewer images/s than the step takes
         (at least its eager speed on one batch, at least the epoch's own speed); said once, in a line."""
-        if self.train_loader.build_s == self.train_loader.build_s:  # built whole: its building timed
+        if math.isfinite(self.train_loader.build_s):  # an epoch built whole: its building was timed
             self.loader_images_per_s = self.train_loader.num_samples / max(self.train_loader.build_s, 1e-9)
         step = max(self.step.step_images_per_s, row.images_per_s)
         if not math.isfinite(self.loader_images_per_s) or not math.isfinite(step):
@@ -451,7 +451,7 @@ class Trainer:
             "data_load_s": self.data_load_s,
             "data_decode_s": self.decode_s,
             "loader_images_per_s": self.loader_images_per_s,
-            "step_images_per_s": self.step.step_images_per_s if hasattr(self, "step") else math.nan,
+            "step_images_per_s": self.step.step_images_per_s,
             "input_bound": self.input_bound,
             "wall_s": wall_s,
             **{k: v for k, v in self.conditions.items() if k != "conditions_hash"},
