@@ -21,7 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.choices import OPTIMIZERS, PRECISIONS, SCHEDULERS
-from cnnbench.data.specs import DATASET_NAMES, format_input_size, get_dataset_spec, parse_input_size
+from cnnbench.data.specs import (
+    AUGMENTATIONS,
+    DATASET_NAMES,
+    format_input_size,
+    get_dataset_spec,
+    parse_input_size,
+)
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.fields import Opt, declared, field_default
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, read_json, to_json, write_text_atomic
@@ -41,7 +47,6 @@ def _added(default: Any, option: Opt | None = None, label: str | None = None) ->
     return declared(default, option=option, hashed_at_default=False, label=label)
 
 
-AUGMENTATIONS = ("none", "flip", "crop", "rrc")  # cnnbench.data.loader's, named here without torch
 PLACEMENTS = ("auto", "device", "host")
 
 

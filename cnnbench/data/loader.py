@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 
 from cnnbench.data.readers import ArrayDataset
+from cnnbench.data.specs import AUGMENTATIONS
 from cnnbench.device import is_cuda
 
-AUGMENTATIONS = ("none", "flip", "crop", "rrc")
 # ImageNet's random-resized crop (torchvision's RandomResizedCrop defaults): a share of the image's area
 # and a width:height ratio drawn log-uniform, ten tries before the whole image.
 RRC_SCALE = (0.08, 1.0)
@@ -110,7 +110,9 @@ class DeviceLoader:
         self.device = torch.device(device)
         self.mode = augment_mode(augment)
         if self.mode not in AUGMENTATIONS:
-            raise ValueError(f"expected an augmentation in {AUGMENTATIONS}, got {augment!r}")
+            from cnnbench.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"expected --augment in {'|'.join(AUGMENTATIONS)}, got {augment!r}")
         self.stored = int(data.images.shape[2])
         self.out = int(data.spec.input_shape[1])
         self.per_batch = makes_batches_one_by_one(data, augment)

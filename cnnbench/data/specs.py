@@ -7,6 +7,10 @@ from dataclasses import dataclass
 
 from cnnbench.errors import DatasetError, InvalidArgumentError
 
+# The training augmentations by name (cnnbench.data.loader does them): none, flips alone, the chapter's
+# padded random crop and flip, ImageNet's random-resized crop and flip.
+AUGMENTATIONS = ("none", "flip", "crop", "rrc")
+
 
 @dataclass(frozen=True)
 class DatasetSpec:
@@ -15,7 +19,7 @@ class DatasetSpec:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
-    augment: str  # the training augmentation by default (cnnbench.data.loader.AUGMENTATIONS)
+    augment: str  # the training augmentation by default, one of AUGMENTATIONS
     trainable: bool = True  # False for shape-only entries such as imagenet
 
     @property
