@@ -167,11 +167,12 @@ _OPEN: dict[tuple[int, str, tuple[int, int]], int] = {}
 
 def load(
     root: Path, split: str, size: int, skip_bad: bool = False, progress: Progress | None = None,
-    workers: int | None = None,
+    workers: int | None = None, train_stats: tuple[Any, Any] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The split as :class:`MappedImages` [N, 3, S, S] at stored size ``size``, int64 labels, class names,
     the training split's mean and std (0-1 scale), and how many unreadable images were skipped; from the
-    cache when it is whole and current, else decoded into it first."""
+    cache when it is whole and current, else decoded into it first. ``train_stats`` is the training
+    split's (mean, std) where the caller has loaded it already (else it is loaded here)."""
     root = Path(root)
     classes = classes_of(root)
     folder = split_dir(root, split)
@@ -199,8 +200,10 @@ def load(
     else:
         from_cache = True
     if split != "train":  # every split is normalised with the training split's statistics
-        train = load(root, "train", size, skip_bad, progress, workers)
-        data["mean"], data["std"] = train["mean"], train["std"]
+        if train_stats is None:
+            train = load(root, "train", size, skip_bad, progress, workers)
+            train_stats = (train["mean"], train["std"])
+        data["mean"], data["std"] = np.asarray(train_stats[0]), np.asarray(train_stats[1])
     return data | {"classes": classes, "cache": str(cache), "from_cache": from_cache}
 
 

@@ -273,10 +273,12 @@ def load_split(
     images, ``imagefolder``, which keeps them at ``cache_size``); ``progress(done, total)`` hears how
     decoding your own images goes.
     """
-    key = (name, split, str(data_dir), synthetic_shape, synthetic_classes, synthetic_size, skip_bad_images,
-           cache_size)  # fmt: skip
+    # Your own images take neither classes nor a size from the options: a key without them is the same data.
+    own = get_dataset_spec(name).name == "imagefolder"
+    key = (name, split, str(data_dir), synthetic_shape, None if own else synthetic_classes,
+           None if own else synthetic_size, skip_bad_images, cache_size)  # fmt: skip
     if key not in _CACHE:
-        if get_dataset_spec(name).name == "imagefolder":
+        if own:
             _CACHE[key] = _load_imagefolder(
                 split, data_dir, synthetic_shape, skip_bad_images, progress, cache_size
             )
@@ -314,7 +316,12 @@ def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, 
     stored = cache_size or default_cache_size(size)
     if stored < size:
         raise DatasetError(f"expected --cache-size >= --image-size ({size}), got {stored}")
-    data = imagefolder.load(root, split, stored, skip_bad, progress)
+    train_stats = None
+    if split != "train":  # the training split's statistics, from the split this process has loaded
+        train = load_split("imagefolder", "train", data_dir, synthetic_shape=shape, skip_bad_images=skip_bad,
+                           progress=progress, cache_size=cache_size)  # fmt: skip
+        train_stats = (train.spec.mean, train.spec.std)
+    data = imagefolder.load(root, split, stored, skip_bad, progress, train_stats=train_stats)
     spec = DatasetSpec("imagefolder", (3, size, size), len(data["classes"]), tuple(map(float, data["mean"])),
                        tuple(map(float, data["std"])), "rrc")  # fmt: skip
     return ArrayDataset(data["images"], data["labels"], spec, str(root), skipped=int(data["skipped"]),
