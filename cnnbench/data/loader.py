@@ -34,21 +34,6 @@ def augment_mode(augment: Any) -> str:
     return str(augment)
 
 
-def describe_augmentation(mode: str, stored: int, out: int) -> str:
-    """What a run's training batches go through, in words (recorded with the run's conditions)."""
-    if mode == "rrc":
-        return (f"random-resized crop of the stored {stored}x{stored} to {out}x{out} (area {RRC_SCALE[0]:g}-"
-                f"{RRC_SCALE[1]:g}, ratio 3/4-4/3, bilinear) and horizontal flip")  # fmt: skip
-    if mode == "crop":
-        pad = 4 if stored == out else 0
-        how = f"zero-padded by {pad}" if pad else f"of the stored {stored}x{stored}"
-        return f"random {out}x{out} crop {how} and horizontal flip"
-    centre = f"centre {out}x{out} crop of the stored {stored}x{stored}" if stored != out else ""
-    if mode == "flip":
-        return f"{centre + ' and ' if centre else ''}horizontal flip"
-    return centre or "none"
-
-
 def fits_on_device(dataset_bytes: int, device: str, per_batch: bool = False) -> bool:
     """Whether a dataset can live on the device: uint8 images plus one float32 epoch (4x) within half
     the GPU's free memory; the uint8 images alone where batches are made one at a time (``per_batch``).
@@ -142,6 +127,32 @@ class DeviceLoader:
     @property
     def augment(self) -> bool:
         return self.mode != "none"
+
+    @property
+    def augmentation(self) -> str:
+        """What the training batches go through, in words (recorded with the run's conditions)."""
+        stored, out = self.stored, self.out
+        if self.mode == "rrc":
+            return (f"random-resized crop of the stored {stored}x{stored} to {out}x{out} (area {RRC_SCALE[0]:g}-"
+                    f"{RRC_SCALE[1]:g}, ratio 3/4-4/3, bilinear) and horizontal flip")  # fmt: skip
+        if self.mode == "crop":
+            how = f"zero-padded by {self.pad}" if self.pad else f"of the stored {stored}x{stored}"
+            return f"random {out}x{out} crop {how} and horizontal flip"
+        centre = f"centre {out}x{out} crop of the stored {stored}x{stored}" if stored != out else ""
+        if self.mode == "flip":
+            return f"{centre + ' and ' if centre else ''}horizontal flip"
+        return centre or "none"
+
+    @property
+    def placement(self) -> str:
+        """Where the images live, in words (the run's data_placement)."""
+        from cnnbench.data.imagefolder import MappedImages
+
+        if self.resident:
+            return "device"
+        if isinstance(self.images, MappedImages):
+            return "the image cache on disk, streamed per batch"
+        return "pinned host memory, streamed per batch"
 
     @property
     def whole_epochs(self) -> bool:

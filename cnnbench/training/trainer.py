@@ -128,7 +128,6 @@ class Trainer:
 
         from cnnbench.data.loader import (
             DeviceLoader,
-            describe_augmentation,
             fits_on_device,
             makes_batches_one_by_one,
         )
@@ -200,12 +199,10 @@ class Trainer:
         self.conditions: dict[str, Any] = {
             **planned_conditions(c),
             "data_source": train.source,
-            "data_placement": _placement(resident, train, self.device)
+            "data_placement": self.train_loader.placement
             + (f", a 1/{world.size} shard per process" if world.distributed else ""),
-            "augmentation": describe_augmentation(
-                self.train_loader.mode, self.train_loader.stored, self.train_loader.out
-            ),
-            "batches_made": "one by one" if per_batch else "a whole epoch at once",
+            "augmentation": self.train_loader.augmentation,
+            "batches_made": "a whole epoch at once" if self.train_loader.whole_epochs else "one by one",
             "batch_per_process": per_rank_batch(c.batch_size, world),
             "jobs_per_gpu": c.jobs_per_gpu,
             "cuda_mps": os.environ.get("CNNBENCH_CUDA_MPS")
@@ -458,14 +455,6 @@ class Trainer:
             "conditions_hash": self.conditions["conditions_hash"],
             "run_dir": str(store.dir),
         }
-
-
-def _placement(resident: bool, data: Any, device: str) -> str:
-    from cnnbench.data.imagefolder import MappedImages
-
-    if isinstance(data.images, MappedImages) and not (resident and is_cuda(device)):
-        return "the image cache on disk, streamed per batch"
-    return "device" if resident else "pinned host memory, streamed per batch"
 
 
 def _joules(before: float | None, after: float | None) -> float:
