@@ -17,6 +17,14 @@ def is_cuda(device: str) -> bool:
     return str(device).startswith("cuda")
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may use (a Slurm allocation's, a taskset's), not the machine's."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 def is_cpu_oom(exc: BaseException) -> bool:
     """The CPU allocator's refusal, which torch raises as a plain RuntimeError."""
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)

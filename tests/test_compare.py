@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from cnnbench.cli import app
 from cnnbench.compare.variants import Variant, parse_variants
-from cnnbench.errors import InvalidArgumentError, UnknownModelError
+from cnnbench.errors import InvalidArgumentError, ResultsError, UnknownModelError
 
 runner = CliRunner()
 SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "2", "-b", "64", "--device", "cpu", "-q", "--synthetic-size", "256"]  # fmt: skip
@@ -180,3 +180,58 @@ def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
     assert result.exit_code == 1
     assert "dataset mnist not found" in result.output
     assert not (tmp_path / "runs.csv").exists()
+
+
+def test_plot_workers_draw_the_figures_a_comparison_draws_itself(tmp_path):
+    """On a GPU a comparison's figures are drawn side by side by processes started while it trains: the
+    same figures, pixel for pixel, as drawn in-process; a figure's error is raised in the comparison."""
+    import dataclasses
+
+    from cnnbench.compare.run import load_compare
+    from cnnbench.report.plots import PlotWorkers, compare_plots
+
+    result = compare(tmp_path, "lenet", "cnn_dropout", "--name", "t")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "compare" / "t"
+    elsewhere = tmp_path / "drawn-by-workers"
+    elsewhere.mkdir()
+    loaded = load_compare(folder)
+    workers = PlotWorkers(2)
+    try:
+        compare_plots(dataclasses.replace(loaded, folder=elsewhere), workers)
+        pngs = sorted(p.name for p in folder.glob("*.png"))
+        assert pngs == [
+            "accuracy_per_epoch.png",
+            "accuracy_vs_macs.png",
+            "accuracy_vs_params.png",
+            "epoch_time.png",
+        ]
+        assert sorted(p.name for p in elsewhere.glob("*.png")) == pngs
+        assert sorted(p.name for p in elsewhere.glob("*.svg")) == sorted(p.name for p in folder.glob("*.svg"))
+        for name in pngs:  # the curves need the epochs, which a loaded comparison keeps
+            assert (elsewhere / name).read_bytes() == (folder / name).read_bytes(), name
+        # A folder that is gone: the worker's error, raised here as the in-process drawing raises it.
+        with pytest.raises(ResultsError, match=r"could not write .*gone/accuracy_per_epoch.png"):
+            compare_plots(dataclasses.replace(loaded, folder=tmp_path / "gone"), workers)
+    finally:
+        workers.close()
+
+
+@pytest.mark.parametrize(
+    ("device", "cpus", "launcher", "jobs", "started"),
+    [("cuda", 16, "inline", 1, 5), ("cuda", 6, "inline", 1, 4), ("cuda", 4, "inline", 1, 2), ("cuda", 3, "inline", 1, 0),
+     ("cpu", 16, "inline", 1, 0), ("cuda", 16, "slurm", 1, 0), ("cuda", 16, "local", 1, 0), ("cuda", 16, "inline", 0, 0)],
+)  # fmt: skip
+def test_plot_workers_start_where_runs_train_on_a_gpu_here_with_cpus_to_spare(monkeypatch, device, cpus, launcher,
+                                                                            jobs, started):  # fmt: skip
+    from cnnbench.compare import run as comparing
+    from cnnbench.compare.plan import CompareConfig
+    from cnnbench.recipe import TrainConfig
+    from cnnbench.report import plots
+
+    made = []
+    monkeypatch.setattr("cnnbench.device.usable_cpus", lambda: cpus)
+    monkeypatch.setattr(plots, "PlotWorkers", lambda n: made.append(n) or n)
+    config = CompareConfig(["lenet"], TrainConfig(model="lenet"), launcher=launcher)
+    workers = comparing._plot_workers(config, device, [object()] * jobs)
+    assert made == ([started] if started else []) and workers == (started or None)

@@ -151,3 +151,27 @@ def test_your_own_images_streamed_from_pinned_memory_train_on_the_gpu(tmp_path, 
 def test_a_torchvision_model_trains_on_the_gpu(tmp_path):
     run = train(_config(tmp_path, model="torchvision:resnet18", epochs=1, options={}))
     assert run.status in ("ok", "not learning") and run.summary["params"] == 11_181_642
+
+
+def test_a_comparison_on_the_gpu_has_its_figures_drawn_by_workers(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from cnnbench.cli import app
+    from cnnbench.report import plots
+
+    started = []
+    real = plots.PlotWorkers
+
+    def counting(n):
+        started.append(real(n))
+        return started[-1]
+
+    monkeypatch.setattr(plots, "PlotWorkers", counting)
+    monkeypatch.setattr("cnnbench.device.usable_cpus", lambda: 8)
+    result = CliRunner().invoke(app, ["compare", "lenet", "-d", "synthetic", "-i", "3x32x32", "--synthetic-size", "256",
+                                      "-e", "2", "--device", "cuda", "--out", str(tmp_path), "--name", "g", "-q"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert len(started) == 1 and started[0].workers == 5
+    for stem in ("accuracy_per_epoch", "accuracy_vs_params", "accuracy_vs_macs", "epoch_time"):
+        for ext in ("png", "svg"):
+            assert (tmp_path / "compare" / "g" / f"{stem}.{ext}").stat().st_size > 1000

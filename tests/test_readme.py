@@ -5,6 +5,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +69,9 @@ def test_the_readmes_commands_leave_a_clone_as_git_has_it(tmp_path, monkeypatch)
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
     monkeypatch.chdir(clone)
+    # A model named by module puts the working folder on sys.path, as `python -m` would: undone after the
+    # test, or processes started later in this one (plot workers) would import cnnbench from the clone.
+    monkeypatch.setattr(sys, "path", list(sys.path))
     runner = CliRunner()
     found: dict[str, str] = {}
     ran = []

@@ -192,20 +192,20 @@ def pareto_front(accuracy: list[float], energy: list[float]) -> list[bool]:
 def welch_p(a: list[float], b: list[float]) -> float:
     """The two-sided p-value of Welch's t-test of mean(a) = mean(b); NaN with fewer than two values or
     no spread at all."""
-    from scipy import stats
-
     if len(a) < 2 or len(b) < 2 or (max(a) == min(a) and max(b) == min(b)):
         return math.nan
+    from scipy import stats  # here: a second to import, and one seed has no p-value to compute
+
     return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment of the p-values that exist (NaN stays NaN), from statsmodels."""
-    from statsmodels.stats.multitest import multipletests
-
     index = [i for i, p in enumerate(p_values) if math.isfinite(p)]
     adjusted = [math.nan] * len(p_values)
     if index:
+        from statsmodels.stats.multitest import multipletests  # here: it imports scipy, a second
+
         for i, value in zip(
             index, multipletests([p_values[i] for i in index], method="holm")[1], strict=True
         ):

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.device import usable_cpus
 from cnnbench.errors import DatasetError, first_line
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
@@ -339,11 +340,8 @@ def _decode_all(images_path: str, paths: list[str], size: int, progress: Progres
 
 
 def decode_workers() -> int:
-    """The processes that decode: one per CPU this process may use (a Slurm allocation's, a taskset's)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    """The processes that decode: one per CPU this process may use."""
+    return usable_cpus()
 
 
 def decode_chunk(images_path: str, first: int, paths: list[str], size: int

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cnnbench.report.plots import compare_plots
+from cnnbench.report.plots import PlotWorkers, compare_plots
 from cnnbench.report.tables import (
     conditions_text,
     display_table,
@@ -18,9 +18,10 @@ from cnnbench.report.tables import (
 from cnnbench.store.tables import write_frame_atomic, write_text_atomic
 
 
-def write_outputs(result: Any) -> None:
+def write_outputs(result: Any, workers: PlotWorkers | None = None) -> None:
     """Markdown, LaTeX (booktabs), aggregated CSV and plots (PNG and SVG) in the compare folder, each
-    written to a temporary file and renamed, so a failure leaves the earlier outputs whole."""
+    written to a temporary file and renamed, so a failure leaves the earlier outputs whole; the plots
+    drawn by ``workers`` where they were started."""
     folder = result.folder
     write_frame_atomic(result.aggregated, folder / "aggregated.csv")
     table = display_table(result.aggregated)
@@ -32,4 +33,4 @@ def write_outputs(result: Any) -> None:
     )
     tex_notes = "".join(f"% {escape_latex(n)}\n" for n in [*footnotes(result), *result.notes])
     write_text_atomic(folder / "table.tex", tex_notes + latex_table(table))
-    compare_plots(result)
+    compare_plots(result, workers)

@@ -12,91 +12,173 @@ from cnnbench.report.tables import swept_option
 from cnnbench.store.tables import atomic_path
 
 
-def compare_plots(result: Any) -> None:
+class PlotWorkers:
+    """Processes that draw a comparison's figures side by side, started while its runs train: each imports
+    matplotlib and draws a throwaway figure (its fonts, its text layout) meanwhile, so the comparison's
+    tail is its slowest figure instead of matplotlib's start-up and every figure in turn (1.5-2 s on an
+    H200's host). Where the runs train on the CPU the figures are drawn in-process: there training is the
+    wait, and other processes would take the cores it uses."""
+
+    def __init__(self, workers: int = 5) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        # Never a fork of a process that holds CUDA: the forkserver's (spawn's where there is none).
+        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        self.workers = workers
+        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
+                                        initializer=_ready_to_plot)  # fmt: skip
+        # A pool starts its processes as work arrives: one task each starts them all now.
+        self.ready = [self.pool.submit(_started) for _ in range(workers)]
+
+    def draw(self, figures: list[tuple[Callable[..., None], dict[str, Any]]]) -> None:
+        """Each ``function(**arguments)`` in a worker; the first error, if any, raised here."""
+        for future in [self.pool.submit(function, **arguments) for function, arguments in figures]:
+            future.result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _ready_to_plot() -> None:
+    import gc
+    import io
+    import os
+
+    os.nice(10)  # where CPUs are short, the comparison's own process goes first
+    import pandas  # noqa: F401  (the tables arrive as DataFrames)
+
+    plt = _pyplot()
+    fig, ax = plt.subplots()
+    ax.plot([0, 1], [0, 1], marker="o", label="x")
+    ax.set(title="fonts", xlabel="x", ylabel="y")
+    ax.legend()
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        fig.savefig(io.BytesIO(), format=ext)
+    plt.close(fig)
+    gc.freeze()  # what is loaded now stays to the end: its exit need not walk it
+
+
+def _started() -> None:
+    """A worker's first task: nothing, once its initialiser has run."""
+
+
+def _pyplot() -> Any:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
 
+    return plt
+
+
+def _save(fig: Any, folder: Path, stem: str) -> None:
+    plt = _pyplot()
+    fig.tight_layout()
+    for ext in ("png", "svg"):
+        with atomic_path(folder / f"{stem}.{ext}") as tmp:
+            fig.savefig(tmp, dpi=150, format=ext)
+    plt.close(fig)
+
+
+def compare_plots(result: Any, workers: PlotWorkers | None = None) -> None:
+    """A comparison's figures (PNG and SVG): drawn by ``workers`` where they were started, else here."""
+    figures = compare_figures(result)
+    if workers is not None:
+        workers.draw(figures)
+        return
+    for function, arguments in figures:
+        function(**arguments)
+
+
+def compare_figures(result: Any) -> list[tuple[Callable[..., None], dict[str, Any]]]:
+    """Each figure a comparison draws, as a function and its arguments (plain tables, picklable): accuracy
+    per epoch, accuracy against parameters and MACs (or the swept option), against energy where it was
+    measured, and epoch time."""
     folder, agg, epochs = result.folder, result.aggregated, result.epochs
     c = result.conditions
     device = c.get("gpu_name") or c.get("device") or "device not recorded"
     subtitle = ", ".join(str(v) for v in (c.get("dataset"), c.get("precision"), device) if v)
-
-    def save(fig: Any, stem: str) -> None:
-        fig.tight_layout()
-        for ext in ("png", "svg"):
-            with atomic_path(folder / f"{stem}.{ext}") as tmp:
-                fig.savefig(tmp, dpi=150, format=ext)
-        plt.close(fig)
-
+    figures: list[tuple[Callable[..., None], dict[str, Any]]] = []
     if not epochs.empty:  # a comparison rendered from its tidy rows alone has no curves to draw
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for variant, group in epochs.groupby("variant", sort=False):
-            stats = group.groupby("epoch").test_acc.agg(["mean", "min", "max"])
-            line = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=variant)[0]
-            if group.seed.nunique() > 1:
-                ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
-        last = int(epochs.epoch.max())
-        ax.set_xlim(0.5, last + 0.5)  # one epoch is a point at 1, not a range around it
-        ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
-        # Epochs are whole numbers: each one marked while they fit, whole-number ticks beyond.
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10), min_n_ticks=1))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        save(fig, "accuracy_per_epoch")
-
+        figures.append((_accuracy_per_epoch_plot, {"epochs": epochs}))
     valid = agg.dropna(subset=["final_test_acc_mean"])
     swept = swept_option(result.tidy)
     if swept is not None and valid.params.nunique() <= 1:
-        _sweep_plot(valid, result.tidy, swept, subtitle, save)
+        figures.append((_sweep_plot, {"valid": valid, "tidy": result.tidy, "key": swept}))
     else:
         for column, label, stem in (
             ("params", "parameters", "accuracy_vs_params"),
             ("forward_MACs_per_sample", "forward MACs per sample", "accuracy_vs_macs"),
         ):
-            fig, ax = plt.subplots(figsize=(6, 4.5))
-            ax.errorbar(
-                valid[column],
-                valid.final_test_acc_mean,
-                yerr=valid.final_test_acc_std.fillna(0),
-                fmt="o",
+            figures.append(
+                (_accuracy_vs_plot, {"valid": valid, "column": column, "label": label, "stem": stem})
             )
-            for _, r in valid.iterrows():
-                ax.annotate(
-                    r.variant, (r[column], r.final_test_acc_mean), fontsize=7, xytext=(4, 4),
-                    textcoords="offset points",
-                )  # fmt: skip
-            ax.set_xscale("log")
-            ax.margins(x=0.2, y=0.1)
-            ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%)",
-                   title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
-            ax.grid(alpha=0.3)
-            save(fig, stem)
-
     measured = (
         agg.dropna(subset=["final_test_acc_mean", "energy_train_J_mean"])
         if "energy_train_J_mean" in agg
         else agg.iloc[:0]
     )
     if len(measured):
-        _energy_plot(measured, subtitle, save)
+        figures.append((_energy_plot, {"agg": measured}))
+    figures.append((_epoch_time_plot, {"agg": agg}))
+    return [
+        (function, {**arguments, "subtitle": subtitle, "folder": folder}) for function, arguments in figures
+    ]
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+
+def _accuracy_per_epoch_plot(epochs: Any, subtitle: str, folder: Path) -> None:
+    from matplotlib.ticker import MaxNLocator
+
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
+    for variant, group in epochs.groupby("variant", sort=False):
+        stats = group.groupby("epoch").test_acc.agg(["mean", "min", "max"])
+        line = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=variant)[0]
+        if group.seed.nunique() > 1:
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+    last = int(epochs.epoch.max())
+    ax.set_xlim(0.5, last + 0.5)  # one epoch is a point at 1, not a range around it
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
+    # Epochs are whole numbers: each one marked while they fit, whole-number ticks beyond.
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10), min_n_ticks=1))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save(fig, folder, "accuracy_per_epoch")
+
+
+def _accuracy_vs_plot(valid: Any, column: str, label: str, stem: str, subtitle: str, folder: Path) -> None:
+    fig, ax = _pyplot().subplots(figsize=(6, 4.5))
+    ax.errorbar(valid[column], valid.final_test_acc_mean, yerr=valid.final_test_acc_std.fillna(0), fmt="o")
+    for _, r in valid.iterrows():
+        ax.annotate(
+            r.variant,
+            (r[column], r.final_test_acc_mean),
+            fontsize=7,
+            xytext=(4, 4),
+            textcoords="offset points",
+        )
+    ax.set_xscale("log")
+    ax.margins(x=0.2, y=0.1)
+    ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%)",
+           title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
+    ax.grid(alpha=0.3)
+    _save(fig, folder, stem)
+
+
+def _epoch_time_plot(agg: Any, subtitle: str, folder: Path) -> None:
+    fig, ax = _pyplot().subplots(figsize=(7, 4.5))
     timed = agg.dropna(subset=["median_epoch_s"])
     ax.bar(timed.variant, timed.median_epoch_s, yerr=timed.iqr_epoch_s.fillna(0) / 2, capsize=4)
     ax.set(ylabel="epoch time (s), median; bars: IQR", title=f"Training time per epoch ({subtitle})")
     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax.grid(alpha=0.3, axis="y")
-    save(fig, "epoch_time")
+    _save(fig, folder, "epoch_time")
 
 
-def _energy_plot(agg: Any, subtitle: str, save: Callable[[Any, str], None]) -> None:
+def _energy_plot(agg: Any, subtitle: str, folder: Path) -> None:
     """Final accuracy against the training's energy, the Pareto front (none better on both) joined."""
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(6, 4.5))
     kj = agg.energy_train_J_mean / 1e3
     ax.errorbar(kj, agg.final_test_acc_mean, yerr=agg.final_test_acc_std.fillna(0), fmt="o", color="tab:gray")
     front = agg[agg.energy_pareto].sort_values("energy_train_J_mean")
@@ -116,13 +198,11 @@ def _energy_plot(agg: Any, subtitle: str, save: Callable[[Any, str], None]) -> N
            title=f"Accuracy vs energy ({subtitle})")  # fmt: skip
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    save(fig, "accuracy_vs_energy")
+    _save(fig, folder, "accuracy_vs_energy")
 
 
-def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, save: Callable[[Any, str], None]) -> None:
+def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, folder: Path) -> None:
     """Accuracy against the swept option's value (numbers on a numeric axis, others in order)."""
-    import matplotlib.pyplot as plt
-
     value_of = {
         row.variant: dict(kv.split("=", 1) for kv in str(row.options).split(";") if "=" in kv).get(key, "")
         for row in tidy.itertuples()
@@ -132,23 +212,19 @@ def _sweep_plot(valid: Any, tidy: Any, key: str, subtitle: str, save: Callable[[
         x: list[Any] = [float(v) for v in values]
     except ValueError:
         x = list(range(len(values)))
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = _pyplot().subplots(figsize=(6, 4.5))
     ax.errorbar(x, valid.final_test_acc_mean, yerr=valid.final_test_acc_std.fillna(0), fmt="o-", capsize=4)
     ax.set_xticks(x, values)
     ax.margins(x=0.1, y=0.1)
     ax.set(xlabel=key, ylabel="final test accuracy (%); bars: std over seeds",
            title=f"Accuracy vs {key} ({subtitle})")  # fmt: skip
     ax.grid(alpha=0.3)
-    save(fig, f"accuracy_vs_{key}")
+    _save(fig, folder, f"accuracy_vs_{key}")
 
 
 def pool_plot(result: Any, path: Path) -> None:
     """Input, max and average pooling as three heat maps (PNG or SVG by the file's suffix)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in ("png", "svg"):
         raise InvalidArgumentError(f"expected --plot to end in .png or .svg, got {str(path)!r}")
