@@ -14,13 +14,14 @@ import time
 from pathlib import Path
 
 from cnnbench.data import imagefolder
+from cnnbench.device import usable_cpus
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("root", type=Path)
     parser.add_argument("--size", type=int, default=256)
-    parser.add_argument("--workers", default=f"1,{imagefolder.decode_workers()}")
+    parser.add_argument("--workers", default=f"1,{usable_cpus()}")
     args = parser.parse_args()
     for workers in (int(w) for w in args.workers.split(",")):
         shutil.rmtree(args.root / ".cnnbench-cache", ignore_errors=True)

@@ -308,7 +308,7 @@ def _decode_all(images_path: str, paths: list[str], size: int, progress: Progres
         if progress is not None:
             progress(done, len(paths))
 
-    count = workers or decode_workers()
+    count = workers or usable_cpus()  # one decoding process per CPU this process may use
     if len(paths) < IN_PROCESS_BELOW or count <= 1:
         for task in tasks:
             add(decode_chunk(*task))
@@ -337,11 +337,6 @@ def _decode_all(images_path: str, paths: list[str], size: int, progress: Progres
                 future.cancel()
             raise
     return bad, sums, squares
-
-
-def decode_workers() -> int:
-    """The processes that decode: one per CPU this process may use."""
-    return usable_cpus()
 
 
 def decode_chunk(images_path: str, first: int, paths: list[str], size: int

@@ -29,7 +29,8 @@ class PlotWorkers:
         self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
                                         initializer=_ready_to_plot)  # fmt: skip
         # A pool starts its processes as work arrives: one task each starts them all now.
-        self.ready = [self.pool.submit(_started) for _ in range(workers)]
+        for _ in range(workers):
+            self.pool.submit(_started)
 
     def draw(self, figures: list[tuple[Callable[..., None], dict[str, Any]]]) -> None:
         """Each ``function(**arguments)`` in a worker; the first error, if any, raised here."""
