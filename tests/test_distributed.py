@@ -138,3 +138,36 @@ def test_profile_measures_data_parallel_scaling_at_each_process_count(tmp_path):
 def test_profile_scaling_refuses_bad_counts_in_one_line(tmp_path, args, message):
     result = runner.invoke(app, ["profile", "lenet5", *args, "--out", str(tmp_path)])
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
+
+
+def test_the_step_probes_clock_is_one_for_every_rank(tmp_path):
+    """The warm-up's step probe stops after half a second; in a data-parallel run every rank must stop
+    at the same step, each step being a collective (seen under a loaded CI: one rank stepped once more
+    and gloo aborted on a mismatched collective). Rank 0's time is up and rank 1's is not: both stop."""
+    script = tmp_path / "probe_clock.py"
+    script.write_text(
+        "import time\n"
+        "from types import SimpleNamespace\n"
+        "import torch.distributed as dist\n"
+        "from cnnbench.training.step import TrainStep\n"
+        "dist.init_process_group('gloo')\n"
+        "rank = dist.get_rank()\n"
+        "start = time.perf_counter() - (60.0 if rank == 0 else 0.0)\n"
+        "print(f'rank {rank}: up {TrainStep._time_is_up(SimpleNamespace(device=\"cpu\"), start, 30.0)}', flush=True)\n"
+        "dist.destroy_process_group()\n"
+    )  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("WORLD_SIZE", None)
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
+                           str(script)], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == [
+        "rank 0: up True", "rank 1: up True"
+    ]  # fmt: skip
+    # One process alone reads its own clock.
+    from types import SimpleNamespace
+
+    from cnnbench.training.step import TrainStep
+
+    alone = SimpleNamespace(device="cpu")
+    assert TrainStep._time_is_up(alone, 0.0, 1.0) and not TrainStep._time_is_up(alone, 1e12, 1.0)

@@ -89,11 +89,18 @@ def leave(world: World) -> None:
         dist.destroy_process_group()
 
 
+def is_distributed() -> bool:
+    """Whether this process is one rank of a data-parallel run (its process group is up)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
 def sum_over_ranks(*tensors: Any) -> None:
     """Add each tensor up over the ranks, in place (nothing to do in one process)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if is_distributed():
         for t in tensors:
             dist.all_reduce(t, op=dist.ReduceOp.SUM)
 

@@ -279,7 +279,7 @@ class TrainStep:
                 t1 = time.perf_counter()
                 done = 0
                 # At most about half a second (a CPU's steps are slow; there the clock is the step's own).
-                while done < timed_steps and (done < 2 or time.perf_counter() - t1 < 0.5):
+                while done < timed_steps and (done < 2 or not self._time_is_up(t1, 0.5)):
                     self._eager(x_all, y_all)
                     done += 1
                 synchronize(self.device)
@@ -301,6 +301,21 @@ class TrainStep:
         set_rng_state(rng, self.device)
         self.scaler = self._new_scaler()
         return seconds
+
+    def _time_is_up(self, start: float, seconds: float) -> bool:
+        """Whether ``seconds`` have passed since ``start``: in a data-parallel run, on any rank, so that
+        every rank takes the same number of steps (each step's gradients are a collective: one rank
+        stopping a step early leaves the others waiting on it, or mismatched with its next collective)."""
+        import torch
+
+        from cnnbench.training.distributed import is_distributed, sum_over_ranks
+
+        up = time.perf_counter() - start >= seconds
+        if not is_distributed():
+            return up
+        flag = torch.tensor(float(up), device=self.device)
+        sum_over_ranks(flag)
+        return bool(flag.item() > 0)
 
     def capture(self, train_loader: Any) -> float:
         """Capture one full-batch step (forward, backward, optimizer, statistics) as a CUDA graph;
