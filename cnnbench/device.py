@@ -25,6 +25,16 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def worker_context() -> Any:
+    """The multiprocessing context for this package's worker processes (decoding, plotting): children of
+    the forkserver, a clean process that never held CUDA or the caller's threads (spawn where there is no
+    forkserver: Windows), never a fork of the caller."""
+    import multiprocessing
+
+    methods = multiprocessing.get_all_start_methods()
+    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+
+
 def is_cpu_oom(exc: BaseException) -> bool:
     """The CPU allocator's refusal, which torch raises as a plain RuntimeError."""
     return isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc)

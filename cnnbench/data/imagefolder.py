@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnbench.device import usable_cpus
+from cnnbench.device import usable_cpus, worker_context
 from cnnbench.errors import DatasetError, first_line
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
@@ -313,14 +313,9 @@ def _decode_all(images_path: str, paths: list[str], size: int, progress: Progres
         for task in tasks:
             add(decode_chunk(*task))
         return bad, sums, squares
-    import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    # forkserver: a clean process that never held CUDA or the caller's threads forks the workers
-    # (spawn where there is no forkserver: Windows).
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+    with ProcessPoolExecutor(max_workers=count, mp_context=worker_context()) as pool:
         pending: set[Any] = set()
         queue = iter(tasks)
         try:

@@ -20,14 +20,12 @@ class PlotWorkers:
     wait, and other processes would take the cores it uses."""
 
     def __init__(self, workers: int = 5) -> None:
-        import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        # Never a fork of a process that holds CUDA: the forkserver's (spawn's where there is none).
-        method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+        from cnnbench.device import worker_context
+
         self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method),
-                                        initializer=_ready_to_plot)  # fmt: skip
+        self.pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_ready_to_plot)
         # A pool starts its processes as work arrives: one task each starts them all now.
         for _ in range(workers):
             self.pool.submit(_started)
