@@ -24,6 +24,7 @@ from cnnbench.choices import OPTIMIZERS, PRECISIONS, SCHEDULERS
 from cnnbench.data.specs import (
     AUGMENTATIONS,
     DATASET_NAMES,
+    augmentation_named,
     format_input_size,
     get_dataset_spec,
     parse_input_size,
@@ -240,7 +241,7 @@ class TrainConfig:
     def __post_init__(self) -> None:
         # Recipes written before --augment took a name said true (the chapter's crop and flip) or false.
         if isinstance(self.augment, bool):
-            self.augment = "crop" if self.augment else "none"
+            self.augment = augmentation_named(self.augment)
 
     # --- one way in, one way out -----------------------------------------------------------------
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from cnnbench.data.imagefolder import MappedImages
 from cnnbench.data.readers import ArrayDataset
-from cnnbench.data.specs import AUGMENTATIONS
+from cnnbench.data.specs import AUGMENTATIONS, augmentation_named
 from cnnbench.device import is_cuda
 
 # ImageNet's random-resized crop (torchvision's RandomResizedCrop defaults): a share of the image's area
@@ -23,15 +24,6 @@ from cnnbench.device import is_cuda
 RRC_SCALE = (0.08, 1.0)
 RRC_RATIO = (3 / 4, 4 / 3)
 RRC_ATTEMPTS = 10
-
-
-def augment_mode(augment: Any) -> str:
-    """The augmentation by name: True is the chapter's pad-and-crop with flips, False none."""
-    if augment is True:
-        return "crop"
-    if augment is False or augment is None:
-        return "none"
-    return str(augment)
 
 
 def fits_on_device(dataset_bytes: int, device: str, per_batch: bool = False) -> bool:
@@ -49,12 +41,10 @@ def fits_on_device(dataset_bytes: int, device: str, per_batch: bool = False) -> 
 def makes_batches_one_by_one(data: ArrayDataset, augment: Any) -> bool:
     """Whether a loader builds each batch on its own (images read from a cache file, random-resized
     crops, a stored size other than the input's) rather than a whole epoch at once."""
-    from cnnbench.data.imagefolder import MappedImages
-
     stored = tuple(data.images.shape[2:])
     return (
         isinstance(data.images, MappedImages)
-        or augment_mode(augment) == "rrc"
+        or augmentation_named(augment) == "rrc"
         or stored != data.spec.input_shape[1:]
     )
 
@@ -90,10 +80,8 @@ class DeviceLoader:
     ) -> None:
         import torch
 
-        from cnnbench.data.imagefolder import MappedImages
-
         self.device = torch.device(device)
-        self.mode = augment_mode(augment)
+        self.mode = augmentation_named(augment)
         if self.mode not in AUGMENTATIONS:
             from cnnbench.errors import InvalidArgumentError
 
@@ -146,8 +134,6 @@ class DeviceLoader:
     @property
     def placement(self) -> str:
         """Where the images live, in words (the run's data_placement)."""
-        from cnnbench.data.imagefolder import MappedImages
-
         if self.resident:
             return "device"
         if isinstance(self.images, MappedImages):
@@ -161,8 +147,6 @@ class DeviceLoader:
 
     def _to_device(self, images: Any) -> Any:
         import torch
-
-        from cnnbench.data.imagefolder import MappedImages
 
         if not isinstance(images, MappedImages):
             return torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
@@ -310,8 +294,6 @@ class DeviceLoader:
             yield start, self.images[order[start : start + self.batch_size]]
 
     def _gather(self, positions: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-        from cnnbench.data.imagefolder import MappedImages
-
         if isinstance(self.images, MappedImages):
             return self.images.gather(positions, out)
         rows = self.images.numpy()[positions]

@@ -12,6 +12,16 @@ from cnnbench.errors import DatasetError, InvalidArgumentError
 AUGMENTATIONS = ("none", "flip", "crop", "rrc")
 
 
+def augmentation_named(augment: object) -> str:
+    """An augmentation by its name, where older recipes (and callers) said true for the chapter's crop and
+    flip and false (or nothing) for none."""
+    if augment is True:
+        return "crop"
+    if augment is False or augment is None:
+        return "none"
+    return str(augment)
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     name: str
