@@ -146,24 +146,27 @@ def test_the_step_probes_clock_is_one_for_every_rank(tmp_path):
     and gloo aborted on a mismatched collective). Rank 0's time is up and rank 1's is not: both stop."""
     script = tmp_path / "probe_clock.py"
     script.write_text(
-        "import time\n"
+        "import sys, time\n"
         "from types import SimpleNamespace\n"
         "import torch.distributed as dist\n"
         "from cnnbench.training.step import TrainStep\n"
         "dist.init_process_group('gloo')\n"
         "rank = dist.get_rank()\n"
         "start = time.perf_counter() - (60.0 if rank == 0 else 0.0)\n"
-        "print(f'rank {rank}: up {TrainStep._time_is_up(SimpleNamespace(device=\"cpu\"), start, 30.0)}', flush=True)\n"
+        "up = TrainStep._time_is_up(SimpleNamespace(device='cpu'), start, 30.0)\n"
+        "open(f'{sys.argv[1]}/rank{rank}.txt', 'w').write(f'rank {rank}: up {up}')\n"
         "dist.destroy_process_group()\n"
     )  # fmt: skip
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     env.pop("WORLD_SIZE", None)
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-                           str(script)], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+                           str(script), str(tmp_path)], env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    assert sorted(line for line in done.stdout.splitlines() if line.startswith("rank")) == [
-        "rank 0: up True", "rank 1: up True"
-    ]  # fmt: skip
+    # A file per rank: the two ranks' prints to one pipe can interleave mid-line.
+    assert [(tmp_path / f"rank{rank}.txt").read_text() for rank in (0, 1)] == [
+        "rank 0: up True",
+        "rank 1: up True",
+    ]
     # One process alone reads its own clock.
     from types import SimpleNamespace
 
