@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
-from cnnbench.stats import welch_interval
+from cnnbench.stats import welch_interval, welch_p
 
 runner = CliRunner()
 SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "-e", "1", "-q", "--synthetic-size", "128"]  # fmt: skip
@@ -22,6 +22,25 @@ def test_welch_interval_by_hand():
     assert high - diff == pytest.approx(2.776445 * (2 / 3) ** 0.5, rel=1e-5)
     assert low == pytest.approx(2 * diff - high)
     assert all(v != v for v in welch_interval([1.0], [2.0, 3.0]))  # one value: no interval (NaN)
+
+
+def test_welch_p_by_hand_and_without_warnings_when_one_sample_has_no_spread():
+    """Every seed of a model stuck at chance reads the same accuracy; its p-value is exact and the
+    terminal gets no warning (scipy's ttest_ind warns of catastrophic cancellation there)."""
+    import warnings
+
+    from scipy import stats
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        # se = sqrt(0.25 / 3), t = 2.5 / se = sqrt(75), df = 2, where p = 1 - t / sqrt(t^2 + 2) in closed form
+        assert welch_p([10.0, 10.0, 10.0], [12.0, 13.0, 12.5]) == pytest.approx(
+            1 - 75**0.5 / 77**0.5, rel=1e-9
+        )
+    a, b = [64.0, 65.5, 66.0, 63.0], [60.0, 61.0, 62.0]
+    assert welch_p(a, b) == pytest.approx(stats.ttest_ind(a, b, equal_var=False).pvalue, rel=1e-9)
+    assert welch_p([1.0], [2.0, 3.0]) != welch_p([1.0], [2.0, 3.0])  # one value: NaN
+    assert welch_p([10.0, 10.0], [10.0, 10.0]) != welch_p([10.0, 10.0], [10.0, 10.0])  # no spread: NaN
 
 
 def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):

@@ -12,7 +12,7 @@ import math
 from typing import Any
 
 from cnnbench.compare.variants import Variant
-from cnnbench.stats import welch_interval
+from cnnbench.stats import welch_interval, welch_p
 
 # A run's own numbers, under the names runs.csv gives them, that the tidy table carries over.
 RUN_NUMBERS = (
@@ -187,16 +187,6 @@ def pareto_front(accuracy: list[float], energy: list[float]) -> list[bool]:
                    for j in range(len(points)))  # fmt: skip
 
     return [known[i] and not beaten(i) for i in range(len(points))]
-
-
-def welch_p(a: list[float], b: list[float]) -> float:
-    """The two-sided p-value of Welch's t-test of mean(a) = mean(b); NaN with fewer than two values or
-    no spread at all."""
-    if len(a) < 2 or len(b) < 2 or (max(a) == min(a) and max(b) == min(b)):
-        return math.nan
-    from scipy import stats  # here: a second to import, and one seed has no p-value to compute
-
-    return float(stats.ttest_ind(a, b, equal_var=False).pvalue)
 
 
 def holm(p_values: list[float]) -> list[float]:
