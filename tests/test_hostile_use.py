@@ -74,6 +74,7 @@ def test_a_resume_from_another_models_checkpoint_leaves_the_run_as_it_was(tmp_pa
      (None, "refused to load")],
     ids=["random-bytes", "runs-code"],
 )  # fmt: skip
+@pytest.mark.filterwarnings("error")  # a warning printed above the error would make it more than one line
 def test_a_checkpoint_is_called_what_it_is(tmp_path, content, message):
     import pickle
 

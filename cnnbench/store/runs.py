@@ -10,6 +10,7 @@ with ``weights_only=True``, so a file can never run code.
 from __future__ import annotations
 
 import pickle
+import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -241,7 +242,11 @@ class RunStore:
             return None
         path = self.last_path
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():
+                # torch's unpickler warns of a pickle protocol other than its own (three lines asking to
+                # file an issue) before it refuses a file; what is refused is said below, in one line.
+                warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+                state = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError:
             names = pickled_globals(path)
             if names:
