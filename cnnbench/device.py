@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from cnnbench.errors import DeviceError, InvalidArgumentError
@@ -25,14 +25,29 @@ def usable_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def worker_context() -> Any:
-    """The multiprocessing context for this package's worker processes (decoding, plotting): children of
-    the forkserver, a clean process that never held CUDA or the caller's threads (spawn where there is no
-    forkserver: Windows), never a fork of the caller."""
+def worker_pool(workers: int, initializer: Callable[[], None] | None = None) -> Any:
+    """A ``ProcessPoolExecutor`` of ``workers`` processes for this package's side work (decoding,
+    plotting): children of the forkserver, a clean process that never held CUDA or the caller's threads
+    (spawn where there is no forkserver: Windows), never a fork of the caller. Each runs ``initializer``
+    first, and leaves Ctrl-C to its caller (:func:`_start_worker`)."""
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
     methods = multiprocessing.get_all_start_methods()
-    return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    return ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_start_worker, initargs=(initializer,)
+    )
+
+
+def _start_worker(initializer: Callable[[], None] | None) -> None:
+    import signal
+
+    # A terminal's Ctrl-C reaches its whole process group. The caller stops on it and shuts its pool
+    # down; a worker that raised KeyboardInterrupt as well would print a traceback of its own.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if initializer is not None:
+        initializer()
 
 
 def is_cpu_oom(exc: BaseException) -> bool:

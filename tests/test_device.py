@@ -50,3 +50,52 @@ def test_cudnn_autotunes_only_runs_long_enough_to_earn_it_back_unless_asked():
     assert not autotunes(chapter.replace(epochs=100, cudnn_autotune=False), "cuda:0", 391)
     assert not autotunes(chapter.replace(epochs=100), "cpu", 391)  # no cuDNN
     assert not autotunes(chapter.replace(epochs=100, cudnn_autotune=True, deterministic=True), "cuda:0", 391)
+
+
+CTRL_C_SCRIPT = """
+import os, signal, sys, time
+from pathlib import Path
+
+from cnnbench.device import worker_pool
+from cnnbench.report.plots import PlotWorkers
+
+
+def nap(flag):
+    Path(flag).touch()
+    time.sleep(1.0)
+    return "finished"
+
+
+if __name__ == "__main__":
+    plotting, decoding = PlotWorkers(2), worker_pool(2)
+    plotting.pool.submit(int).result()  # both pools' workers started and ready
+    in_flight = decoding.submit(nap, sys.argv[1])
+    try:
+        while not os.path.exists(sys.argv[1]):
+            time.sleep(0.01)
+        os.killpg(0, signal.SIGINT)  # the terminal's Ctrl-C reaches the whole process group
+        time.sleep(60)
+    except KeyboardInterrupt:
+        print("the caller stopped", flush=True)
+    finally:
+        decoding.shutdown(wait=True, cancel_futures=True)
+        plotting.close()
+    print("the task in flight", in_flight.result(), flush=True)
+"""
+
+
+def test_ctrl_c_stops_the_caller_and_not_its_worker_processes_which_print_no_traceback(tmp_path):
+    """Decoding and plotting workers share the terminal's process group with the command: on Ctrl-C the
+    command stops and shuts them down; they neither raise KeyboardInterrupt (a traceback each) nor drop a
+    task in flight."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "ctrl_c.py"
+    script.write_text(CTRL_C_SCRIPT)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "started")], capture_output=True, text=True,
+                          timeout=120, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["the caller stopped", "the task in flight finished"]
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnbench.device import usable_cpus, worker_context
+from cnnbench.device import usable_cpus, worker_pool
 from cnnbench.errors import DatasetError, first_line
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".tif", ".tiff")
@@ -313,9 +313,9 @@ def _decode_all(images_path: str, paths: list[str], size: int, progress: Progres
         for task in tasks:
             add(decode_chunk(*task))
         return bad, sums, squares
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures import FIRST_COMPLETED, wait
 
-    with ProcessPoolExecutor(max_workers=count, mp_context=worker_context()) as pool:
+    with worker_pool(count) as pool:
         pending: set[Any] = set()
         queue = iter(tasks)
         try:

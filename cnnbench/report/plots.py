@@ -20,12 +20,10 @@ class PlotWorkers:
     wait, and other processes would take the cores it uses."""
 
     def __init__(self, workers: int = 5) -> None:
-        from concurrent.futures import ProcessPoolExecutor
-
-        from cnnbench.device import worker_context
+        from cnnbench.device import worker_pool
 
         self.workers = workers
-        self.pool = ProcessPoolExecutor(workers, mp_context=worker_context(), initializer=_ready_to_plot)
+        self.pool = worker_pool(workers, initializer=_ready_to_plot)
         # A pool starts its processes as work arrives: one task each starts them all now.
         for _ in range(workers):
             self.pool.submit(_started)
