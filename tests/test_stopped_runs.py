@@ -43,10 +43,11 @@ def slow(tmp_path):
     return f"{path}:make"
 
 
-def start(*argv, **kw):
+def start(*argv, nohup=False, **kw):
     env = {**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     env.pop("WORLD_SIZE", None)
-    return subprocess.Popen([sys.executable, "-m", "cnnbench", *map(str, argv)], env=env, stdout=subprocess.PIPE,
+    command = [sys.executable, "-m", "cnnbench", *map(str, argv)]
+    return subprocess.Popen(["nohup", *command] if nohup else command, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)  # fmt: skip
 
 
@@ -92,6 +93,24 @@ def test_a_run_ended_by_a_signal_is_interrupted_keeps_its_epochs_and_resumes(tmp
                               "--out", str(out), "-q"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert resumed.returncode == 0, resumed.stdout + resumed.stderr
     assert pd.read_csv(out / "runs.csv").iloc[0].status == "ok"
+
+
+def test_a_run_under_nohup_trains_on_when_its_terminal_closes(tmp_path, slow):
+    """``nohup cnnbench ...`` is how a run outlives its terminal: the SIGHUP of a closed terminal or SSH
+    session is ignored as nohup asked, and the run trains on until something else stops it."""
+    out = tmp_path / "r"
+    process = start("train", slow, *RECIPE, "-e", "200", "--run-name", "r", "--out", out, nohup=True)
+    epochs = out / "runs" / "r" / "epochs.csv"
+    wait_for(epochs_written(out))
+    process.send_signal(signal.SIGHUP)
+    at_hangup = len(epochs.read_text().splitlines())
+    wait_for(lambda: len(epochs.read_text().splitlines()) >= at_hangup + 2)  # two more epochs since
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 143, output
+    assert "stopped by SIGTERM" in output and "SIGHUP" not in output and "Traceback" not in output
+    assert pd.read_csv(out / "runs.csv").iloc[0].status == "interrupted"
 
 
 def test_a_comparison_stopped_by_sigterm_says_what_each_run_ended_as_and_from_keeps_it(tmp_path, slow):

@@ -1,7 +1,7 @@
 """How a run ends: every run ends with one of these statuses, whatever stops it.
 
 ``ok``, ``not learning`` (at chance after its epochs), ``diverged`` (its loss exploded), ``out of memory``,
-``interrupted`` (Ctrl-C, SIGTERM, SIGHUP: a closed terminal, ``kill``), ``timeout`` and ``cancelled``
+``interrupted`` (Ctrl-C, SIGTERM, SIGHUP: a closed terminal unless under ``nohup``, ``kill``), ``timeout`` and ``cancelled``
 (a scheduler's), and ``failed: <reason>`` for anything else.
 
 :func:`stop_on_signals` makes SIGTERM and SIGHUP stop the work as Ctrl-C does, so that the run's
@@ -55,13 +55,15 @@ def _stop(signum: int, _frame: object) -> None:
 @contextlib.contextmanager
 def stop_on_signals() -> Iterator[None]:
     """Inside the block, SIGINT, SIGTERM and SIGHUP raise KeyboardInterrupt (:class:`Stopped` for the
-    last two) in the main thread, so every run they stop ends with its status. Outside the main thread
-    (where Python cannot take signals) it does nothing."""
+    last two) in the main thread, so every run they stop ends with its status. A signal this process was
+    started with ignored stays ignored: SIGHUP under ``nohup`` (a run that outlives its terminal), SIGINT
+    in a script's background job. Outside the main thread (where Python cannot take signals) it does
+    nothing."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
-    for s in STOP_SIGNALS:
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS if signal.getsignal(s) != signal.SIG_IGN}
+    for s in previous:
         signal.signal(s, _stop)
     try:
         yield
