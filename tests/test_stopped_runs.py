@@ -113,6 +113,32 @@ def test_a_run_under_nohup_trains_on_when_its_terminal_closes(tmp_path, slow):
     assert pd.read_csv(out / "runs.csv").iloc[0].status == "interrupted"
 
 
+def test_a_run_trains_in_one_process_at_a_time_and_a_killed_ones_lock_goes_with_it(tmp_path, slow):
+    """A --resume of a run that is still training is refused before it touches the run's files (both
+    processes' epochs would interleave in one epochs.csv); a run killed outright (SIGKILL) leaves no
+    lock behind, and resumes."""
+    out = tmp_path / "r"
+    process = start("train", slow, *RECIPE, "-e", "200", "--run-name", "r", "--out", out)
+    epochs = out / "runs" / "r" / "epochs.csv"
+    wait_for(epochs_written(out))
+    second = subprocess.run([sys.executable, "-m", "cnnbench", "train", "--resume", "r", "-e", "300", "--out", str(out),
+                             "-q"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert second.stderr.strip().splitlines() == [
+        "error: expected run r to be idle, got it training in another process now; --resume it once that "
+        "process has ended"
+    ]
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=60)
+    written = pd.read_csv(epochs).epoch.tolist()
+    assert written == list(range(1, len(written) + 1))  # one process's epochs, in order
+    resumed = subprocess.run([sys.executable, "-m", "cnnbench", "train", "--resume", "r", "-e", str(len(written) + 1),
+                              "--out", str(out), "-q"], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert pd.read_csv(epochs).epoch.tolist()[-1] == len(written) + 1
+    assert pd.read_csv(out / "runs.csv").iloc[0].status == "ok"
+
+
 def test_a_comparison_stopped_by_sigterm_says_what_each_run_ended_as_and_from_keeps_it(tmp_path, slow):
     out = tmp_path / "r"
     process = start("compare", slow, "lenet5", *RECIPE, "-e", "200", "--name", "c", "--out", out)

@@ -28,6 +28,7 @@ from cnnbench.store.tables import (
     to_json,
     update_row,
     upsert_rows,
+    write_error,
     write_frame_atomic,
     write_text_atomic,
 )
@@ -156,6 +157,7 @@ class RunStore:
         self.run_id = plain_name(run_id, "a run id")
         self.dir = self.out / "runs" / run_id
         self._checkpoint: Checkpoint | None = None
+        self._lock: Any = None
 
     @property
     def config_path(self) -> Path:
@@ -178,6 +180,7 @@ class RunStore:
             raise InvalidArgumentError(
                 f"expected a new run name, got existing run {run_id!r} (continue it with --resume)"
             ) from None
+        store.claim()
         store.write_config(record)
         return store
 
@@ -189,6 +192,31 @@ class RunStore:
                 f"expected a run id under {store.out / 'runs'}/ with a config.json, got {run_id!r}"
             )
         return store
+
+    def claim(self) -> RunStore:
+        """Hold the run's lock (``RUN_ID/.lock``) until :meth:`release` or this process ends, however it
+        ends: one process at a time trains a run. A second (a ``--resume`` of a run still training) is
+        refused before it reads or changes any of the run's files, whose epochs would interleave."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(str(self.dir / ".lock"), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise InvalidArgumentError(
+                f"expected run {self.run_id} to be idle, got it training in another process now; "
+                "--resume it once that process has ended"
+            ) from None
+        except OSError as exc:
+            raise write_error(self.dir / ".lock", exc) from None
+        self._lock = lock
+        return self
+
+    def release(self) -> None:
+        """Let another process train the run (see :meth:`claim`)."""
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
 
     def read_config(self) -> dict[str, Any]:
         data = read_json(self.config_path, required=("config", "conditions_hash", "model"))

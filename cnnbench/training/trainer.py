@@ -113,6 +113,7 @@ class Trainer:
         # Rank 0 alone prints and writes; the other ranks of a data-parallel run keep a read-only store.
         self.cb = (callbacks or Callbacks()) if self.world.is_main else Callbacks()
         self.store = store  # an existing run to continue, or None for a new one
+        self.opened: RunStore | None = None  # the run's store once open: its lock is let go as the run ends
         if store is not None and not self.world.is_main:
             self.store = Replica.of(store)
         self.repair = repair
@@ -269,6 +270,8 @@ class Trainer:
                 return self._run()
         finally:
             self.meter.close()
+            if self.opened is not None:
+                self.opened.release()
             leave(self.world)
 
     def _run(self) -> RunResult:
@@ -277,7 +280,7 @@ class Trainer:
         wall0 = time.perf_counter()
         self._setup()
         c = self.config
-        store = self._open_store()
+        store = self.opened = self._open_store()
         self.cb.on_run(store.run_id, c.checkpoints)
         rows: list[EpochRow] = []
         status, warmup_s, new_epochs = "running", 0.0, 0
@@ -518,6 +521,17 @@ def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int 
     """Continue a run of ``out/runs/`` from its last checkpoint with its own configuration; with
     ``epochs``, to that epoch (a finished run is continued)."""
     store = RunStore.open(out, run)
+    if world_from_env().is_main:  # rank 0 alone writes a data-parallel run's files
+        store.claim()
+    try:
+        return _resume(store, callbacks, epochs, device, model, repair)
+    finally:
+        store.release()
+
+
+def _resume(store: RunStore, callbacks: Callbacks | None, epochs: int | None, device: str | None,
+            model: str | None, repair: bool) -> RunResult:  # fmt: skip
+    out, run = store.out, store.run_id
     saved = store.read_config()
     if model is not None and get_model_info(model).name != saved["model"]:
         raise InvalidArgumentError(
