@@ -139,6 +139,33 @@ def test_a_run_trains_in_one_process_at_a_time_and_a_killed_ones_lock_goes_with_
     assert pd.read_csv(out / "runs.csv").iloc[0].status == "ok"
 
 
+def test_a_comparison_runs_in_one_process_at_a_time_and_from_renders_beside_it(tmp_path, slow):
+    """A second comparison of the same name, while the first trains, is refused (even with --force) before
+    it trains: one would write its table over the other's. --from, which trains nothing, renders beside."""
+    out = tmp_path / "r"
+    process = start("compare", slow, *RECIPE, "-e", "200", "--name", "c", "--out", out)
+    wait_for(epochs_written(out))
+    second = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "lenet5", *RECIPE, "-e", "1", "--name", "c",
+                             "--force", "--out", str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert second.returncode == 1, second.stdout + second.stderr
+    assert second.stderr.strip().splitlines()[-1] == (
+        "error: expected comparison c to be idle, got it running in another process now; wait for it to end, "
+        "or give another --name"
+    )
+    rendered = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "--from", str(out / "compare" / "c")],
+                              capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert rendered.returncode == 0, rendered.stdout + rendered.stderr
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 143
+    tidy = pd.read_csv(out / "compare" / "c" / "tidy.csv")
+    assert tidy.variant.tolist() == [slow] and tidy.status.tolist() == ["interrupted"]
+    assert len(pd.read_csv(out / "runs.csv")) == 1  # the second trained nothing
+    again = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "lenet5", *RECIPE, "-e", "1", "--name", "c",
+                            "--force", "--out", str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert pd.read_csv(out / "compare" / "c" / "tidy.csv").variant.tolist() == ["lenet5"]
+
+
 def test_a_comparison_stopped_by_sigterm_says_what_each_run_ended_as_and_from_keeps_it(tmp_path, slow):
     out = tmp_path / "r"
     process = start("compare", slow, "lenet5", *RECIPE, "-e", "200", "--name", "c", "--out", out)

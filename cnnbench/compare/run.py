@@ -22,6 +22,7 @@ from cnnbench.recipe import SHARED_CONDITIONS
 from cnnbench.store.runs import RunRecords, validate_runs_table
 from cnnbench.store.tables import (
     ensure_dir,
+    hold,
     read_frame,
     read_json,
     to_json,
@@ -98,12 +99,28 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
             progress = callbacks(None).on_data if callbacks else None  # decoding your own images is shown
             load_split(base.dataset, split, base.data_dir, **data_options(base), progress=progress)
 
-    plan = Plan(config, name, ensure_dir(folder), [], baseline)
-    jobs = _plan_runs(plan, variants, launcher, planning_device, log)
+    # One process at a time runs a comparison: a second of the same name would write its table over the
+    # first's, or the first's over it. (--from renders beside a running one: it trains nothing.)
+    lock = hold(ensure_dir(folder) / ".lock", f"expected comparison {name} to be idle, got it running in "
+                "another process now; wait for it to end, or give another --name")  # fmt: skip
+    try:
+        plan = Plan(config, name, folder, [], baseline)
+        return _run_plan(
+            plan, _plan_runs(plan, variants, launcher, planning_device, log), launcher, device, view
+        )
+    finally:
+        lock.release()
+
+
+def _run_plan(
+    plan: Plan, jobs: list[Job], launcher: Launcher, device: str, view: JobView | None
+) -> CompareResult:
+    """The planned jobs run by ``launcher``, then the comparison's files; a Ctrl-C keeps what was measured:
+    the rows so far are written before it propagates."""
     plan.save()
     outcomes: dict[str, Outcome] = {}
     finished = False
-    workers = _plot_workers(config, device, jobs)
+    workers = _plot_workers(plan.config, device, jobs)
     try:
         launcher.run(jobs, view or JobView(), outcomes)
         finished = True

@@ -21,6 +21,7 @@ from cnnbench.store.tables import (
     append_row,
     atomic_path,
     check_table,
+    hold,
     missing,
     plain,
     read_frame,
@@ -28,7 +29,6 @@ from cnnbench.store.tables import (
     to_json,
     update_row,
     upsert_rows,
-    write_error,
     write_frame_atomic,
     write_text_atomic,
 )
@@ -194,22 +194,14 @@ class RunStore:
         return store
 
     def claim(self) -> RunStore:
-        """Hold the run's lock (``RUN_ID/.lock``) until :meth:`release` or this process ends, however it
-        ends: one process at a time trains a run. A second (a ``--resume`` of a run still training) is
-        refused before it reads or changes any of the run's files, whose epochs would interleave."""
-        from filelock import FileLock, Timeout
-
-        lock = FileLock(str(self.dir / ".lock"), timeout=0)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise InvalidArgumentError(
-                f"expected run {self.run_id} to be idle, got it training in another process now; "
-                "--resume it once that process has ended"
-            ) from None
-        except OSError as exc:
-            raise write_error(self.dir / ".lock", exc) from None
-        self._lock = lock
+        """Hold the run's lock (``RUN_ID/.lock``) until :meth:`release` or this process ends: one process
+        at a time trains a run. A second (a ``--resume`` of a run still training) is refused before it
+        reads or changes any of the run's files, whose epochs would interleave."""
+        self._lock = hold(
+            self.dir / ".lock",
+            f"expected run {self.run_id} to be idle, got it training in another process now; "
+            "--resume it once that process has ended",
+        )
         return self
 
     def release(self) -> None:

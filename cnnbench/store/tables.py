@@ -315,6 +315,22 @@ def table_lock(path: Path) -> Iterator[None]:
         ) from None
 
 
+def hold(path: Path, busy: str) -> Any:
+    """The lock file ``path``, held by this process until released or the process ends, however it ends
+    (the kernel lets go of a killed process's lock); ``busy`` is the one-line error when another process
+    holds it now."""
+    from filelock import FileLock, Timeout
+
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise InvalidArgumentError(busy) from None
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    return lock
+
+
 def _cell(value: Any) -> str:
     if missing(value):
         return ""
