@@ -117,10 +117,12 @@ def test_the_continue_command_of_a_data_parallel_run_names_its_processes(capsys,
     console = Console(file=io.StringIO(), width=300)
     monkeypatch.setattr(progress, "err_console", console)
     shown = progress.TrainProgress(quiet=True)
-    shown.on_run("r1", True)
-    shown.world_size = 2
-    progress.print_interrupted_run(shown, "out")
-    assert "cnnbench train --resume r1 --gpus 2 --out out" in console.file.getvalue()
+    shown.on_run("r1", TrainConfig(model="lenet", out="out", world_size=2))
+    progress.print_interrupted_run(shown)
+    assert "cnnbench train --resume r1 --gpus 2 --out out\n" in console.file.getvalue()
+    shown.on_run("r2", TrainConfig(model="lenet"))  # the default folder goes without saying
+    progress.print_interrupted_run(shown)
+    assert "cnnbench train --resume r2\n" in console.file.getvalue()
 
 
 # --- your own folders ------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ class Slow(nn.Module):
     def forward(self, x):
         time.sleep(0.05)
         self.calls += 1
-        if os.environ.get("RANK") == "1" and self.calls == 12:
+        if os.environ.get("RANK") == "1" and os.environ.get("KILL_RANK_1") and self.calls == 12:
             os.kill(os.getpid(), signal.SIGKILL)  # a rank that dies, as an out-of-memory kill does
         return self.f(x)
 
@@ -212,7 +212,8 @@ def test_a_local_job_past_its_time_ends_as_timeout_with_its_epochs(tmp_path, slo
     assert pd.read_csv(out / "compare" / "t" / "tidy.csv").status.tolist() == ["timeout"]
 
 
-def test_a_killed_rank_gives_the_run_its_status_in_one_line(tmp_path, slow):
+def test_a_killed_rank_gives_the_run_its_status_in_one_line(tmp_path, slow, monkeypatch):
+    monkeypatch.setenv("KILL_RANK_1", "1")
     out = tmp_path / "r"
     done = subprocess.run([sys.executable, "-m", "cnnbench", "train", slow, *RECIPE, "-e", "50", "--gpus", "2",
                            "--run-name", "ddp", "--out", str(out)], capture_output=True, text=True, timeout=300)  # fmt: skip
@@ -224,6 +225,32 @@ def test_a_killed_rank_gives_the_run_its_status_in_one_line(tmp_path, slow):
     assert "Traceback" not in done.stderr and "ChildFailedError" not in done.stderr
     row = pd.read_csv(out / "runs.csv").iloc[0]
     assert row.status == "failed: rank 1 was killed by SIGKILL" and row.world_size == 2
+
+
+def test_a_data_parallel_run_under_nohup_trains_on_and_sigterm_is_said_once_by_rank_0(tmp_path, slow):
+    """torch's agent takes SIGHUP over for its ranks (torchrun under nohup dies with its terminal): under
+    nohup a data-parallel run trains on through a hangup of its whole process group. SIGTERM then stops
+    every rank; rank 0 says so once, naming the run (the process that started the ranks adds nothing, and
+    the agent's own log lines are not shown)."""
+    out = tmp_path / "r"
+    process = start(
+        "train", slow, *RECIPE, "-e", "200", "--gpus", "2", "--run-name", "ddp", "--out", out, nohup=True
+    )
+    epochs = out / "runs" / "ddp" / "epochs.csv"
+    wait_for(epochs_written(out))
+    os.killpg(process.pid, signal.SIGHUP)  # what a closed terminal sends its jobs
+    at_hangup = len(epochs.read_text().splitlines())
+    wait_for(lambda: len(epochs.read_text().splitlines()) >= at_hangup + 2)
+    assert process.poll() is None
+    process.send_signal(signal.SIGTERM)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 143, output
+    said = [line for line in output.splitlines() if "SIGTERM" in line or "SIGHUP" in line]
+    assert said == ["stopped by SIGTERM: run ddp keeps its finished epochs and last checkpoint; continue it with: "
+                    f"cnnbench train --resume ddp --gpus 2 --out {out}"], output  # fmt: skip
+    assert "death signal" not in output and "Traceback" not in output
+    row = pd.read_csv(out / "runs.csv").iloc[0]
+    assert row.status == "interrupted" and row.world_size == 2
 
 
 def test_a_mistake_under_torchrun_is_said_once(tmp_path):

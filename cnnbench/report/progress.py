@@ -4,6 +4,7 @@ launcher's jobs, and what Ctrl-C leaves."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Any
 
 from cnnbench.report.terminal import err_console
@@ -40,6 +41,7 @@ class TrainProgress:
         self.started = 0.0
         self.checkpoints = True
         self.world_size = 1
+        self.out: Any = None
 
     def __enter__(self) -> TrainProgress:
         self.progress.__enter__()
@@ -48,9 +50,11 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
-    def on_run(self, run_id: str, checkpoints: bool) -> None:
-        """The run's folder exists: from here on, Ctrl-C leaves a run that can be named."""
-        self.run_id, self.checkpoints = run_id, checkpoints
+    def on_run(self, run_id: str, config: Any) -> None:
+        """The run's folder exists: from here on, Ctrl-C leaves a run that can be named, in the folder and
+        the processes its recipe says (a data-parallel rank's recipe came in a job file, not as --out)."""
+        self.run_id, self.checkpoints = run_id, config.checkpoints
+        self.out, self.world_size = config.out, config.world_size
 
     def on_note(self, text: str) -> None:
         self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -219,15 +223,18 @@ class JobsDisplay:
             self._refresh()
 
 
-def print_interrupted_run(progress: TrainProgress, out: Any, why: str = "interrupted") -> None:
+def print_interrupted_run(progress: TrainProgress, why: str = "interrupted") -> None:
     """What Ctrl-C (or a stop signal) leaves of a run, and the exact command that continues it."""
     import shlex
+
+    from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 
     run_id = progress.run_id
     if run_id is None:
         err_console.print(f"[yellow]{why}[/] before the run started; nothing was written")
         return
-    where = f" --out {shlex.quote(str(out))}" if out is not None else ""
+    out = progress.out
+    where = f" --out {shlex.quote(str(out))}" if out is not None and Path(out) != DEFAULT_RESULTS_DIR else ""
     gpus = f" --gpus {progress.world_size}" if progress.world_size > 1 else ""
     if progress.checkpoints:
         err_console.print(

@@ -125,6 +125,8 @@ def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = Fa
     if dry_run:
         return _dry_run(request)
     main = distributed.is_main_process()
+    # A process that only starts the ranks of a data-parallel run: rank 0 says how the run ended.
+    starts_ranks = request.gpus is not None and not distributed.world_from_env().distributed
     progress = TrainProgress(quiet or not main)
     try:
         with stop_on_signals(), progress:
@@ -141,9 +143,9 @@ def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = Fa
             err_console.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt as exc:
-        if main:
+        if main and not starts_ranks:
             why = str(exc) if isinstance(exc, Stopped) else "interrupted"
-            print_interrupted_run(progress, request.given.get("out"), why)
+            print_interrupted_run(progress, why)
         return exit_code(exc)
     if isinstance(result, int):
         return result

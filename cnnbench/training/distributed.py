@@ -223,9 +223,18 @@ def launch(gpus: Sequence[str], argv: Sequence[str]) -> RankFailure | None:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(gpus)  # the ranks' environment is this process's
     os.environ["PYTHONUNBUFFERED"] = "1"
     os.environ[RANK_ERRORS_ENV] = errors
-    logging.getLogger("torch.distributed.elastic").setLevel(logging.ERROR)
+    # The agent's own lines ("Received 15 death signal, shutting down workers"): cnnbench says how the
+    # run ended. Its modules' loggers carry levels of their own, so each is set, not just the parent.
+    for name in [n for n in logging.root.manager.loggerDict if n.startswith("torch.distributed.elastic")]:
+        logging.getLogger(name).setLevel(logging.ERROR)
     config = LaunchConfig(min_nodes=1, max_nodes=1, nproc_per_node=len(gpus), run_id=str(uuid.uuid4()),
                           rdzv_backend="c10d", rdzv_endpoint="localhost:0", max_restarts=0, monitor_interval=0.1)  # fmt: skip
+    # Under nohup (SIGHUP ignored) torch's agent would still stop its ranks on a closed terminal's SIGHUP,
+    # taking the signal over as torchrun does (pytorch/pytorch#76894): it is blocked instead, here and in
+    # the ranks, which inherit the mask, for as long as they run.
+    hangup_ignored = hasattr(signal, "SIGHUP") and signal.getsignal(signal.SIGHUP) == signal.SIG_IGN
+    if hangup_ignored:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         elastic_launch(config, sys.executable)("-m", "cnnbench", *argv)
     except ChildFailedError as exc:
@@ -239,6 +248,9 @@ def launch(gpus: Sequence[str], argv: Sequence[str]) -> RankFailure | None:
             raise KeyboardInterrupt from None
         raise Stopped(int(sig)) from None
     finally:
+        if hangup_ignored:  # ignored again before it is unblocked: a hangup meanwhile is dropped
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGHUP})
         os.environ.pop(RANK_ERRORS_ENV, None)
         shutil.rmtree(errors, ignore_errors=True)
     return None

@@ -82,7 +82,7 @@ class RunResult:
 class Callbacks:
     """Hooks for a progress display; the library never imports rich."""
 
-    def on_run(self, run_id: str, checkpoints: bool) -> None: ...
+    def on_run(self, run_id: str, config: TrainConfig) -> None: ...
     def on_start(
         self, run_id: str, config: TrainConfig, steps_per_epoch: int, start_epoch: int, device: str
     ) -> None: ...
@@ -281,7 +281,7 @@ class Trainer:
         self._setup()
         c = self.config
         store = self.opened = self._open_store()
-        self.cb.on_run(store.run_id, c.checkpoints)
+        self.cb.on_run(store.run_id, c)
         rows: list[EpochRow] = []
         status, warmup_s, new_epochs = "running", 0.0, 0
         try:
