@@ -114,6 +114,18 @@ def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(slurm, t
     assert "cnnbench compare --from" in result.output
     t, cf = out / "compare" / "t", out / "compare" / "cf"
     assert statuses(t) == ["pending"] and statuses(cf) == ["pending", "pending"]
+    # the same comparison again while its jobs are the cluster's: refused, nothing submitted twice
+    listed = len(squeue("%i"))
+    again = runner.invoke(
+        app, ["compare", f"{nets}:slow", f"{nets}:boom", *long, "--time", "5", "--name", "cf", "--force"]
+    )
+    assert again.exit_code == 1, again.output
+    assert re.fullmatch(
+        r"error: expected comparison cf to be idle, got [12] of its jobs still queued or running in Slurm; "
+        rf"cnnbench compare --from {re.escape(str(cf))} shows their table, scancel \d+ stops them",
+        " ".join(again.output.split()),
+    ), again.output
+    assert len(squeue("%i")) == listed and statuses(cf) == ["pending", "pending"]
 
     # cancelled once its run has written an epoch
     plan = {r["variant"]: r["run_id"] for r in json.loads((cf / "plan.json").read_text())["runs"]}

@@ -104,12 +104,29 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     lock = hold(ensure_dir(folder) / ".lock", f"expected comparison {name} to be idle, got it running in "
                 "another process now; wait for it to end, or give another --name")  # fmt: skip
     try:
+        _refuse_live_slurm_jobs(folder, name)
         plan = Plan(config, name, folder, [], baseline)
         return _run_plan(
             plan, _plan_runs(plan, variants, launcher, planning_device, log), launcher, device, view
         )
     finally:
         lock.release()
+
+
+def _refuse_live_slurm_jobs(folder: Path, name: str) -> None:
+    """A comparison submitted to Slurm without waiting is still the cluster's until its jobs end: run again,
+    it would submit them all a second time (a queued or running run has no row to reuse yet)."""
+    if not (folder / "jobs" / "jobs.json").is_file():
+        return
+    from cnnbench.launchers.scheduler import slurm_jobs_alive
+
+    alive = slurm_jobs_alive(folder / "jobs")
+    if alive:
+        arrays = " ".join(sorted({j.split("_")[0] for j in alive}))
+        raise InvalidArgumentError(
+            f"expected comparison {name} to be idle, got {len(alive)} of its jobs still queued or running in "
+            f"Slurm; cnnbench compare --from {folder} shows their table, scancel {arrays} stops them"
+        )
 
 
 def _run_plan(

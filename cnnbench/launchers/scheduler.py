@@ -233,17 +233,27 @@ class SlurmStates:
         return True, ENDED[state]
 
 
-def slurm_outcomes(folder: Path) -> dict[str, Outcome]:
-    """``compare --from`` on a comparison whose jobs went to Slurm without waiting: how each job that has
-    ended by now ended (a run that left no row takes its status from it), from FOLDER/jobs.json."""
+def _saved_jobs(folder: Path) -> tuple[dict[str, Any], SlurmStates] | None:
+    """FOLDER/jobs.json, a comparison's jobs handed to Slurm, and their states now; None where it has none
+    or this machine has no Slurm to ask."""
     from cnnbench.store.tables import read_json
 
     path = Path(folder) / "jobs.json"
     if not path.is_file() or shutil.which("squeue") is None:
-        return {}
+        return None
     saved = read_json(path)
     states = SlurmStates()
     states.refresh(saved["job_ids"])
+    return saved, states
+
+
+def slurm_outcomes(folder: Path) -> dict[str, Outcome]:
+    """``compare --from`` on a comparison whose jobs went to Slurm without waiting: how each job that has
+    ended by now ended (a run that left no row takes its status from it), from FOLDER/jobs.json."""
+    found = _saved_jobs(folder)
+    if found is None:
+        return {}
+    saved, states = found
     outcomes = {}
     for label, job_id in zip(saved["labels"], saved["job_ids"], strict=True):
         ended, status = states.ended(job_id)
@@ -251,6 +261,23 @@ def slurm_outcomes(folder: Path) -> dict[str, Outcome]:
             outcomes[label] = Outcome(ended=True, returncode=1,
                                       status=status or "failed: its job ended without its run's row")  # fmt: skip
     return outcomes
+
+
+def slurm_jobs_alive(folder: Path) -> list[str]:
+    """The jobs of FOLDER/jobs.json that Slurm lists now as not ended (queued, running, ...). A job it no
+    longer lists is not counted: long gone from its accounting, it cannot be told from one that ended."""
+    found = _saved_jobs(folder)
+    if found is None:
+        return []
+    saved, states = found
+
+    def listed(job_id: str) -> str | None:
+        array = job_id.split("_")[0]
+        # sacct lists an array's tasks that have not started as one line, ARRAY_[0-3]
+        pending = [state for key, state in states.states.items() if key.startswith(f"{array}_[")]
+        return states.states.get(job_id) or (pending[0] if pending else None)
+
+    return [j for j in saved["job_ids"] if (state := listed(j)) is not None and state not in ENDED]
 
 
 class SubmititHandle:
