@@ -64,7 +64,6 @@ class TrainProgress:
         self.epochs = config.epochs
         self.run_id = run_id
         self.device = device
-        self.world_size = config.world_size
         from cnnbench.models import get_model_info
 
         opts = "".join(f":{k}={v}" for k, v in config.options.items())
