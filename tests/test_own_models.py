@@ -26,6 +26,18 @@ def wrong_output(num_classes):
 def not_a_module(num_classes):
     return "a string"
 
+class Tagged(nn.Module):
+    """Logits in a dict beside values that are not tensors, as some research code returns them."""
+    def __init__(self, num_classes):
+        super().__init__()
+        self.fc = nn.Linear(3 * 16 * 16, num_classes)
+
+    def forward(self, x):
+        return {"logits": self.fc(x.flatten(1)), "step": 1, "note": "text"}
+
+def tagged(num_classes):
+    return Tagged(num_classes)
+
 CONSTANT = 3
 '''
 
@@ -61,6 +73,18 @@ def test_a_factory_in_a_file_is_summarised_trained_and_takes_options(tmp_path, f
     row = pd.read_csv(tmp_path / "runs.csv").iloc[0]
     assert row.model == name and row.params == s["params"] and row.options == "width=4"
     assert "/" not in row.run_id and (tmp_path / "runs" / row.run_id / "epochs.csv").exists()
+
+
+def test_a_model_whose_output_holds_more_than_tensors_is_summarised_and_trained(tmp_path, factory):
+    """fvcore traces the forward with torch.jit, which cannot follow a number or a string among the
+    outputs (a traceback, before): the summary counts the logits' layer exactly."""
+    name = f"{factory}:tagged"
+    result = runner.invoke(app, ["summary", name, "-i", "3x16x16", "-f", "json", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    s = json.loads(result.output)
+    assert s["macs"] == 3 * 16 * 16 * 10 and s["params"] == 3 * 16 * 16 * 10 + 10
+    trained = runner.invoke(app, ["train", name, *SYNTH, "--out", str(tmp_path)])
+    assert trained.exit_code == 0, trained.output
 
 
 def test_a_compare_mixes_a_registry_model_and_a_user_model(tmp_path, factory):

@@ -21,6 +21,7 @@ from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import build_for_counting, check_fits, resolve_input, shared_meta
 from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis
+from cnnbench.models.outputs import tensors_only
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
 
 MAC_CONVENTION = (
@@ -128,6 +129,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
     # The fast path of nn.MultiheadAttention is one fused op that neither counters nor hooks see into.
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
+    traceable = model.register_forward_hook(tensors_only)
     try:
         analysis = fvcore_analysis(model, (torch.zeros(1, *shape),))
         with recording_shapes(model) as (shapes, order):  # fvcore's trace runs the forward, once
@@ -136,6 +138,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         by_operator = dict(analysis.by_operator())
         uncounted = dict(Counter(analysis.unsupported_ops()) + analysis.counted_as_zero)
     finally:
+        traceable.remove()
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
     counts = count_by_family(info.name, tuple(sorted(config.options.items())), shape, num_classes)

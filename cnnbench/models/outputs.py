@@ -45,3 +45,17 @@ def aux_logits_of(out: Any) -> list[Any]:
         return []
     main = logits_of(out)
     return [v for v in values if _is_tensor(v) and tuple(v.shape) == tuple(main.shape)]
+
+
+def tensors_only(_module: Any, _inputs: Any, out: Any) -> Any:
+    """A forward hook that leaves out the members of an output that are not tensors (a dict or tuple that
+    also holds numbers or text), which torch.jit's trace, and so fvcore, cannot follow. The same ops make
+    the same tensors, so the counts are the model's; an output of tensors alone is returned as it is."""
+    if _is_tensor(out) or not isinstance(out, (dict, tuple, list)):
+        return out
+    values = out.values() if isinstance(out, dict) else out
+    if all(_is_tensor(v) for v in values):
+        return out
+    if isinstance(out, dict):
+        return {k: v for k, v in out.items() if _is_tensor(v)}
+    return tuple(v for v in out if _is_tensor(v))
