@@ -2,6 +2,7 @@
 
 import gzip
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -100,3 +101,46 @@ def test_loader_without_augmentation_is_plain_normalisation(tmp_path):
     assert len(loader) == 2 and loader.batch_sizes() == {3, 1}
     # Evaluation epochs are all alike: built once, then the same tensors every epoch.
     assert loader.epoch_tensors(1)[0] is loader.epoch_tensors(0)[0]
+
+
+def test_a_data_folder_named_in_the_environment_must_exist_and_is_never_created(tmp_path, monkeypatch):
+    """$CNNBENCH_DATA_DIR is held to what --data-dir is: a mistyped folder is refused before any download
+    could create it."""
+    from cnnbench.data import readers
+
+    missing = tmp_path / "mistyped"
+    monkeypatch.setenv("CNNBENCH_DATA_DIR", str(missing))
+    for name in ("cifar10", "mnist", "imagefolder"):
+        with pytest.raises(DatasetError, match=rf"^expected \$CNNBENCH_DATA_DIR to be an existing folder, got "
+                                               rf"{missing} \(nothing is created there\)$"):  # fmt: skip
+            readers.load_split(name, "train", synthetic_shape=(3, 32, 32))
+    assert not missing.exists()
+
+
+def test_a_failed_download_takes_away_the_empty_folders_it_made(tmp_path, monkeypatch):
+    """torchvision makes its folders (./data, MNIST/raw) before it fails to fetch a file: with no network
+    they are left empty. They are taken away; a folder that was there, or holds a file, stays."""
+    from torchvision import datasets
+
+    from cnnbench.data import readers
+
+    partial = []  # where the attempt leaves part of a file
+
+    def offline(self, root, train=True, download=False, **_kw):
+        (Path(root) / "MNIST" / "raw").mkdir(parents=True, exist_ok=True)
+        for path in partial:
+            path.write_bytes(b"")
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\n<urlopen error no network>")
+
+    monkeypatch.setattr(datasets.MNIST, "__init__", offline)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("CNNBENCH_DATA_DIR", raising=False)
+    with pytest.raises(DatasetError, match="dataset mnist not found and the download failed"):
+        readers.load_split("mnist", "train")
+    assert list(tmp_path.iterdir()) == []  # ./data and data/MNIST/raw, made by the attempt, are gone
+    given = tmp_path / "mine"
+    given.mkdir()
+    partial.append(given / "MNIST" / "raw" / "train-images-idx3-ubyte.gz.part")
+    with pytest.raises(DatasetError, match="dataset mnist not found and the download failed"):
+        readers.load_split("mnist", "train", given)
+    assert given.is_dir() and partial[0].is_file()

@@ -4,6 +4,7 @@ MNIST-like sets from IDX files, synthetic data of any shape, and your own folder
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import pickle
@@ -22,6 +23,22 @@ DEBIAN_DATASETS = Path("/usr/share/datasets")
 
 def default_data_dir() -> Path:
     return Path(os.environ.get(DATA_DIR_ENV, "./data"))
+
+
+def _given_root(data_dir: Path | None) -> Path:
+    """The folder a dataset is read from: --data-dir, else $CNNBENCH_DATA_DIR, else ./data. A folder the
+    user named must exist: a mistyped one is refused, not created."""
+    if data_dir is not None:
+        given, named = Path(data_dir), "--data-dir"
+    elif DATA_DIR_ENV in os.environ:
+        given, named = Path(os.environ[DATA_DIR_ENV]), f"${DATA_DIR_ENV}"
+    else:
+        return default_data_dir()
+    if not given.is_dir():
+        raise DatasetError(
+            f"expected {named} to be an existing folder, got {given} (nothing is created there)"
+        )
+    return given
 
 
 @dataclass
@@ -218,7 +235,9 @@ def _expected_files(name: str, data_dir: Path) -> str:
 
 
 def _download(name: str, data_dir: Path) -> None:
-    """Fetch through torchvision into data_dir; raise DatasetError naming the expected files on failure."""
+    """Fetch through torchvision into data_dir; raise DatasetError naming the expected files on failure,
+    with the empty folders the attempt made (./data, MNIST/raw) taken away again."""
+    before = _folders(data_dir)
     try:
         from torchvision import datasets as tv
 
@@ -231,10 +250,20 @@ def _download(name: str, data_dir: Path) -> None:
         for train in (True, False):
             cls(root=str(data_dir), train=train, download=True)
     except Exception as exc:  # no network, or a mirror refused: the user needs to know where files go
+        for folder in sorted(_folders(data_dir) - before, key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):  # not empty: something was written there, and stays
+                folder.rmdir()
         raise DatasetError(
             f"dataset {name} not found and the download failed ({_cause(exc)}): expected "
             f"{_expected_files(name, data_dir)}"
         ) from None
+
+
+def _folders(data_dir: Path) -> set[Path]:
+    """data_dir and the folders up to two levels under it (where torchvision's downloads make theirs)."""
+    if not data_dir.is_dir():
+        return set()
+    return {data_dir, *(p for pattern in ("*", "*/*") for p in data_dir.glob(pattern) if p.is_dir())}
 
 
 def _cause(exc: BaseException) -> str:
@@ -303,11 +332,7 @@ def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, 
         raise DatasetError(
             f"expected --data-dir (or ${DATA_DIR_ENV}) with train/ and val/ folders for --dataset imagefolder, got none"
         )
-    root = Path(data_dir or default_data_dir())
-    if not root.is_dir():
-        raise DatasetError(
-            f"expected --data-dir to be an existing folder, got {root} (nothing is created there)"
-        )
+    root = _given_root(data_dir)
     channels, size, width = shape or (3, 224, 224)
     if channels != 3 or size != width:
         raise DatasetError(
@@ -340,11 +365,7 @@ def _load_split(
     spec = get_dataset_spec(name)
     if not spec.trainable:
         raise DatasetError(f"expected a dataset with images to train on, got {name!r} (shape only)")
-    if spec.name != "synthetic" and data_dir is not None and not Path(data_dir).is_dir():
-        raise DatasetError(
-            f"expected --data-dir to be an existing folder, got {data_dir} (nothing is created there)"
-        )
-    data_dir = Path(data_dir or default_data_dir())
+    data_dir = _given_root(data_dir) if spec.name != "synthetic" else Path(data_dir or default_data_dir())
     if spec.name == "synthetic":
         shape = tuple(synthetic_shape or spec.input_shape)
         classes = int(synthetic_classes or spec.num_classes)
