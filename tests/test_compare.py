@@ -146,8 +146,12 @@ def test_a_failing_variant_keeps_the_others(tmp_path, monkeypatch):
         (["vgg17"], "unknown model 'vgg17'"),
         ([], "expected at least one MODEL"),
         (["lenet", "--device", "tpu"], "expected --device auto|cpu|cuda[:N], got 'tpu'"),
+        (["lenet", "--seeds", "2", "--seed-list", "1,2,3"],
+         "expected --seeds or --seed-list, got both (--seeds 2, --seed-list 1,2,3)"),
+        (["lenet", "--price-per-gpu-hour", "-2"], "expected --price-per-gpu-hour > 0, got -2.0"),
+        (["lenet", "--price-per-gpu-hour", "nan"], "expected --price-per-gpu-hour > 0, got nan"),
     ],
-)
+)  # fmt: skip
 def test_bad_compare_input(tmp_path, args, message):
     result = compare(tmp_path, *args)
     assert result.exit_code == 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -106,6 +107,14 @@ class CompareConfig:
                 raise InvalidArgumentError(
                     f"expected --seed-list of distinct seeds >= 0, got {self.seed_list}"
                 )
+            if self.seeds != 1:  # --seeds left at its default: the list alone says how many
+                raise InvalidArgumentError(
+                    f"expected --seeds or --seed-list, got both (--seeds {self.seeds}, --seed-list "
+                    f"{','.join(map(str, self.seed_list))})"
+                )
+        price = self.price_per_gpu_hour
+        if price is not None and not (math.isfinite(price) and price > 0):
+            raise InvalidArgumentError(f"expected --price-per-gpu-hour > 0, got {price}")
         if self.name is not None:
             from cnnbench.store.runs import plain_name
 
