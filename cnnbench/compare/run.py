@@ -18,6 +18,7 @@ from cnnbench.compare.plan import CompareConfig, Plan, PlannedRun, default_name,
 from cnnbench.compare.variants import Variant, parse_variants, resolve_baseline
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
+from cnnbench.launchers.scheduler import slurm_jobs_alive
 from cnnbench.recipe import SHARED_CONDITIONS
 from cnnbench.store.runs import RunRecords, validate_runs_table
 from cnnbench.store.tables import (
@@ -116,10 +117,6 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
 def _refuse_live_slurm_jobs(folder: Path, name: str) -> None:
     """A comparison submitted to Slurm without waiting is still the cluster's until its jobs end: run again,
     it would submit them all a second time (a queued or running run has no row to reuse yet)."""
-    if not (folder / "jobs" / "jobs.json").is_file():
-        return
-    from cnnbench.launchers.scheduler import slurm_jobs_alive
-
     alive = slurm_jobs_alive(folder / "jobs")
     if alive:
         arrays = " ".join(sorted({j.split("_")[0] for j in alive}))
