@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -94,3 +97,69 @@ def one_line_error(result, *phrases):
         len(result.output.strip().splitlines()) == 1
         or "\n" not in result.output.strip().split("error: ", 1)[1]
     )
+
+
+# --- real cnnbench processes, for the tests that stop them -------------------------------------------
+
+SLOW = '''
+import os, signal, time
+import torch.nn as nn
+
+class Slow(nn.Module):
+    """A network whose every forward takes 50 ms: epochs long enough to be stopped in."""
+    def __init__(self, num_classes):
+        super().__init__()
+        self.f = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
+        self.calls = 0
+
+    def forward(self, x):
+        time.sleep(0.05)
+        self.calls += 1
+        if os.environ.get("RANK") == "1" and os.environ.get("KILL_RANK_1") and self.calls == 12:
+            os.kill(os.getpid(), signal.SIGKILL)  # a rank that dies, as an out-of-memory kill does
+        return self.f(x)
+
+def make(num_classes):
+    return Slow(num_classes)
+'''
+RECIPE = ["-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "64", "-b", "16", "--device", "cpu", "-q"]
+
+
+@pytest.fixture
+def slow(tmp_path):
+    path = tmp_path / "slow.py"
+    path.write_text(SLOW)
+    return f"{path}:make"
+
+
+def start(*argv, nohup=False, **kw):
+    """``python -m cnnbench ARGV`` in a session of its own, its output in one pipe, signals at their
+    defaults whatever this test process inherited."""
+    env = {**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env.pop("WORLD_SIZE", None)
+    command = [sys.executable, "-m", "cnnbench", *map(str, argv)]
+    return subprocess.Popen(["nohup", *command] if nohup else command, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)  # fmt: skip
+
+
+def wait_until(predicate, seconds=120.0, what="the awaited event"):
+    """Poll ``predicate`` until it holds (returning its value); fail naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while not (got := predicate()):
+        assert time.monotonic() < deadline, f"{what} did not happen in {seconds:.0f} s"
+        time.sleep(0.1)
+    return got
+
+
+def cnnbench_processes(marker):
+    """Processes whose command line names ``marker`` (a folder only this test uses)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+            except OSError:
+                continue
+            if marker in cmdline and "pytest" not in cmdline:
+                found.append(int(pid))
+    return found

@@ -147,9 +147,9 @@ def test_a_failing_variant_keeps_the_others(tmp_path, monkeypatch):
         ([], "expected at least one MODEL"),
         (["lenet", "--device", "tpu"], "expected --device auto|cpu|cuda[:N], got 'tpu'"),
         (["lenet", "--seeds", "2", "--seed-list", "1,2,3"],
-         "expected --seeds or --seed-list, got both (--seeds 2, --seed-list 1,2,3)"),
-        (["lenet", "--price-per-gpu-hour", "-2"], "expected --price-per-gpu-hour > 0, got -2.0"),
-        (["lenet", "--price-per-gpu-hour", "nan"], "expected --price-per-gpu-hour > 0, got nan"),
+         "expected --seed-list or --seeds, got both (the list names every seed)"),
+        (["lenet", "--price-per-gpu-hour", "-2"], "expected --price-per-gpu-hour > 0 and at most 1e+06, got -2"),
+        (["lenet", "--price-per-gpu-hour", "nan"], "expected --price-per-gpu-hour > 0 and at most 1e+06, got nan"),
     ],
 )  # fmt: skip
 def test_bad_compare_input(tmp_path, args, message):

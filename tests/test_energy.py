@@ -125,8 +125,8 @@ def test_each_epoch_and_the_run_sum_the_counters_readings(tmp_path, counted):
 
 
 def test_a_shared_card_is_marked_and_the_table_says_so(tmp_path, counted):
-    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "-e", "2", "--name", "s", "--out", str(tmp_path),
-                                 "--price-per-gpu-hour", "2.5"], env={"COLUMNS": "300"})  # fmt: skip
+    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "-e", "2", "--name", "s", "--out", str(tmp_path)],
+                           env={"COLUMNS": "300"})  # fmt: skip
     assert result.exit_code == 0, result.output
     agg = pd.read_csv(tmp_path / "compare" / "s" / "aggregated.csv").iloc[0]
     assert agg.energy_per_epoch_J_mean == 10.0 and agg.energy_train_J_mean == 20.0 and agg.energy_pareto

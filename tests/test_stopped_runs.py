@@ -7,80 +7,21 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pandas as pd
 import pytest
-
-SLOW = '''
-import os, signal, time
-import torch.nn as nn
-
-class Slow(nn.Module):
-    """A network whose every forward takes 50 ms: epochs long enough to be stopped in."""
-    def __init__(self, num_classes):
-        super().__init__()
-        self.f = nn.Sequential(nn.Flatten(), nn.LazyLinear(num_classes))
-        self.calls = 0
-
-    def forward(self, x):
-        time.sleep(0.05)
-        self.calls += 1
-        if os.environ.get("RANK") == "1" and os.environ.get("KILL_RANK_1") and self.calls == 12:
-            os.kill(os.getpid(), signal.SIGKILL)  # a rank that dies, as an out-of-memory kill does
-        return self.f(x)
-
-def make(num_classes):
-    return Slow(num_classes)
-'''
-RECIPE = ["-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "64", "-b", "16", "--device", "cpu", "-q"]
-
-
-@pytest.fixture
-def slow(tmp_path):
-    path = tmp_path / "slow.py"
-    path.write_text(SLOW)
-    return f"{path}:make"
-
-
-def start(*argv, nohup=False, **kw):
-    env = {**os.environ, "COLUMNS": "300", "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    env.pop("WORLD_SIZE", None)
-    command = [sys.executable, "-m", "cnnbench", *map(str, argv)]
-    return subprocess.Popen(["nohup", *command] if nohup else command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)  # fmt: skip
-
-
-def wait_for(predicate, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.1)
+from conftest import RECIPE, cnnbench_processes, start, wait_until
 
 
 def epochs_written(out):
     return lambda: any(len(p.read_text().splitlines()) >= 2 for p in out.glob("runs/*/epochs.csv"))
 
 
-def cnnbench_processes(marker):
-    """Processes whose command line names ``marker`` (a folder only this test uses)."""
-    found = []
-    for pid in os.listdir("/proc"):
-        if pid.isdigit():
-            try:
-                cmdline = open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-            except OSError:
-                continue
-            if marker in cmdline and "pytest" not in cmdline:
-                found.append(int(pid))
-    return found
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_run_ended_by_a_signal_is_interrupted_keeps_its_epochs_and_resumes(tmp_path, slow, sig):
     out = tmp_path / "r"
     process = start("train", slow, *RECIPE, "-e", "200", "--run-name", "r", "--out", out)
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     process.send_signal(sig)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 128 + sig, output
@@ -101,10 +42,10 @@ def test_a_run_under_nohup_trains_on_when_its_terminal_closes(tmp_path, slow):
     out = tmp_path / "r"
     process = start("train", slow, *RECIPE, "-e", "200", "--run-name", "r", "--out", out, nohup=True)
     epochs = out / "runs" / "r" / "epochs.csv"
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     process.send_signal(signal.SIGHUP)
     at_hangup = len(epochs.read_text().splitlines())
-    wait_for(lambda: len(epochs.read_text().splitlines()) >= at_hangup + 2)  # two more epochs since
+    wait_until(lambda: len(epochs.read_text().splitlines()) >= at_hangup + 2)  # two more epochs since
     assert process.poll() is None
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
@@ -120,7 +61,7 @@ def test_a_run_trains_in_one_process_at_a_time_and_a_killed_ones_lock_goes_with_
     out = tmp_path / "r"
     process = start("train", slow, *RECIPE, "-e", "200", "--run-name", "r", "--out", out)
     epochs = out / "runs" / "r" / "epochs.csv"
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     second = subprocess.run([sys.executable, "-m", "cnnbench", "train", "--resume", "r", "-e", "300", "--out", str(out),
                              "-q"], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert second.returncode == 1, second.stdout + second.stderr
@@ -144,7 +85,7 @@ def test_a_comparison_runs_in_one_process_at_a_time_and_from_renders_beside_it(t
     it trains: one would write its table over the other's. --from, which trains nothing, renders beside."""
     out = tmp_path / "r"
     process = start("compare", slow, *RECIPE, "-e", "200", "--name", "c", "--out", out)
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     second = subprocess.run([sys.executable, "-m", "cnnbench", "compare", "lenet5", *RECIPE, "-e", "1", "--name", "c",
                              "--force", "--out", str(out)], capture_output=True, text=True, timeout=120)  # fmt: skip
     assert second.returncode == 1, second.stdout + second.stderr
@@ -169,7 +110,7 @@ def test_a_comparison_runs_in_one_process_at_a_time_and_from_renders_beside_it(t
 def test_a_comparison_stopped_by_sigterm_says_what_each_run_ended_as_and_from_keeps_it(tmp_path, slow):
     out = tmp_path / "r"
     process = start("compare", slow, "lenet5", *RECIPE, "-e", "200", "--name", "c", "--out", out)
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=60)
     assert process.returncode == 143, output
@@ -187,7 +128,7 @@ def test_a_local_launchers_jobs_end_with_their_comparison(tmp_path, slow, how):
     out = tmp_path / "r"
     process = start("compare", slow, "lenet5", *RECIPE, "-e", "200", "--launcher", "local",
                     "--max-parallel", "1", "--name", "c", "--out", out)  # fmt: skip
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     if how == "ctrl-c":
         os.killpg(process.pid, signal.SIGINT)  # the terminal's Ctrl-C reaches the whole foreground group
     else:
@@ -195,7 +136,7 @@ def test_a_local_launchers_jobs_end_with_their_comparison(tmp_path, slow, how):
     output, _ = process.communicate(timeout=90)
     assert process.returncode in (130, 143), output
     assert "Traceback" not in output, output
-    wait_for(lambda: not cnnbench_processes(str(out)), timeout=30)  # no job trains on as an orphan
+    wait_until(lambda: not cnnbench_processes(str(out)), seconds=30)  # no job trains on as an orphan
     tidy = pd.read_csv(out / "compare" / "c" / "tidy.csv")
     assert sorted(tidy.status) == ["interrupted", "not started"], output  # one at a time: the other waited
     assert pd.read_csv(out / "runs.csv").status.tolist() == ["interrupted"]
@@ -237,10 +178,10 @@ def test_a_data_parallel_run_under_nohup_trains_on_and_sigterm_is_said_once_by_r
         "train", slow, *RECIPE, "-e", "200", "--gpus", "2", "--run-name", "ddp", "--out", out, nohup=True
     )
     epochs = out / "runs" / "ddp" / "epochs.csv"
-    wait_for(epochs_written(out))
+    wait_until(epochs_written(out))
     os.killpg(process.pid, signal.SIGHUP)  # what a closed terminal sends its jobs
     at_hangup = len(epochs.read_text().splitlines())
-    wait_for(lambda: len(epochs.read_text().splitlines()) >= at_hangup + 2)
+    wait_until(lambda: len(epochs.read_text().splitlines()) >= at_hangup + 2)
     assert process.poll() is None
     process.send_signal(signal.SIGTERM)
     output, _ = process.communicate(timeout=120)

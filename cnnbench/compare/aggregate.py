@@ -140,7 +140,10 @@ def aggregate(tidy: Any, baseline: str | None = None, price_per_gpu_hour: float 
             "idle_power_W": mean("idle_power_W"),
             "energy_to_target_J_mean": mean("energy_to_target_J", ok[reached]),
             "gpu_hours_mean": mean("gpu_hours"),
-            "cost_mean": mean("gpu_hours") * price_per_gpu_hour if price_per_gpu_hour is not None else math.nan,
+            # a run on the CPU used no GPU-hours: its cost at a GPU's price is no number, not 0
+            "cost_mean": mean("gpu_hours") * price_per_gpu_hour
+            if price_per_gpu_hour is not None and mean("gpu_hours") > 0
+            else math.nan,
             "energy_shared": bool(ok.energy_shared.any()) if "energy_shared" in ok else False,
         })  # fmt: skip
     frame = pd.DataFrame(rows)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.compare.plan import CompareConfig
-from cnnbench.errors import InvalidArgumentError
+from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
 from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signals
@@ -23,9 +23,63 @@ def make_config(variants: list[str], recipe: dict[str, Any], compare: dict[str, 
     """The comparison the options describe (``recipe``, ``compare``, ``scheduler``: the options given)."""
     if not variants:
         raise InvalidArgumentError("expected at least one MODEL (or --from DIR), got none")
+    if compare.get("seed_list") is not None:
+        # the list says which seeds and how many: another seed option given beside it would be dropped
+        other = [o for o, given in (("--seed", "seed" in recipe), ("--seeds", "seeds" in compare)) if given]
+        if other:
+            raise InvalidArgumentError(
+                f"expected --seed-list or {' and '.join(other)}, got both (the list names every seed)"
+            )
     base = TrainConfig.from_dict({"model": "", **COMPARE_DEFAULTS, **recipe})
     return CompareConfig(variants=list(variants), base=base, scheduler=SchedulerOptions(**scheduler), repair=repair,
                          **compare)  # fmt: skip
+
+
+# What --from honours: it renders a saved comparison, with another baseline, more notes or a price.
+FROM_TAKES = ("baseline", "notes", "price_per_gpu_hour")
+
+
+def _refuse_beside_from(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any],
+                        scheduler: dict[str, Any]) -> None:  # fmt: skip
+    """``--from`` trains nothing: an option that would change what is trained is refused, not dropped."""
+    from cnnbench.fields import option_names
+
+    ignored = [*option_names(TrainConfig, "compare", list(recipe)),
+               *option_names(CompareConfig, "compare", [k for k in compare if k not in FROM_TAKES]),
+               *option_names(SchedulerOptions, "compare", list(scheduler))]  # fmt: skip
+    if variants:
+        ignored.insert(0, "VARIANT " + " ".join(variants))
+    if ignored:
+        raise InvalidArgumentError(
+            f"expected only --baseline, --note or --price-per-gpu-hour beside --from (it renders a saved "
+            f"comparison, nothing trains), got {', '.join(ignored)}"
+        )
+    if "price_per_gpu_hour" in compare:
+        CompareConfig(
+            variants=[], base=TrainConfig(model=""), price_per_gpu_hour=compare["price_per_gpu_hour"]
+        ).validate()
+
+
+def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None) -> str:
+    """What a stopped comparison keeps, and the command that goes on with it, as it works when typed."""
+    from cnnbench.store.runs import RunRecords
+
+    why = str(exc) if isinstance(exc, Stopped) else "interrupted"
+    if config.launcher == "slurm":
+        return (f"[yellow]{why}:[/] stopped waiting; the jobs go on in Slurm, and the --from command above "
+                "renders their table as they end")  # fmt: skip
+    # a run whose row says how it ended had ended before the stop: it came between runs, or after them
+    try:
+        row = RunRecords(config.base.out).rows.get(run_id or "")
+        ended = row is not None and row.get("status") != "interrupted"  # the stop ended it
+    except CnnbenchError:  # an unreadable runs.csv: say no more than is known
+        ended = False
+    during = f" during run {run_id}" if run_id and not ended else ""
+    argv = ["cnnbench", *sys.argv[1:]]
+    if config.name is not None and "--force" not in argv:
+        argv.append("--force")  # the folder holds the stopped comparison now: its --name is taken
+    return (f"[yellow]{why}{during}:[/] finished runs and the partial tables are kept; this command reuses "
+            f"the finished runs and trains the rest: {shlex.join(argv)}")  # fmt: skip
 
 
 def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any], scheduler: dict[str, Any],
@@ -36,7 +90,9 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
     from cnnbench.report.terminal import console, err_console, print_compare
 
     if from_ is not None:
-        result = comparing.render(from_, compare.get("baseline"), compare.get("notes") or [])
+        _refuse_beside_from(variants, recipe, compare, scheduler)
+        result = comparing.render(from_, compare.get("baseline"), compare.get("notes") or [],
+                                  compare.get("price_per_gpu_hour"))  # fmt: skip
         print_compare(result, wide=wide)
         return 0
     config = make_config(variants, recipe, compare, scheduler, repair)
@@ -54,13 +110,8 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
             result = comparing.run_compare(config, callbacks=for_job, log=lambda m: console.print(m, highlight=False),
                                            view=view)  # fmt: skip
     except KeyboardInterrupt as exc:
-        why = str(exc) if isinstance(exc, Stopped) else "interrupted"
-        during = f" during run {progress.run_id}" if progress.run_id and not elsewhere else ""
-        err_console.print(
-            f"[yellow]{why}{during}:[/] finished runs and the partial tables are kept; the same command "
-            f"again reuses the finished runs and trains the rest: {shlex.join(['cnnbench', *sys.argv[1:]])}",
-            highlight=False, soft_wrap=True,
-        )  # fmt: skip
+        err_console.print(_stopped_line(exc, config, progress.run_id if not elsewhere else None),
+                          highlight=False, soft_wrap=True)  # fmt: skip
         return exit_code(exc)
     print_compare(result, wide=wide)
     statuses = set(result.tidy.status) if len(result.tidy) else set()

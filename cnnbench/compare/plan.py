@@ -22,6 +22,7 @@ from cnnbench.recipe import TrainConfig, without_added_defaults
 from cnnbench.store.tables import read_json, to_json, write_text_atomic
 
 _COMPARE = ("compare",)
+MAX_PRICE = 1e6
 
 
 def parse_seed_list(text: str) -> list[int]:
@@ -113,8 +114,11 @@ class CompareConfig:
                     f"{','.join(map(str, self.seed_list))})"
                 )
         price = self.price_per_gpu_hour
-        if price is not None and not (math.isfinite(price) and price > 0):
-            raise InvalidArgumentError(f"expected --price-per-gpu-hour > 0, got {price}")
+        if price is not None and not (math.isfinite(price) and 0 < price <= MAX_PRICE):
+            # above a million per GPU-hour a price is a typo, and near 1e308 its costs overflow to inf
+            raise InvalidArgumentError(
+                f"expected --price-per-gpu-hour > 0 and at most {MAX_PRICE:g}, got {price:g}"
+            )
         if self.name is not None:
             from cnnbench.store.runs import plain_name
 

@@ -22,6 +22,7 @@ from cnnbench.launchers.scheduler import slurm_jobs_alive
 from cnnbench.recipe import SHARED_CONDITIONS
 from cnnbench.store.runs import RunRecords, validate_runs_table
 from cnnbench.store.tables import (
+    Table,
     ensure_dir,
     hold,
     read_frame,
@@ -68,7 +69,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     """Train (or reuse) every variant x seed; one failing variant leaves the others' rows intact. A Ctrl-C
     keeps what was measured: the rows so far are written before it propagates."""
     from cnnbench.data.readers import load_split
-    from cnnbench.device import resolve_device
+    from cnnbench.device import is_cuda, resolve_device
 
     config.validate()
     variants = parse_variants(config.variants)
@@ -80,6 +81,11 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
         "auto" if config.launcher == "slurm" else base.device
     )  # a Slurm job finds its device on its node
     device = resolve_device(base.device) if config.launcher != "slurm" else planning_device
+    if config.price_per_gpu_hour is not None and config.launcher != "slurm" and not is_cuda(device):
+        raise InvalidArgumentError(
+            f"expected --price-per-gpu-hour with runs on a GPU, got device {device} (a run on the CPU "
+            "uses no GPU-hours to put a price on)"
+        )
     out = Path(base.out)
     first = planned_conditions(base.replace(model=variants[0].model, device=planning_device))
     name = config.name or default_name(config, variants, first)
@@ -206,11 +212,12 @@ def _plan_runs(plan: Plan, variants: list[Variant], launcher: Launcher, planning
 
 
 def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: bool = False,
-            write: bool = True, recorded: dict[str, str] | None = None, workers: Any = None) -> CompareResult:  # fmt: skip
-    """The comparison's rows as the store holds them now, found by run id; a run with no row yet takes
-    its status from how its job ended (``outcomes``), else what the tidy table had ``recorded``, else
-    pending. Writes tidy.csv, epochs.csv and conditions.json, and with ``write`` the tables and plots (by
-    ``workers``, :class:`cnnbench.report.plots.PlotWorkers`, where they were started)."""
+            write: bool = True, recorded: Recorded | None = None, workers: Any = None) -> CompareResult:  # fmt: skip
+    """The comparison's rows as the store holds them now, found by run id; a run with no row in the store
+    keeps the row the folder has ``recorded`` (every number of it: the folder may have been copied away
+    from its store), else takes its status from how its job ended (``outcomes``), else pending. Writes
+    tidy.csv, epochs.csv and conditions.json, and with ``write`` the tables and plots (by ``workers``,
+    :class:`cnnbench.report.plots.PlotWorkers`, where they were started)."""
     import pandas as pd
 
     from cnnbench.store.runs import RunStore
@@ -225,7 +232,7 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     settled = []
     for r in plan.runs:
         outcome = outcomes.get(r.label, Outcome())
-        if not (r.run_id and outcome.ended):
+        if not (r.run_id and outcome.ended) or (recorded is not None and recorded.keeps(r.label)):
             continue
         if r.run_id not in records.rows:
             settled.append(RunStore(out, r.run_id).settle(outcome.describe(), replace=()))
@@ -237,11 +244,16 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     epoch_rows: list[dict[str, Any]] = []
     notes: list[str] = list(plan.config.notes)
     conditions: dict[str, Any] = {}
+    kept: set[str] = set()  # runs whose recorded rows are written back as they were
     for run in plan.runs:
         summary, epochs = None, []
         record = records.record(run.run_id) if run.run_id else None
         if run.error is not None:
             status = run.error
+        elif record is None and recorded is not None and recorded.keeps(run.label):
+            kept.add(run.label)
+            tidy_rows.append(recorded.typed_row(run.label))
+            continue
         elif record is not None:
             summary, epochs = record
             status = str(summary["status"])
@@ -250,10 +262,6 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
                 notes.append(f"{run.label}: reused run {run.run_id} (identical conditions; {made})")
         elif run.label in outcomes:
             status = outcomes[run.label].describe()
-        elif recorded and recorded.get(run.label) not in (None, PENDING):
-            status = recorded[
-                run.label
-            ]  # what tidy.csv had (a failure, a run never started): the store cannot tell
         else:
             status = NOT_STARTED if started else PENDING
         if summary is not None and not conditions:
@@ -265,10 +273,17 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     tidy = pd.DataFrame(tidy_rows)
     # with its header even before any run has an epoch (a comparison stopped early), so it reads back
     epochs_df = pd.DataFrame(epoch_rows) if epoch_rows else pd.DataFrame(columns=["variant", "seed", "epoch"])
+    if recorded is not None and kept:
+        conditions = conditions or recorded.conditions
+        epochs_df = recorded.with_epochs_of(kept, epochs_df)
     if not tidy.empty:
         _write_meta(plan.folder, conditions, notes, plan.baseline, plan.config.price_per_gpu_hour)
-        write_frame_atomic(tidy, plan.folder / "tidy.csv")
-        write_frame_atomic(epochs_df, plan.folder / "epochs.csv")
+        if recorded is not None and kept:
+            write_text_atomic(plan.folder / "tidy.csv", recorded.merged_text(tidy, kept, "tidy"))
+            write_text_atomic(plan.folder / "epochs.csv", recorded.merged_text(epochs_df, kept, "epochs"))
+        else:
+            write_frame_atomic(tidy, plan.folder / "tidy.csv")
+            write_frame_atomic(epochs_df, plan.folder / "epochs.csv")
     result = CompareResult(
         plan.name,
         plan.folder,
@@ -285,27 +300,36 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     return result
 
 
-def render(source: Path, baseline: str | None = None, notes: list[str] | None = None) -> CompareResult:
+def render(source: Path, baseline: str | None = None, notes: list[str] | None = None,
+           price_per_gpu_hour: float | None = None) -> CompareResult:  # fmt: skip
     """``compare --from``: a saved comparison rendered without training. One whose plan still has runs
-    that had not ended (a scheduler's) is collected from the store again and its files written anew;
-    otherwise its files are rewritten only when ``baseline`` or ``notes`` change what they say, so a
-    published comparison renders without being rewritten."""
+    that had not ended (pending: a scheduler's, or a comparison's whose process is gone) is collected from
+    the store again, every row the folder holds kept unless the store holds that run's row; otherwise its
+    files are rewritten only when ``baseline``, ``notes`` or the price change what they say, or when its
+    tables or figures are missing, so a published comparison renders without being rewritten."""
     source = Path(source)
     folder = source.parent if source.suffix == ".csv" else source
+    if price_per_gpu_hour is not None:
+        _refuse_price_without_gpu_hours(folder)
     if (folder / "plan.json").is_file() and source.suffix != ".csv":
-        recorded = _recorded_statuses(folder)
-        if recorded is None or PENDING in recorded.values():
+        recorded = Recorded.read(folder)
+        if recorded is None or recorded.unsettled:
             plan = Plan.load(folder)
             if baseline is not None:
                 plan.baseline = resolve_baseline(baseline, list(dict.fromkeys(r.variant for r in plan.runs)))
+            if price_per_gpu_hour is not None:
+                plan.config.price_per_gpu_hour = price_per_gpu_hour
             plan.config.notes = [*plan.config.notes, *[n for n in notes or [] if n not in plan.config.notes]]
-            from cnnbench.launchers.scheduler import slurm_outcomes
-
-            # A job that ended without leaving its run's row (cancelled, timed out) says how it ended.
-            return collect(plan, slurm_outcomes(folder / "jobs"), recorded=recorded)
+            return collect(plan, _outcomes_so_far(plan), recorded=recorded)
     result = load_compare(source, baseline)
     changed = baseline is not None or any(n not in result.notes for n in notes or [])
-    if changed:
+    if price_per_gpu_hour is not None and price_per_gpu_hour != result.aggregated.attrs.get(
+        "price_per_gpu_hour"
+    ):
+        chosen = result.aggregated.baseline.iloc[0] if "baseline" in result.aggregated else None
+        result.aggregated = aggregate(result.tidy, chosen, price_per_gpu_hour)
+        changed = True
+    if changed or _outputs_missing(result.folder):
         add_notes(result, notes or [])
         from cnnbench.report.outputs import write_outputs
 
@@ -313,16 +337,161 @@ def render(source: Path, baseline: str | None = None, notes: list[str] | None = 
     return result
 
 
-def _recorded_statuses(folder: Path) -> dict[str, str] | None:
+def _refuse_price_without_gpu_hours(folder: Path) -> None:
+    """A price per GPU-hour of a comparison whose runs used none (they ran on the CPU) would price nothing."""
     tidy_path = folder / "tidy.csv"
-    if not tidy_path.is_file():
-        return None
-    tidy = read_frame(tidy_path)
-    if tidy.empty or "status" not in tidy.columns:
-        return None
-    return {
-        f"{v} seed {int(s)}": str(st) for v, s, st in zip(tidy.variant, tidy.seed, tidy.status, strict=True)
-    }
+    tidy = read_frame(tidy_path) if tidy_path.is_file() else None
+    if tidy is not None and not tidy.empty:
+        import pandas as pd
+
+        hours = pd.to_numeric(tidy.get("gpu_hours", pd.Series(dtype=float)), errors="coerce")
+        if not (hours > 0).any():
+            raise InvalidArgumentError(
+                f"expected --price-per-gpu-hour for a comparison that ran on a GPU, got {folder}, whose runs "
+                "used no GPU-hours (they ran on the CPU)"
+            )
+
+
+def _outputs_missing(folder: Path) -> bool:
+    """Whether a comparison's tables or figures are missing (a comparison stopped while it drew them)."""
+    tables = ("table.md", "table.tex", "aggregated.csv")
+    return any(not (folder / name).is_file() for name in tables) or not any(folder.glob("*.png"))
+
+
+def _outcomes_so_far(plan: Plan) -> dict[str, Outcome]:
+    """How the plan's runs that left no row have ended, as far as can be told now: a Slurm job by Slurm's
+    word; a run of a comparison run here (inline, by workers or submitit's local executor) whose process
+    is gone (killed outright: the OOM killer, a power loss) as interrupted where it had begun (its row is
+    made from what it wrote) and not started otherwise. A run whose process still holds it stays pending."""
+    from cnnbench.launchers.scheduler import slurm_outcomes
+    from cnnbench.store.runs import RunStore
+    from cnnbench.store.tables import held_elsewhere
+
+    if plan.config.launcher == "slurm":
+        return slurm_outcomes(plan.folder / "jobs")
+    if held_elsewhere(plan.folder / ".lock"):
+        return {}  # the comparison runs now
+    outcomes = {}
+    for run in plan.runs:
+        if not run.run_id or run.reused:
+            continue
+        store = RunStore(Path(plan.config.base.out), run.run_id)
+        if held_elsewhere(store.dir / ".lock"):
+            continue  # a job that outlived its comparison trains it still
+        began = store.config_path.is_file()
+        outcomes[run.label] = Outcome(ended=True, status="interrupted" if began else NOT_STARTED)
+    return outcomes
+
+
+def _label(row: dict[str, str]) -> str:
+    """A row's run label (``VARIANT seed N``) from its text cells; empty where its seed is no number."""
+    try:
+        return f"{row.get('variant', '')} seed {int(float(row.get('seed', '')))}"
+    except ValueError:
+        return ""
+
+
+class Recorded:
+    """What a comparison's folder holds already, as the text cells of its tidy.csv and epochs.csv: what
+    ``--from`` keeps, byte for byte, for every run whose row the store does not hold."""
+
+    def __init__(self, folder: Path, tidy: Table, epochs: Table) -> None:
+        self.tidy, self.epochs = tidy, epochs
+        self.names = [LEGACY_NAMES.get(h, h) for h in tidy.header]
+        self.rows = {_label(dict(zip(self.names, r, strict=True))): r for r in tidy.rows}
+        meta = folder / "conditions.json"
+        self.conditions = read_json(meta).get("conditions", {}) if meta.is_file() else {}
+
+    @classmethod
+    def read(cls, folder: Path) -> Recorded | None:
+        from cnnbench.store.tables import read_table
+
+        tidy = read_table(folder / "tidy.csv")
+        if not tidy.rows or "variant" not in tidy.header or "seed" not in tidy.header:
+            return None
+        return cls(folder, tidy, read_table(folder / "epochs.csv"))
+
+    def status(self, label: str) -> str | None:
+        row = self.rows.get(label)
+        return row[self.names.index("status")] if row is not None and "status" in self.names else None
+
+    @property
+    def unsettled(self) -> bool:
+        """Rows still waiting on a run (pending), or rows without a status to tell."""
+        return "status" not in self.names or any(self.status(label) == PENDING for label in self.rows)
+
+    def keeps(self, label: str) -> bool:
+        """Whether the run's recorded row stands (where the store holds no row of it): every row that
+        says how its run ended, and every row that holds a run's numbers, whatever its status says."""
+        row = self.rows.get(label)
+        if row is None:
+            return False
+        has_run = "run_id" in self.names and bool(row[self.names.index("run_id")])
+        return has_run or self.status(label) != PENDING
+
+    def typed_row(self, label: str) -> dict[str, Any]:
+        """The recorded row with numbers as numbers (for the aggregate and the display)."""
+        row = (
+            _typed(Table(self.tidy.header, [self.rows[label]])).rename(columns=LEGACY_NAMES).iloc[0].to_dict()
+        )
+        row.setdefault("status", "not recorded")
+        row["options"] = row["options"] if isinstance(row.get("options"), str) else ""
+        return row
+
+    def _epoch_rows(self, kept: set[str]) -> list[list[str]]:
+        if "variant" not in self.epochs.header or "seed" not in self.epochs.header:
+            return []
+        header = self.epochs.header
+        return [r for r in self.epochs.rows if _label(dict(zip(header, r, strict=True))) in kept]
+
+    def with_epochs_of(self, kept: set[str], epochs: Any) -> Any:
+        """``epochs`` and the recorded epoch rows of the ``kept`` runs (typed, for the figures)."""
+        import pandas as pd
+
+        rows = self._epoch_rows(kept)
+        if not rows:
+            return epochs
+        recorded = _typed(Table(self.epochs.header, rows))
+        return pd.concat([epochs, recorded], ignore_index=True) if len(epochs) else recorded
+
+    def merged_text(self, frame: Any, kept: set[str], which: str) -> str:
+        """``frame`` as CSV text where the ``kept`` runs' rows are the recorded rows, cell for cell (the
+        recorded columns first, any new ones after), in the frame's order of runs."""
+        import csv
+        import io
+
+        table = self.tidy if which == "tidy" else self.epochs
+        recorded_rows = list(self.rows.values()) if which == "tidy" else self._epoch_rows(kept)
+        names = [LEGACY_NAMES.get(h, h) for h in table.header]
+        parsed = (
+            list(csv.reader(io.StringIO(frame.to_csv(index=False), newline="")))
+            if len(frame.columns)
+            else [[]]
+        )
+        new_header, new_rows = parsed[0], parsed[1:]
+        header = [*table.header, *[c for c in new_header if c not in names]]
+        names += [c for c in new_header if c not in names]
+        rows: list[list[str]] = []
+        done: set[str] = set()
+        for cells in new_rows:
+            row = dict(zip(new_header, cells, strict=True))
+            label = _label(row)
+            if label not in kept:
+                rows.append([row.get(n, "") for n in names])
+            elif label not in done:  # the run's recorded rows, once, where its first row stands
+                done.add(label)
+                mine = [r for r in recorded_rows if _label(dict(zip(table.header, r, strict=True))) == label]
+                rows += [r + [""] * (len(header) - len(r)) for r in mine]
+        return Table(header, rows).to_text()
+
+
+def _typed(table: Table) -> Any:
+    """Text cells as pandas types them (numbers as numbers, empty cells as NaN)."""
+    import io
+
+    import pandas as pd
+
+    return pd.read_csv(io.StringIO(table.to_text()))
 
 
 def load_compare(source: Path, baseline: str | None = None) -> CompareResult:

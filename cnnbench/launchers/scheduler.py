@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,7 +63,8 @@ class SchedulerOptions:
             raise InvalidArgumentError(f"expected --max-parallel >= 1, got {self.max_parallel}")
 
 
-def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slurm") -> int | str:
+def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slurm",
+            comparison_pid: int | None = None) -> int | str:  # fmt: skip
     """What each scheduled job runs: ``cnnbench train --config JOB.json`` in a process of its own (its
     output goes to the job's log); its exit code, or the status a signal gave it.
 
@@ -70,7 +72,9 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
     submitit asks Slurm for and its local executor sends) and a stop (SIGTERM: Slurm's cancel, or the
     comparison of a local job stopping) end the run, which writes its epochs and an ``interrupted``
     row; the row then says what ended it: ``timeout``, ``cancelled`` (Slurm), ``interrupted`` (a local
-    comparison that was stopped). A run killed before it wrote a row gets one."""
+    comparison that was stopped). A run killed before it wrote a row gets one. A local job ends with the
+    process of its comparison (``comparison_pid``), however that ends: killed outright, it could not stop
+    its jobs, which would train on detached."""
     import signal
     import time
 
@@ -87,6 +91,9 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
             env.update(MASTER_ADDR=world.master_addr, MASTER_PORT=str(world.master_port), RANK=str(world.rank),
                        WORLD_SIZE=str(world.world_size), LOCAL_RANK=str(world.local_rank),
                        LOCAL_WORLD_SIZE=str(world.local_world_size))  # fmt: skip
+    gone = _exit_watch(comparison_pid) if comparison_pid is not None else None
+    if gone is not None and gone.is_set():
+        return "not started"  # its comparison ended before the job began
     child = subprocess.Popen(argv, env=env)
     started = time.monotonic()
     why: list[str] = []
@@ -105,6 +112,13 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
     previous = {
         signum: signal.signal(signum, forward) for signum in (signal.SIGUSR2, signal.SIGTERM, signal.SIGINT)
     }
+    if gone is not None:  # the comparison's end stops the run as a stop of the comparison would
+
+        def stop_when_gone() -> None:
+            gone.wait()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        threading.Thread(target=stop_when_gone, daemon=True).start()
     try:
         code = child.wait()
     finally:
@@ -118,6 +132,29 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
         status = why[0] if why else f"failed: exited with code {code}"
         RunStore(recipe.out, str(recipe.run_name)).settle(status, replace=("interrupted",) if why else ())
     return why[0] if why else code  # stopped before its run had a folder, the job still says how it ended
+
+
+def _exit_watch(pid: int) -> threading.Event:
+    """An event set when process ``pid`` ends (at once where it has ended already): a thread waits on the
+    process's descriptor (pidfd), which the kernel makes readable as it exits, with no polling."""
+    import select
+
+    gone = threading.Event()
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        gone.set()
+        return gone
+    except (AttributeError, OSError):  # no pidfd here (a kernel before 5.3): nothing to watch with
+        return gone
+
+    def watch() -> None:
+        select.select([fd], [], [])
+        os.close(fd)
+        gone.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    return gone
 
 
 @contextlib.contextmanager
@@ -407,7 +444,7 @@ class SubmititLauncher(Launcher):
         def start(job: Job, _slot: str) -> SubmititHandle:
             with _started_apart(self.folder / "local-executor.log"):
                 return SubmititHandle(
-                    ex.submit(run_job, self.command(job), 60.0 * self.options.time_min, "local")
+                    ex.submit(run_job, self.command(job), 60.0 * self.options.time_min, "local", os.getpid())
                 )
 
         run_queue(jobs, ["local"] * slots, start, view, outcomes)

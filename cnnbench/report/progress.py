@@ -42,6 +42,7 @@ class TrainProgress:
         self.checkpoints = True
         self.world_size = 1
         self.out: Any = None
+        self.device: str | None = None
 
     def __enter__(self) -> TrainProgress:
         self.progress.__enter__()
@@ -55,6 +56,7 @@ class TrainProgress:
         the processes its recipe says (a data-parallel rank's recipe came in a job file, not as --out)."""
         self.run_id, self.checkpoints = run_id, config.checkpoints
         self.out, self.world_size = config.out, config.world_size
+        self.device = config.device if config.device != "auto" else None  # resolved as the run starts
 
     def on_note(self, text: str) -> None:
         self.progress.console.print(text, highlight=False, markup=False, soft_wrap=True)
@@ -234,11 +236,27 @@ def print_interrupted_run(progress: TrainProgress, why: str = "interrupted") -> 
         return
     out = progress.out
     where = f" --out {shlex.quote(str(out))}" if out is not None and Path(out) != DEFAULT_RESULTS_DIR else ""
-    gpus = f" --gpus {progress.world_size}" if progress.world_size > 1 else ""
-    if progress.checkpoints:
+    command = f"cnnbench train --resume {run_id}"
+    if progress.world_size > 1:
+        from cnnbench.device import is_cuda
+
+        # data-parallel on the CPU is torchrun's alone (train --gpus N asks for GPUs this machine lacks)
+        on_gpus = is_cuda(progress.device or "cpu")
+        command = (f"{command} --gpus {progress.world_size}" if on_gpus else
+                   f"torchrun --nproc-per-node {progress.world_size} -m {command}")  # fmt: skip
+    run_dir = Path(out if out is not None else DEFAULT_RESULTS_DIR) / "runs" / run_id
+    epochs_file = run_dir / "epochs.csv"
+    has_epochs = epochs_file.is_file() and len(epochs_file.read_text().splitlines()) > 1
+    if not has_epochs:
+        err_console.print(
+            f"[yellow]{why}:[/] run {run_id} stopped before its first epoch ended, so it measured nothing; "
+            f"start it again with: {command}{where}",
+            highlight=False, soft_wrap=True,
+        )  # fmt: skip
+    elif progress.checkpoints and (run_dir / "last.pt").is_file():
         err_console.print(
             f"[yellow]{why}:[/] run {run_id} keeps its finished epochs and last checkpoint; "
-            f"continue it with: cnnbench train --resume {run_id}{gpus}{where}",
+            f"continue it with: {command}{where}",
             highlight=False, soft_wrap=True,
         )  # fmt: skip
     else:

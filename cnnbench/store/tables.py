@@ -137,8 +137,9 @@ def write_error(path: Path, exc: OSError) -> ResultsError:
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
     """A unique temporary path beside ``path`` for a writer to fill; renamed over ``path`` when the
-    block ends without error (after an fsync), removed otherwise."""
-    path = Path(path)
+    block ends without error (after an fsync), removed otherwise. A symlink is followed: the file it
+    points to is replaced, and the link stays (a table kept elsewhere and linked in keeps its rows)."""
+    path = resolved(path)
     try:
         fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     except OSError as exc:  # a missing or read-only folder
@@ -159,6 +160,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def resolved(path: Path) -> Path:
+    """``path`` with its symlinks followed (the file a link names, even where that file does not exist yet)."""
+    return Path(os.path.realpath(path))
 
 
 def _umask() -> int:
@@ -231,7 +237,9 @@ def _parse(path: Path) -> tuple[Table, Damage | None]:
     except OSError as exc:
         raise ResultsError(f"could not read {path}: {_reason(exc)}") from None
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: a byte order mark, as a spreadsheet's "CSV UTF-8" begins, is no part of the first
+        # column's name (read as such, the next write added a second run_id column).
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise ResultsError(f"expected a CSV table in {path}, got binary content (not UTF-8 text)") from None
     if not text:
@@ -305,7 +313,7 @@ def table_lock(path: Path) -> Iterator[None]:
     """Hold ``PATH.lock`` across processes around a read-modify-write of ``path``."""
     from filelock import FileLock, Timeout
 
-    lock = FileLock(f"{path}.lock", timeout=LOCK_TIMEOUT_S)
+    lock = FileLock(f"{resolved(path)}.lock", timeout=LOCK_TIMEOUT_S)
     try:
         with lock:
             yield
@@ -329,6 +337,24 @@ def hold(path: Path, busy: str) -> Any:
     except OSError as exc:
         raise write_error(path, exc) from None
     return lock
+
+
+def held_elsewhere(path: Path) -> bool:
+    """Whether another process holds the lock file ``path`` now (see :func:`hold`): a run training, a
+    comparison running. False where there is no such file."""
+    from filelock import FileLock, Timeout
+
+    if not Path(path).exists():
+        return False
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except OSError:  # a read-only copy: nothing can be running there
+        return False
+    lock.release()
+    return False
 
 
 def _cell(value: Any) -> str:
