@@ -56,6 +56,8 @@ def _no_augment(_given: bool) -> str:
 
 
 def _image_size(size: int) -> tuple[int, int, int]:
+    if size < 1:  # before any image is read: a size of none is the option's mistake, not an image's
+        raise InvalidArgumentError(f"expected --image-size >= 1, got {size}")
     return (3, size, size)
 
 

@@ -14,6 +14,7 @@ an interrupted decode leaves nothing that reads as a cache. Training reads it th
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -63,6 +64,27 @@ def classes_of(root: Path) -> list[str]:
 
 def _has_image(folder: Path) -> bool:
     return any(p.suffix.lower() in EXTENSIONS and p.is_file() for p in folder.rglob("*"))
+
+
+def _readable(files: list[tuple[str, int]], skip_bad: bool) -> list[tuple[str, int]]:
+    """The files that can be opened at all: a dangling symlink or a loop of them is named (as an unreadable
+    image is), or left out with ``skip_bad``."""
+    kept = []
+    for path, label in files:
+        try:
+            os.stat(path)
+        except OSError as exc:
+            if not skip_bad:
+                what = (
+                    "a symlink loop" if exc.errno == errno.ELOOP else "a dangling symlink or a missing file"
+                )
+                raise DatasetError(
+                    f"expected a readable image at {path}, got {what} ({exc.strerror}); --skip-bad-images "
+                    "leaves such files out"
+                ) from None
+            continue
+        kept.append((path, label))
+    return kept
 
 
 def _images(folder: Path) -> list[str]:
@@ -130,7 +152,13 @@ class MappedImages:
         key = (os.getpid(), self.path, self.identity)
         fd = _OPEN.get(key)
         if fd is None:
-            fd = _OPEN[key] = os.open(self.path, os.O_RDONLY)
+            try:
+                fd = _OPEN[key] = os.open(self.path, os.O_RDONLY)
+            except FileNotFoundError:  # deleted while the run reads it (a clean-up of the cache folder)
+                raise DatasetError(
+                    f"expected the image cache {self.path} to stay while the run reads it, got it deleted; "
+                    "run again to decode the images anew"
+                ) from None
         return fd
 
     def gather(self, positions: Any, out: np.ndarray | None = None) -> np.ndarray:
@@ -187,7 +215,8 @@ def load(
             f"expected the class folders of {folder} to be those of {split_dir(root, 'train')}, got "
             f"{', '.join(unknown)}, which training has not (its images would have no label)"
         )
-    files = [(path, label) for label, name in enumerate(classes) for path in _images(folder / name)]
+    files = _readable([(path, label) for label, name in enumerate(classes) for path in _images(folder / name)],
+                      skip_bad)  # fmt: skip
     if not files:
         raise DatasetError(f"expected images in {folder}/CLASS/, got none")
     cache = _cache_dir(root, split, size, skip_bad, files)
@@ -364,9 +393,16 @@ def square_image(path: str | Path, size: int) -> np.ndarray:
     A JPEG much larger than ``size`` is decoded at a reduced DCT scale (1/2, 1/4, 1/8; PIL's draft mode)
     that still leaves both sides at least ``size``; then only the centre square is resized (the resize's
     ``box``), straight to ``size`` x ``size``: the pixels a crop would drop are never resampled."""
+    import warnings
+
     from PIL import Image
 
-    with Image.open(path) as image:
+    with warnings.catch_warnings():
+        # a large photograph of the user's own is what it is (PIL's warning, with its source line, says
+        # nothing they can act on); one past PIL's hard limit is an error, named as an unreadable image
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        image = Image.open(path)
+    with image:
         if image.format == "JPEG":
             image.draft("RGB", (size, size))
         if image.mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit grey (and 32-bit integer): to 8 bits

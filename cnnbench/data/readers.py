@@ -41,6 +41,16 @@ def _given_root(data_dir: Path | None) -> Path:
     return given
 
 
+def imagefolder_root(data_dir: Path | None) -> Path:
+    """Your own images' folder: --data-dir or $CNNBENCH_DATA_DIR, which must be given (./data is
+    CIFAR's place, not a default for them)."""
+    if data_dir is None and DATA_DIR_ENV not in os.environ:
+        raise DatasetError(
+            f"expected --data-dir (or ${DATA_DIR_ENV}) with train/ and val/ folders for --dataset imagefolder, got none"
+        )
+    return _given_root(data_dir)
+
+
 @dataclass
 class ArrayDataset:
     """A split held as uint8 images [N, C, H, W] and int64 labels [N]."""
@@ -71,6 +81,10 @@ def split_validation(data: ArrayDataset, size: float) -> tuple[ArrayDataset, Arr
 
     n = len(data.labels)
     count = int(round(size * n)) if size < 1 else int(size)
+    if count < 1:  # a fraction of a few images rounds to none: nothing to validate on
+        raise DatasetError(
+            f"expected a --val-split of at least one image, got {size:g} of {n:,} images, which is {size * n:.2f}"
+        )
     classes, counts = np.unique(data.labels, return_counts=True)
     shares = count * counts / n
     quota = np.floor(shares).astype(int)
@@ -328,11 +342,7 @@ def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, 
                       progress: Any, cache_size: int | None) -> ArrayDataset:  # fmt: skip
     from cnnbench.data import imagefolder
 
-    if data_dir is None and DATA_DIR_ENV not in os.environ:
-        raise DatasetError(
-            f"expected --data-dir (or ${DATA_DIR_ENV}) with train/ and val/ folders for --dataset imagefolder, got none"
-        )
-    root = _given_root(data_dir)
+    root = imagefolder_root(data_dir)
     channels, size, width = shape or (3, 224, 224)
     if channels != 3 or size != width:
         raise DatasetError(

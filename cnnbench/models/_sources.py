@@ -19,6 +19,7 @@ import importlib.util
 import inspect
 import os
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -107,19 +108,29 @@ def _torchvision(target: str) -> Callable[..., Any]:
         raise _closest(target, torchvision_names(), "torchvision classification model")
 
     def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
-        _check_options(target, torchvision.models.get_model_builder(target), options)
+        name = f"torchvision:{target}"
+        _check_options(name, options)
         # A model built for one input size (ViT: image_size; MaxViT: input_size) is built for the one asked.
         _, height, width = input_shape
         for sized in ({"image_size": height} if height == width else {}, {"input_size": (height, width)}, {}):
             if any(k in options for k in sized):
                 continue
             try:
-                return torchvision.models.get_model(
-                    target, weights=None, num_classes=num_classes, **sized, **options
-                )
+                with warnings.catch_warnings():
+                    # GoogLeNet's and Inception's notice that their default initialisation will change:
+                    # torchvision's plans, nothing a user of this version can act on
+                    warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+                    return torchvision.models.get_model(
+                        target, weights=None, num_classes=num_classes, **sized, **options
+                    )
             except TypeError as exc:
-                if not sized or "unexpected keyword" not in str(exc):
-                    raise
+                if sized and "unexpected keyword" in str(exc) and any(k in str(exc) for k in sized):
+                    continue
+                raise _build_error(name, input_shape, options, exc) from None
+            except CnnbenchError:
+                raise
+            except Exception as exc:  # a builder's own check of the input size (ValueError, AssertionError)
+                raise _build_error(name, input_shape, options, exc) from None
         raise AssertionError("unreachable: the last try passes no size")
 
     build.__doc__ = f"torchvision's {target}, without weights."
@@ -139,11 +150,20 @@ def _timm(target: str) -> Callable[..., Any]:
         raise _closest(target, names, "timm model")
 
     def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+        name = f"timm:{target}"
+        _check_options(name, options)
         kwargs = dict(pretrained=False, num_classes=num_classes, in_chans=input_shape[0], **options)
-        try:  # models with a fixed input size (ViTs) take it; the others refuse the keyword
-            return timm.create_model(target, img_size=input_shape[1:], **kwargs)
-        except TypeError:
-            return timm.create_model(target, **kwargs)
+        try:
+            try:  # models with a fixed input size (ViTs) take it; the others refuse the keyword
+                return timm.create_model(target, img_size=input_shape[1:], **kwargs)
+            except TypeError as exc:
+                if "img_size" not in str(exc):
+                    raise
+                return timm.create_model(target, **kwargs)
+        except CnnbenchError:
+            raise
+        except Exception as exc:
+            raise _build_error(name, input_shape, options, exc) from None
 
     build.__doc__ = f"timm's {target}, without pretrained weights."
     return _checked(build, f"timm:{target}")
@@ -174,9 +194,10 @@ def _factory(module: str, target: str) -> Callable[..., Any]:
             return factory(**kwargs, **options)
         except CnnbenchError:
             raise
-        except Exception as exc:  # the user's code failed: its own words, in one line
+        except Exception as exc:  # the user's code failed: its own words, in one line, with what it was given
+            given = f" with {_options_text(options)}" if options else ""
             raise UnknownModelError(
-                f"expected {module}:{target} to build a model, got {type(exc).__name__}: {first_line(exc)}"
+                f"expected {module}:{target} to build a model{given}, got {type(exc).__name__}: {first_line(exc)}"
             ) from None
 
     build.__doc__ = (inspect.getdoc(factory) or f"{target} from {module}").splitlines()[0]
@@ -210,13 +231,94 @@ def _import(module: str) -> Any:
         raise UnknownModelError(f"could not import {module}: {type(exc).__name__}: {reason}") from None
 
 
-def _check_options(target: str, builder: Callable[..., Any], options: dict[str, Any]) -> None:
-    params = inspect.signature(builder).parameters
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+# Keywords cnnbench passes to a zoo builder itself: a model is built without weights, for --num-classes
+# classes and the channels of -i.
+SET_BY_CNNBENCH = {
+    "weights": "models are built without weights", "progress": "models are built without weights",
+    "pretrained": "models are built without weights", "pretrained_cfg": "models are built without weights",
+    "num_classes": "give --num-classes", "in_chans": "give -i CxHxW", "device": "give --device",
+    "dtype": "give --precision",
+}  # fmt: skip
+
+
+def _options_text(options: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v!r}" for k, v in options.items())
+
+
+def _check_options(name: str, options: dict[str, Any]) -> None:
+    """Refuse what cnnbench sets itself, and a key the model does not take (where its parameters are
+    known: a model class without ``**kwargs``), naming the options it does take."""
+    for key in options:
+        if key in SET_BY_CNNBENCH:
+            raise InvalidOptionError(
+                f"expected options of {name} other than {key}, which cnnbench sets itself "
+                f"({SET_BY_CNNBENCH[key]}); cnnbench list --options {name} lists the others"
+            )
+    if not options:
         return
-    unknown = [k for k in options if k not in params]
-    if unknown:
-        raise InvalidOptionError(f"unknown option {unknown[0]!r} for torchvision:{target}")
+    accepted, open_ended = zoo_options(name)
+    unknown = [k for k in options if k not in accepted]
+    if unknown and not open_ended:
+        raise InvalidOptionError(
+            f"unknown option {unknown[0]!r} for {name}: expected one of {', '.join(accepted) or '(none)'}"
+        )
+
+
+@functools.cache
+def zoo_options(name: str) -> tuple[dict[str, Any], bool]:
+    """The options a torchvision or timm model takes (its builder's keywords and its class's parameters,
+    with their defaults, less what cnnbench sets), read from a model built once with none; and whether it
+    takes other keywords as well (``**kwargs``)."""
+    source, _, target = name.partition(":")
+    if source == "torchvision":
+        import torchvision
+
+        builder = torchvision.models.get_model_builder(target)
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "The default weight initialization", FutureWarning)
+            model = torchvision.models.get_model(target, weights=None)
+    else:
+        import timm
+
+        builder = timm.models.model_entrypoint(target)
+        model = timm.create_model(target, pretrained=False)
+    accepted: dict[str, Any] = {}
+    open_ended = False
+    for function in (type(model).__init__, builder):
+        for key, param in inspect.signature(function).parameters.items():
+            if param.kind is inspect.Parameter.VAR_KEYWORD:
+                open_ended = open_ended or function is type(model).__init__
+            elif (
+                key != "self"
+                and param.kind is not inspect.Parameter.VAR_POSITIONAL
+                and key not in SET_BY_CNNBENCH
+            ):
+                accepted.setdefault(key, None if param.default is inspect.Parameter.empty else param.default)
+    return accepted, open_ended
+
+
+def open_options(name: str) -> list[tuple[str, str]]:
+    """``list --options`` of a model from outside the registry: each option it takes and its default."""
+    source, _, target = name.partition(":")
+    if source in SOURCES:
+        accepted, _open = zoo_options(name)
+    else:
+        params = inspect.signature(getattr(_import(source), target)).parameters.items()
+        accepted = {k: None if p.default is inspect.Parameter.empty else p.default for k, p in params
+                    if k not in ("num_classes", "input_shape") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}  # fmt: skip
+    return [(key, "-" if default is None else str(default).lower()) for key, default in accepted.items()]
+
+
+def _build_error(name: str, input_shape: tuple[int, int, int], options: dict[str, Any],
+                 exc: BaseException) -> CnnbenchError:  # fmt: skip
+    """A zoo builder's refusal in one line: of its options where there are some, else of the input size."""
+    from cnnbench.errors import InputSizeError
+
+    reason = f"{type(exc).__name__}: {first_line(exc)}"
+    if options:
+        return InvalidOptionError(f"{name} cannot be built with {_options_text(options)} at input "
+                                  f"{'x'.join(map(str, input_shape))}: {reason}")  # fmt: skip
+    return InputSizeError(f"{name} cannot take input {'x'.join(map(str, input_shape))}: {reason}")
 
 
 def _checked(build: Callable[..., Any], name: str) -> Callable[..., Any]:

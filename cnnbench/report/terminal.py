@@ -408,6 +408,10 @@ def print_model_list(patterns: list[str], options_of: str | None) -> None:
         info = get_model_info(options_of)
         rows = [(key, opt.describe_values(), str(info.defaults.get(key, opt.default)).lower(), opt.help)
                 for key, opt in info.options.items()]  # fmt: skip
+        if info.open_options:
+            from cnnbench.models._sources import open_options
+
+            rows = [(key, "any", default, "") for key, default in open_options(info.name)]
         console.print(
             simple_table(
                 f"options of {info.name} (-o key=value)", ("name", "values", "default", "help"), rows

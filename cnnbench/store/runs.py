@@ -33,6 +33,9 @@ from cnnbench.store.tables import (
     write_text_atomic,
 )
 
+# A name is at most 255 bytes on Linux's file systems, and files are named after a run or a comparison
+# (jobs/RUN_ID.json, NAME.lock): a name leaves room for what is added to it.
+MAX_NAME_BYTES = 200
 CHECKPOINT_KEYS = ("model", "optimizer", "scheduler", "scaler", "rng", "epoch")
 
 
@@ -48,6 +51,11 @@ def plain_name(text: str, what: str) -> str:
     if bad:
         raise InvalidArgumentError(
             f"expected {what} as a plain folder name (no separators or '..'), got {text!r}"
+        )
+    if len(text.encode()) > MAX_NAME_BYTES:  # the file system's limit of one name (ENAMETOOLONG)
+        raise InvalidArgumentError(
+            f"expected {what} of at most {MAX_NAME_BYTES} bytes (files are named after it, within the file system's 255), got "
+            f"{len(text.encode())}: {text[:40]}..."
         )
     return text
 

@@ -104,9 +104,9 @@ def environment(device: str = "cpu") -> dict[str, Any]:
 def ensure_dir(path: Path) -> Path:
     """Create ``path`` (and parents) or fail with a one-line error if it cannot be written."""
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise InvalidArgumentError(f"expected a writable output directory, got a file: {str(path)!r}")
     try:
+        if path.exists() and not path.is_dir():
+            raise InvalidArgumentError(f"expected a writable output directory, got a file: {str(path)!r}")
         path.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=path, prefix=".cnnbench-write-test-"):
             pass

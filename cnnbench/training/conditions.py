@@ -4,7 +4,6 @@ which finds identical runs to reuse."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from cnnbench.data.specs import format_input_size, get_dataset_spec
@@ -51,9 +50,17 @@ def _num_classes(config: TrainConfig, spec: Any) -> int:
         return int(config.num_classes or spec.num_classes)
     if spec.name == "imagefolder":  # the class folders, counted before any image is decoded
         from cnnbench.data.imagefolder import classes_of
-        from cnnbench.data.readers import default_data_dir
+        from cnnbench.data.readers import imagefolder_root
 
-        return len(classes_of(Path(config.data_dir or default_data_dir())))
+        root = imagefolder_root(config.data_dir)
+        found = len(classes_of(root))
+        if config.num_classes is not None and config.num_classes != found:
+            from cnnbench.errors import InvalidArgumentError
+
+            raise InvalidArgumentError(
+                f"expected --num-classes {found} (the class folders of {root}) or none, got {config.num_classes}"
+            )
+        return found
     return spec.num_classes
 
 

@@ -192,6 +192,8 @@ class Trainer:
             info.name, c.options, shape, classes, self.device, channels_last, c.seed, c.batch_size
         )
         fwd_flops, train_flops = count_flops(info.name, c.options, shape, classes)
+        if c.aux_loss:
+            _check_aux_heads(model, shape, self.device, info.name, c.aux_loss)
         self.model = model
         step_config = dataclasses.replace(c, batch_size=per_rank_batch(c.batch_size, world))
         self.step = TrainStep(
@@ -563,3 +565,23 @@ def _resume(store: RunStore, callbacks: Callbacks | None, epochs: int | None, de
             f"run {run} has finished its {done} epochs; give --epochs N > {done} to continue it"
         )
     return Trainer(config, callbacks, store=store, repair=repair).run()
+
+
+def _check_aux_heads(model: Any, shape: tuple[int, int, int], device: str, name: str, weight: float) -> None:
+    """``--aux-loss`` weighs the losses of auxiliary heads: a model whose train-mode output holds none would
+    record a weight for a loss never added. Read on a copy, with the random state put back, so the run
+    itself is as it would be without the look."""
+    import copy
+
+    import torch
+
+    from cnnbench.models.outputs import aux_logits_of
+
+    devices = [torch.device(device)] if is_cuda(device) else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad():
+        outputs = copy.deepcopy(model).train()(torch.zeros(2, *shape, device=device))
+    if not aux_logits_of(outputs):
+        raise InvalidArgumentError(
+            f"expected --aux-loss 0 for {name}, whose output has no auxiliary heads' logits (GoogLeNet's and "
+            f"Inception's have), got {weight:g}"
+        )
