@@ -140,3 +140,26 @@ def test_a_cache_deleted_while_a_run_reads_it_is_one_line(tmp_path):
     shutil.rmtree(root / ".cnnbench-cache")
     with pytest.raises(DatasetError, match="expected the image cache .* to stay while the run reads it"):
         images[np.arange(4)].gather(np.arange(4))
+
+
+def test_a_model_too_large_for_its_input_is_refused_before_any_image_is_decoded(tmp_path):
+    root = write_folder(tmp_path / "imgs")
+    args = train_args(root, tmp_path / "r")
+    args[args.index("--image-size") + 1], args[args.index("-b") + 1] = "4000", "512"
+    one_line_error(
+        cli("train", "lenet", *args), "lenet5 at 3x4000x4000 needs about", "expected a size that fits"
+    )
+    assert not (root / ".cnnbench-cache").exists()
+
+
+def test_a_folder_that_cannot_hold_its_cache_says_where_the_cache_went(tmp_path, monkeypatch):
+    root = write_folder(tmp_path / "imgs")
+    (root / ".cnnbench-cache").write_text("")  # no cache folder can be made there (as in a read-only folder)
+    monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    args = train_args(root, tmp_path / "r")
+    args.remove("-q")
+    result = cli("train", "lenet", *args)
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    assert f"{root} cannot be written: its image cache is kept in {tmp_path / 'cache'}" in said
+    assert len(list((tmp_path / "cache").glob("*-train-*px-v*"))) == 1

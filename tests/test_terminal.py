@@ -184,3 +184,26 @@ def test_a_train_config_on_the_cpu_says_so_once(tmp_path):
                            env={"COLUMNS": "200"})  # fmt: skip
     assert result.output.count("training on the CPU") == 1
     assert re.search(r"about [\d.,]+ s an epoch", result.output)
+
+
+def test_a_long_variant_name_gives_way_to_the_numbers_at_80_columns():
+    from cnnbench.report.terminal import fitted_table
+
+    factory = "/home/someone/projects/a_rather_long_folder/of_models/network_factory.py:make:width=16"
+    columns = ["variant", "params", "epoch s", "final acc %", "status"]
+    rows = [[factory, "5,466", "4.603", "75.10", "ok"], ["lenet5", "15,926", "3.254", "67.30", "ok"]]
+    table, hidden = fitted_table(None, columns, rows, priority=columns, width=80)
+    assert hidden == []
+    names = [cell for cell in table.columns[0]._cells]
+    assert names[0] == "/home/so….py:make:width=16" and names[1] == "lenet5"  # 26 of 80 columns at most
+    _table, all_shown = fitted_table(None, columns, rows, priority=columns, width=80, wide=True)
+    assert _table.columns[0]._cells[0] == factory  # --wide shows the whole name
+
+
+def test_a_result_path_is_printed_on_one_line_whatever_the_width(tmp_path):
+    deep = tmp_path / ("a_results_folder_whose_name_is_longer_than_a_terminal_is_wide_" * 2)
+    result = runner.invoke(app, ["train", "lenet", *SYNTH, "-e", "1", "-q", "--out", str(deep)],
+                           env={"COLUMNS": "80"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.output.splitlines() if line.startswith("results: ")]
+    assert f"{deep}/runs/" in line and line.endswith(f"{deep / 'runs.csv'}")

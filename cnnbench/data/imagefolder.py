@@ -449,12 +449,11 @@ def _cache_dir(root: Path, split: str, size: int, skip_bad: bool, files: list[tu
             return here / name
     except OSError:
         pass
-    return (
-        Path.home()
-        / ".cache"
-        / "cnnbench"
-        / f"{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{name}"
-    )
+    from cnnbench.store.tables import cache_home
+
+    # a folder this process cannot write (read-only, another user's): the cache goes where cnnbench keeps
+    # its caches, and the run says so (ArrayDataset.cache_elsewhere)
+    return cache_home() / f"{hashlib.sha1(str(root.resolve()).encode()).hexdigest()[:8]}-{name}"
 
 
 def _remove_abandoned(cache: Path) -> None:

@@ -62,6 +62,12 @@ class ArrayDataset:
     skipped: int = 0  # unreadable images left out (--skip-bad-images)
     class_names: tuple[str, ...] = ()  # where the data names its classes (your own images' folders)
     decode_s: float = 0.0  # seconds spent decoding your own images into their cache (0: read from it)
+    cache: str = ""  # your own images' cache folder
+
+    @property
+    def cache_elsewhere(self) -> bool:
+        """Whether your own images' cache lies outside their folder (which this process cannot write)."""
+        return bool(self.cache) and not Path(self.cache).is_relative_to(Path(self.source))
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -360,7 +366,8 @@ def _load_imagefolder(split: str, data_dir: Path | None, shape: tuple[int, int, 
     spec = DatasetSpec("imagefolder", (3, size, size), len(data["classes"]), tuple(map(float, data["mean"])),
                        tuple(map(float, data["std"])), "rrc")  # fmt: skip
     return ArrayDataset(data["images"], data["labels"], spec, str(root), skipped=int(data["skipped"]),
-                        class_names=tuple(data["classes"]), decode_s=0.0 if data["from_cache"] else data["decode_s"])  # fmt: skip
+                        class_names=tuple(data["classes"]), decode_s=0.0 if data["from_cache"] else data["decode_s"],
+                        cache=data["cache"])  # fmt: skip
 
 
 def _load_split(

@@ -316,9 +316,12 @@ def _build_error(name: str, input_shape: tuple[int, int, int], options: dict[str
 
     reason = f"{type(exc).__name__}: {first_line(exc)}"
     if options:
-        return InvalidOptionError(f"{name} cannot be built with {_options_text(options)} at input "
-                                  f"{'x'.join(map(str, input_shape))}: {reason}")  # fmt: skip
-    return InputSizeError(f"{name} cannot take input {'x'.join(map(str, input_shape))}: {reason}")
+        error: CnnbenchError = InvalidOptionError(f"{name} cannot be built with {_options_text(options)} at "
+                                                  f"input {'x'.join(map(str, input_shape))}: {reason}")  # fmt: skip
+    else:
+        error = InputSizeError(f"{name} cannot take input {'x'.join(map(str, input_shape))}: {reason}")
+    error.builder_raised = True  # type: ignore[attr-defined]  # build_meta asks the CPU again
+    return error
 
 
 def _checked(build: Callable[..., Any], name: str) -> Callable[..., Any]:

@@ -64,18 +64,22 @@ def build_meta(name: str, options: dict[str, str], shape: tuple[int, int, int], 
     try:
         with torch.device("meta"):
             return info.builder(shape, num_classes, **parsed)
-    except CnnbenchError:  # the builder ran and its result was refused: the CPU would refuse it too
-        raise
-    except Exception:
-        import inspect
+    except CnnbenchError as exc:
+        # the builder ran and its result was refused: the CPU would refuse it too; but a zoo builder's own
+        # refusal (said in one line) may be the meta device's, and is asked again on the CPU
+        if not getattr(exc, "builder_raised", False):
+            raise
+    except Exception:  # a builder that computes with tensors: the CPU below
+        pass
+    import inspect
 
-        with uninitialised():  # the builder itself (not its output check, which runs on meta next)
-            model = inspect.unwrap(info.builder)(shape, num_classes, **parsed).to("meta")
-        if info.open_options:
-            from cnnbench.models._sources import check_model
+    with uninitialised():  # the builder itself (not its output check, which runs on meta next)
+        model = inspect.unwrap(info.builder)(shape, num_classes, **parsed).to("meta")
+    if info.open_options:
+        from cnnbench.models._sources import check_model
 
-            check_model(model, shape, num_classes, info.name)
-        return model
+        check_model(model, shape, num_classes, info.name)
+    return model
 
 
 @functools.lru_cache(maxsize=4)

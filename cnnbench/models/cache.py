@@ -18,15 +18,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-ENV = "CNNBENCH_CACHE_DIR"  # another folder for the cache ("" turns it off)
+from cnnbench.store.tables import CACHE_ENV as ENV
+from cnnbench.store.tables import cache_home
 
 
 def _path() -> Path | None:
-    folder = os.environ.get(ENV)
-    if folder is not None:
-        return Path(folder) / "counts.json" if folder else None
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "cnnbench" / "counts.json"
+    if os.environ.get(ENV) == "":  # the cache turned off
+        return None
+    return cache_home() / "counts.json"
 
 
 def _source(model: str) -> str:

@@ -58,6 +58,8 @@ def fitted_table(
     it) are left out. Returns the table and the names of the columns left out."""
     rows = [[str(c) for c in row] for row in rows]
     width = width or console.width
+    if not wide:  # a long name (a factory by its absolute path) would leave no room for the numbers
+        rows = _short_names(rows, max(24, width // 3))
     order = [c for c in priority if c in columns and c != columns[0]]
     order += [c for c in columns[1:] if c not in order]
     shown = [columns[0], *order]
@@ -81,6 +83,23 @@ def fitted_table(
     while len(shown) > 1 and _natural_width(build(shown)) > width:
         shown.pop()
     return build(shown), [c for c in columns if c not in shown]
+
+
+def _short_names(rows: list[list[str]], budget: int) -> list[list[str]]:
+    """Rows whose first cell (the row's name) is at most ``budget`` characters: the middle of a longer
+    one gives way to '…', its start and its end (a factory's name and options) kept, unless two names
+    would then read the same."""
+    if all(len(r[0]) <= budget for r in rows):
+        return rows
+    head = budget // 3
+
+    def short(name: str) -> str:
+        return name if len(name) <= budget else f"{name[:head]}…{name[len(name) - (budget - head - 1) :]}"
+
+    names = [short(r[0]) for r in rows]
+    if len(set(names)) != len({r[0] for r in rows}):
+        return rows
+    return [[n, *r[1:]] for n, r in zip(names, rows, strict=True)]
 
 
 def _looks_numeric(text: str) -> bool:
@@ -213,8 +232,8 @@ def print_run(result: Any) -> None:
     )
     console.print(
         f"results: {result.run_dir}/epochs.csv and {result.run_dir.parent.parent / 'runs.csv'}",
-        highlight=False,
-    )
+        highlight=False, soft_wrap=True,  # a path is never cut by a line end: it is copied whole
+    )  # fmt: skip
 
 
 def print_compare(result: Any, wide: bool = False) -> None:
@@ -243,8 +262,8 @@ def print_compare(result: Any, wide: bool = False) -> None:
         console.print(note, style="dim", highlight=False, markup=False)
     console.print(
         f"files: {result.folder}/ (tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
-        highlight=False,
-    )
+        highlight=False, soft_wrap=True,  # a path is never cut by a line end: it is copied whole
+    )  # fmt: skip
 
 
 def print_profile(result: Any, fmt: str = "table", wide: bool = False) -> None:
@@ -393,7 +412,7 @@ def print_scaling(result: Any, fmt: str = "table") -> None:
         "x one process's images/s (the same eager step, CUDA graphs off)",
         highlight=False,
     )
-    console.print(f"results: {result.csv_path}", highlight=False)
+    console.print(f"results: {result.csv_path}", highlight=False, soft_wrap=True)
 
 
 def print_model_list(patterns: list[str], options_of: str | None) -> None:

@@ -32,6 +32,17 @@ from cnnbench.errors import InvalidArgumentError, ResultsError, first_line
 DEFAULT_RESULTS_DIR = Path("results") / "local"
 _IGNORE_ALL = "# Made by cnnbench: the measurements of this machine, kept out of git (delete this file to commit them).\n*\n"
 LOCK_TIMEOUT_S = 120.0
+CACHE_ENV = "CNNBENCH_CACHE_DIR"  # another folder for cnnbench's caches ("" turns the counts' cache off)
+
+
+def cache_home() -> Path:
+    """Where cnnbench keeps what it can make again (model counts, the image caches of read-only folders):
+    $CNNBENCH_CACHE_DIR, else $XDG_CACHE_HOME/cnnbench, else ~/.cache/cnnbench."""
+    folder = os.environ.get(CACHE_ENV)
+    if folder:
+        return Path(folder)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "cnnbench"
 
 
 def missing(value: Any) -> bool:

@@ -30,7 +30,7 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
         "family": info.family,
         "dataset": spec.name,
         "input_size": format_input_size(shape),
-        "num_classes": _num_classes(config, spec),
+        "num_classes": num_classes_of(config, spec),
         **{k: getattr(config, k) for k in CONDITION_FIELDS if k not in ("model", "options", "dataset",
                                                                         "input_size", "num_classes")},
         "augment": spec.augment if config.augment is None else config.augment,
@@ -45,7 +45,8 @@ def planned_conditions(config: TrainConfig) -> dict[str, Any]:
     return conditions
 
 
-def _num_classes(config: TrainConfig, spec: Any) -> int:
+def num_classes_of(config: TrainConfig, spec: Any) -> int:
+    """The classes a run trains on: the dataset's, --num-classes of synthetic data, or your own class folders."""
     if spec.name == "synthetic":
         return int(config.num_classes or spec.num_classes)
     if spec.name == "imagefolder":  # the class folders, counted before any image is decoded

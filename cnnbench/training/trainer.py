@@ -36,7 +36,7 @@ from cnnbench.errors import InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import get_model_info
 from cnnbench.recipe import TrainConfig
 from cnnbench.store.runs import Replica, RunStore, epoch_summary, restore_into, validate_runs_table
-from cnnbench.store.tables import check_table, ensure_dir, environment
+from cnnbench.store.tables import CACHE_ENV, check_table, ensure_dir, environment
 from cnnbench.training.conditions import data_options, planned_conditions
 from cnnbench.training.distributed import (
     World,
@@ -143,10 +143,20 @@ class Trainer:
             ensure_dir(Path(c.out))
             validate_runs_table(Path(c.out), self.repair)
         spec = get_dataset_spec(c.dataset)
+        if spec.name == "imagefolder":  # a model too large for its input is refused before any decoding
+            from cnnbench.models.build import check_fits
+            from cnnbench.training.conditions import num_classes_of
+
+            shape = tuple(c.input_size or spec.input_shape)
+            check_fits(get_model_info(c.model).name, c.options, shape, num_classes_of(c, spec),
+                       per_rank_batch(c.batch_size, world), self.device)  # fmt: skip
         t0 = time.perf_counter()
         train = load_split(spec.name, "train", c.data_dir, **data_options(c), progress=self.cb.on_data)
         test = load_split(spec.name, "test", c.data_dir, **data_options(c), progress=self.cb.on_data)
         self.spec = train.spec
+        if train.cache_elsewhere and world.is_main:
+            self.cb.on_note(f"{train.source} cannot be written: its image cache is kept in "
+                            f"{Path(train.cache).parent} (${CACHE_ENV} names another folder)")  # fmt: skip
         augment = train.spec.augment if c.augment is None else c.augment
         test_samples = len(test.labels)
         val = None
