@@ -139,7 +139,18 @@ def start(*argv, nohup=False, **kw):
     env.pop("WORLD_SIZE", None)
     command = [sys.executable, "-m", "cnnbench", *map(str, argv)]
     return subprocess.Popen(["nohup", *command] if nohup else command, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True, **kw)  # fmt: skip
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True,
+                            preexec_fn=signals_at_default, **kw)  # fmt: skip
+
+
+def signals_at_default():
+    """In a child before it runs: the stop signals at their default disposition, whatever the test runner
+    inherited (a script's background job starts with SIGINT ignored, and cnnbench keeps a signal it was
+    started with ignored, so a test's SIGINT would do nothing)."""
+    import signal
+
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
 
 
 def wait_until(predicate, seconds=120.0, what="the awaited event"):

@@ -174,3 +174,16 @@ def test_the_step_probes_clock_is_one_for_every_rank(tmp_path):
 
     alone = SimpleNamespace(device="cpu")
     assert TrainStep._time_is_up(alone, 0.0, 1.0) and not TrainStep._time_is_up(alone, 1e12, 1.0)
+
+
+@pytest.mark.parametrize("quiet", [True, False])
+def test_quiet_reaches_the_ranks_of_a_data_parallel_run(monkeypatch, tmp_path, quiet):
+    import torch
+
+    started = {}
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(distributed, "launch", lambda gpus, argv: started.update(argv=list(argv)))
+    result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "2", "--out", str(tmp_path),
+                                 *(["-q"] if quiet else [])])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert ("-q" in started["argv"]) is quiet

@@ -23,7 +23,10 @@ def run(tmp_path, *args):
 def test_rows_for_every_batch_size_and_mode(tmp_path):
     result = run(tmp_path, "lenet", "--batch-sizes", "4,1,2", "-f", "json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["rows"]
+    rows = json.loads(result.stdout)["rows"]  # stdout holds the data; what is measured next is said on stderr
+    assert (
+        "1/6: inference at batch 1, " in result.stderr and "6/6: training step at batch 4, " in result.stderr
+    )
     assert [(r["mode"], r["batch_size"]) for r in rows] == [
         ("infer", 1), ("infer", 2), ("infer", 4), ("train", 1), ("train", 2), ("train", 4)
     ]  # fmt: skip
@@ -127,3 +130,27 @@ def test_bad_profile_input(tmp_path, args, message):
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
+
+
+@pytest.mark.slow
+def test_profile_says_what_it_measures_and_a_stop_keeps_what_was_measured(tmp_path, slow):
+    """On a slow device a sweep takes minutes: each batch size is said as it starts, and Ctrl-C keeps the
+    rows measured (they are in profile.csv already) and says so."""
+    import signal
+
+    from conftest import start, wait_until
+
+    out = tmp_path / "p"
+    process = start("profile", slow, "-i", "3x16x16", "--batch-sizes", "1,2,4,8", "--warmup", "2", "--iters", "20",
+                    "--device", "cpu", "--out", out)  # fmt: skip
+    table = out / "profile.csv"
+    wait_until(lambda: table.is_file() and len(table.read_text().splitlines()) >= 2, 120, "a first row")
+    process.send_signal(signal.SIGINT)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 130, output
+    said = " ".join(output.split())
+    assert "1/8: inference at batch 1, 2 untimed and 20 timed steps on cpu" in said
+    assert f"interrupted: the batch sizes measured so far are kept in {table}" in said
+    assert "Traceback" not in said
+    rows = pd.read_csv(table)
+    assert 1 <= len(rows) < 8 and (rows.status == "ok").all()

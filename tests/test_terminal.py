@@ -207,3 +207,16 @@ def test_a_result_path_is_printed_on_one_line_whatever_the_width(tmp_path):
     assert result.exit_code == 0, result.output
     (line,) = [line for line in result.output.splitlines() if line.startswith("results: ")]
     assert f"{deep}/runs/" in line and line.endswith(f"{deep / 'runs.csv'}")
+
+
+def test_a_run_on_the_cpu_says_what_it_does_before_its_warm_up(tmp_path):
+    result = runner.invoke(app, ["train", "lenet", *SYNTH, "-e", "1", "--warmup-steps", "2", "--out", str(tmp_path)],
+                           env={"COLUMNS": "300"})  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == (
+        "training on the CPU (no CUDA GPU in use): 2 untimed warm-up steps of batch 64 first, then the epochs "
+        "and an estimate of their time"
+    )
+    quiet = runner.invoke(app, ["train", "lenet", *SYNTH, "-e", "1", "-q", "--out", str(tmp_path)])
+    assert "untimed warm-up steps" not in quiet.output

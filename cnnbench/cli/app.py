@@ -244,7 +244,7 @@ def train(
     """Train one architecture; per-epoch CSV, checkpoints and a runs table under results/local/."""
     from cnnbench.training.command import TrainRequest, train_command
 
-    request = TrainRequest(model, recipe or {}, config, resume, gpus, repair)
+    request = TrainRequest(model, recipe or {}, config, resume, gpus, repair, quiet)
     raise typer.Exit(train_command(request, quiet, dry_run))
 
 

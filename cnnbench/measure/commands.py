@@ -43,10 +43,21 @@ def pool_command(config: PoolConfig, plot: Path | None, fmt: str) -> None:
 def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: str, wide: bool) -> None:
     """``cnnbench profile``: the sweep over modes and batch sizes, or with ``gpus`` the data-parallel
     scaling, its rows appended to the results tables and printed in ``fmt``."""
-    from cnnbench.report.terminal import print_profile, print_scaling
+    from cnnbench.report.terminal import err_console, print_profile, print_scaling
+    from cnnbench.training.status import Stopped, exit_code, stop_on_signals
 
-    with _quiet_stdout():  # what a model's own code prints goes to stderr: stdout holds the data alone
-        result = profile_scaling(config, gpus, repair) if gpus is not None else profile(config, repair)
+    def say(line: str) -> None:  # on stderr: stdout holds the data alone
+        err_console.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    try:
+        with stop_on_signals(), _quiet_stdout():  # a model's own prints go to stderr too
+            result = (
+                profile_scaling(config, gpus, repair) if gpus is not None else profile(config, repair, say)
+            )
+    except KeyboardInterrupt as exc:
+        why = str(exc) if isinstance(exc, Stopped) else "interrupted"
+        say(f"{why}: the batch sizes measured so far are kept in {Path(config.out) / 'profile.csv'}")
+        raise SystemExit(exit_code(exc)) from None
     if gpus is not None:
         print_scaling(result, fmt)
         return

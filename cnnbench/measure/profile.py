@@ -283,9 +283,11 @@ class ProfileResult:
     csv_path: Path | None = None
 
 
-def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
-    """The sweep over modes and batch sizes, one row each appended to OUT/profile.csv; with ``grads``,
-    only the gradient report of one batch."""
+def profile(config: ProfileConfig, repair: bool = False,
+            say: Callable[[str], None] = lambda _line: None) -> ProfileResult:  # fmt: skip
+    """The sweep over modes and batch sizes, one row each appended to OUT/profile.csv as it is measured
+    (``say`` is told what is measured next, and what each gave); with ``grads``, only the gradient report
+    of one batch."""
     import torch
 
     config.validate()
@@ -313,8 +315,11 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
             device, config.precision
         )  # before any graph exists: measuring frees workspaces
     rows = []
+    total = len(config.modes) * len(config.batch_sizes)
     for mode in config.modes:
         for batch in sorted(config.batch_sizes):
+            say(f"{len(rows) + 1}/{total}: {'training step' if mode == 'train' else 'inference'} at batch {batch}, "
+                f"{config.warmup} untimed and {config.iters} timed steps on {device}")  # fmt: skip
             row = {
                 "model": info.name, "options": format_options(info.parse_options(config.options)),
                 "input_size": format_input_size(shape), "num_classes": classes, "mode": mode, "batch_size": batch,
@@ -340,8 +345,13 @@ def profile(config: ProfileConfig, repair: bool = False) -> ProfileResult:
             row.update({"peak_basis": basis, "peak_TFLOPs": peak, **env})
             rows.append(row)
             append_row(out / "profile.csv", row)
+            if row["status"] == "ok":
+                say(f"  median step {row['step_ms_median']:,.1f} ms, {row['samples_per_s']:,.1f} images/s")
+            else:
+                say(f"  {row['status']}")
     result = ProfileResult(rows, csv_path=out / "profile.csv")
     if config.layers or config.trace:
+        say("per-module times and top operators: torch.profiler over a few more steps")
         result.layers, result.top_ops = layer_profile(config, info.name, shape, classes, device)
     return result
 

@@ -38,6 +38,7 @@ class TrainProgress:
         self.label = ""
         self.variant: str | None = None  # compare's name for the run's variant
         self.cpu_note_shown = False  # said once per command, not once per run of a compare
+        self.warmup_said = False  # likewise
         self.started = 0.0
         self.checkpoints = True
         self.world_size = 1
@@ -75,6 +76,17 @@ class TrainProgress:
         self.task = self.progress.add_task(
             f"{self.label} epoch {start_epoch}/{config.epochs}", total=steps_per_epoch, status=""
         )
+
+    def on_warmup_start(self, steps: int, batch: int, device: str) -> None:
+        """On the CPU a warm-up step of a large model takes seconds: the first line comes now, not after
+        the warm-up and the first timed steps (minutes for ResNet on CIFAR-10)."""
+        if device == "cpu" and steps > 0 and not self.quiet and not self.warmup_said:
+            self.warmup_said = True
+            self.progress.console.print(
+                f"[yellow]training on the CPU[/] (no CUDA GPU in use): {steps} untimed warm-up steps of batch "
+                f"{batch} first, then the epochs and an estimate of their time",
+                highlight=False,
+            )
 
     def on_warmup(self, seconds: float) -> None:
         pass

@@ -30,6 +30,7 @@ class TrainRequest:
     resume: str | None = None  # a run id under OUT/runs/
     gpus: str | None = None  # data-parallel on these GPUs
     repair: bool = False
+    quiet: bool = False  # no progress bar: one line per run (the ranks of a data-parallel run too)
 
     def recipe(self) -> TrainConfig:
         """The recipe of a new run: the job file's (if any) with the options typed on top."""
@@ -101,7 +102,7 @@ def _data_parallel(request: TrainRequest) -> int:
             argv = ["train", "--config", str(write_job(folder / f"{run_id}.json", run_id, recipe))]
         device = request.given.get("device") or (recipe.device if request.resume is None else "auto")
         failure = distributed.run_data_parallel(
-            request.gpus or "", argv + ["--repair"] * request.repair, device
+            request.gpus or "", argv + ["--repair"] * request.repair + ["-q"] * request.quiet, device
         )
     finally:
         shutil.rmtree(folder, ignore_errors=True)
@@ -127,6 +128,7 @@ def train_command(request: TrainRequest, quiet: bool = False, dry_run: bool = Fa
     main = distributed.is_main_process()
     # A process that only starts the ranks of a data-parallel run: rank 0 says how the run ended.
     starts_ranks = request.gpus is not None and not distributed.world_from_env().distributed
+    quiet = quiet or request.quiet
     progress = TrainProgress(quiet or not main)
     try:
         with stop_on_signals(), progress:
