@@ -35,17 +35,67 @@ def worker_pool(workers: int, initializer: Callable[[], None] | None = None) -> 
 
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    return ProcessPoolExecutor(
-        workers, mp_context=context, initializer=_start_worker, initargs=(initializer,)
-    )
+    _helpers_ignore_hangups(context)
+
+    class Pool(ProcessPoolExecutor):
+        def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
+            # A submit may start a worker: a stop signal handled halfway through would leave it to start
+            # with its parent's semaphores gone (a FileNotFoundError traceback from the forkserver). The
+            # signal waits until the submit is done, and is handled then.
+            with _stop_signals_held():
+                return super().submit(fn, *args, **kwargs)
+
+    return Pool(workers, mp_context=context, initializer=_start_worker, initargs=(initializer,))
+
+
+@contextlib.contextmanager
+def _stop_signals_held() -> Any:
+    """Ctrl-C, SIGTERM and SIGHUP held (blocked, not lost) for the block, in the main thread."""
+    import signal
+    import threading
+
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _helpers_ignore_hangups(context: Any) -> None:
+    """Start multiprocessing's helper processes (the resource tracker, the forkserver) with SIGHUP ignored,
+    as the tracker ignores SIGINT and SIGTERM itself: a closed terminal's SIGHUP reaches the whole process
+    group, and a tracker it killed was relaunched with a warning and a KeyError traceback for every
+    semaphore the pool then freed. The caller stops on SIGHUP and shuts the pool down; the helpers end
+    when it does (they read its pipe to its end)."""
+    import signal
+    import threading
+    from multiprocessing import resource_tracker
+
+    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
+        return  # (signal handlers are the main thread's to set)
+    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited through exec by what starts now
+    try:
+        resource_tracker.ensure_running()
+        if context.get_start_method() == "forkserver":
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGHUP, previous)
 
 
 def _start_worker(initializer: Callable[[], None] | None) -> None:
     import signal
 
-    # A terminal's Ctrl-C reaches its whole process group. The caller stops on it and shuts its pool
-    # down; a worker that raised KeyboardInterrupt as well would print a traceback of its own.
+    # A terminal's Ctrl-C and hangup reach its whole process group. The caller stops on them and shuts
+    # its pool down; a worker that raised KeyboardInterrupt as well would print a traceback of its own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "SIGHUP"):
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     if initializer is not None:
         initializer()
 

@@ -216,3 +216,30 @@ def test_slurm_refusing_the_jobs_is_one_line_with_its_own_words(tmp_path, slurm)
         "error: expected Slurm to queue the jobs, got sbatch's refusal: sbatch: error: invalid partition specified: nope"
     ), done.stderr
     assert json.loads((tmp_path / "r" / "compare").glob("*/plan.json").__next__().read_text())["runs"]
+
+
+@pytest.mark.slow
+def test_a_hangup_of_the_whole_group_while_images_decode_is_one_line(tmp_path):
+    """A closed terminal sends SIGHUP to the whole process group, multiprocessing's resource tracker and
+    forkserver and the decoding workers included: the command says it stopped, in one line; no helper's
+    traceback, relaunch warning or KeyError follows it."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        for split, n in (("train", 300), ("val", 4)):
+            folder = tmp_path / "imgs" / split / c
+            folder.mkdir(parents=True)
+            for i in range(n):  # PNGs (no reduced-scale decode): a decode long enough to be stopped in
+                Image.fromarray(rng.integers(0, 255, (320, 320, 3), dtype=np.uint8)).save(folder / f"{i}.png")
+    cache = tmp_path / "imgs" / ".cnnbench-cache"
+    process = start("train", "lenet", "-d", "imagefolder", "--data-dir", tmp_path / "imgs", "--image-size", "32",
+                    "-e", "1", "--device", "cpu", "--out", tmp_path / "out")  # fmt: skip
+    wait_until(lambda: cache.is_dir() and any(".partial" in p.name for p in cache.iterdir()), 120,
+               "the decode to begin")  # fmt: skip
+    os.killpg(process.pid, signal.SIGHUP)
+    output, _ = process.communicate(timeout=60)
+    assert process.returncode == 129, output
+    assert output.strip().splitlines()[-1] == "stopped by SIGHUP before the run started; nothing was written"
+    assert "Traceback" not in output and "Warning" not in output and "KeyError" not in output, output
