@@ -183,3 +183,52 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(slur
         return got if got != ["pending"] else None
 
     assert wait_for(collected, 120, "the job's row") == ["ok"]
+
+
+def test_a_job_that_cannot_start_is_said_so_waiting_or_not(slurm, tmp_path):
+    """--nodes 2 on a one-node cluster stays PENDING forever: --from gives squeue's reason, and a waiting
+    comparison cancels the job and says why instead of waiting forever."""
+    out = tmp_path / "out"
+    queued = runner.invoke(app, ["compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--no-wait", "--name", "q",
+                                 "--out", str(out)])  # fmt: skip
+    assert queued.exit_code == 0, queued.output
+    folder = out / "compare" / "q"
+
+    def status():
+        rendered = runner.invoke(app, ["compare", "--from", str(folder)], env={"COLUMNS": "300"})
+        assert rendered.exit_code == 0, rendered.output
+        found = pd.read_csv(folder / "tidy.csv").status.iloc[0]
+        return found if "Slurm cannot start it as asked" in found else None
+
+    said = wait_for(status, 60, "squeue's reason")
+    assert said.startswith("pending (Partition")
+    (job,) = json.loads((folder / "jobs" / "jobs.json").read_text())["job_ids"]
+    subprocess.run(["scancel", job.split("_")[0]], check=True)
+
+    waited = runner.invoke(app, ["compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--name", "w", "--time", "5",
+                                 "--out", str(out)], env={"COLUMNS": "300"})  # fmt: skip
+    assert waited.exit_code == 1, waited.output  # every variant failed
+    status = pd.read_csv(out / "compare" / "w" / "tidy.csv").status.iloc[0]
+    assert status.startswith("failed: Partition") and "Slurm cannot start it as asked" in status
+    assert status.endswith("; cancelled")
+    (job,) = json.loads((out / "compare" / "w" / "jobs" / "jobs.json").read_text())["job_ids"]
+    assert wait_for(lambda: all(row[1] != "PENDING" for row in squeue("%i", "%T") if row[0] == job), 30,
+                    "the job's cancellation")  # fmt: skip
+
+
+def test_a_silent_slurm_is_named(slurm, tmp_path, monkeypatch):
+    out = tmp_path / "out"
+    queued = runner.invoke(app, ["compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--no-wait", "--name", "s",
+                                 "--out", str(out)])  # fmt: skip
+    assert queued.exit_code == 0, queued.output
+    conf = Path(slurm) / "silent.conf"  # the controller's port closed: no answer, as when it is down
+    conf.write_text(
+        re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=9", (Path(slurm) / "slurm.conf").read_text())
+    )
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    rendered = runner.invoke(app, ["compare", "--from", str(out / "compare" / "s")], env={"COLUMNS": "300"})
+    assert rendered.exit_code == 0, rendered.output
+    status = pd.read_csv(out / "compare" / "s" / "tidy.csv").status.iloc[0]
+    assert status.startswith("pending (Slurm did not answer; squeue: ") and "controller" in status
+    monkeypatch.undo()
+    subprocess.run(["scancel", "-u", "root"], check=True)

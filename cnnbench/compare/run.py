@@ -39,6 +39,11 @@ PENDING = "pending"  # a run handed to a scheduler that has not ended yet
 NOT_STARTED = "not started"  # a run the comparison was stopped before it began
 
 
+def is_pending(status: str | None) -> bool:
+    """A run's status while its job waits: pending, or pending (and why)."""
+    return status is not None and (status == PENDING or status.startswith(f"{PENDING} ("))
+
+
 @dataclass
 class CompareResult:
     name: str
@@ -418,7 +423,7 @@ class Recorded:
     @property
     def unsettled(self) -> bool:
         """Rows still waiting on a run (pending), or rows without a status to tell."""
-        return "status" not in self.names or any(self.status(label) == PENDING for label in self.rows)
+        return "status" not in self.names or any(is_pending(self.status(label)) for label in self.rows)
 
     def keeps(self, label: str) -> bool:
         """Whether the run's recorded row stands (where the store holds no row of it): every row that
@@ -427,7 +432,7 @@ class Recorded:
         if row is None:
             return False
         has_run = "run_id" in self.names and bool(row[self.names.index("run_id")])
-        return has_run or self.status(label) != PENDING
+        return has_run or not is_pending(self.status(label))
 
     def typed_row(self, label: str) -> dict[str, Any]:
         """The recorded row with numbers as numbers (for the aggregate and the display)."""

@@ -74,8 +74,8 @@ class Outcome:
     def describe(self) -> str:
         """The status of a run that left no row: pending, what the launcher knows, or the exit code and
         the last error its log names."""
-        if not self.ended:
-            return "pending"
+        if not self.ended:  # with why, where the scheduler says (squeue's reason)
+            return f"pending ({self.status})" if self.status else "pending"
         if self.status:
             return self.status
         reason = last_error(self.log)

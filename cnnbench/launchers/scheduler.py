@@ -215,6 +215,29 @@ ENDED = {"COMPLETED": None, "CANCELLED": "cancelled", "TIMEOUT": "timeout", "DEA
          "BOOT_FAIL": "failed: its node did not boot (Slurm BOOT_FAIL)", "FAILED": "failed: Slurm says FAILED"}  # fmt: skip
 
 
+# squeue's reasons for a pending job that Slurm will not start as it was asked, whatever frees up: its
+# request exceeds the partition, or names what the cluster has not.
+NEVER_STARTS = {
+    "PartitionNodeLimit": "it asks for more nodes than its partition has",
+    "PartitionTimeLimit": "it asks for more time than its partition allows",
+    "PartitionConfig": "it asks for what its partition is not configured to give",
+    "BadConstraints": "no node has what it asks for",
+    "InvalidAccount": "its account is not valid here", "InvalidQOS": "its QOS is not valid here",
+    "QOSMaxNodePerJobLimit": "it asks for more nodes than its QOS allows",
+    "QOSMaxWallDurationPerJobLimit": "it asks for more time than its QOS allows",
+}  # fmt: skip
+ASK_TIMEOUT_S = 20.0  # a Slurm client that gets no answer from its controller retries for about a minute
+
+
+def pending_reason(reason: str | None) -> str | None:
+    """squeue's reason for a pending job as a table says it; None where it gives none."""
+    if not reason or reason in ("None", "(null)"):
+        return None
+    if reason in NEVER_STARTS:
+        return f"{reason}: Slurm cannot start it as asked, {NEVER_STARTS[reason]}"
+    return reason
+
+
 class SlurmStates:
     """The states of a comparison's Slurm jobs, asked of the cluster for all of them at once and at most
     once a second: from sacct, or from squeue where the cluster keeps no accounting (squeue lists an ended
@@ -224,9 +247,17 @@ class SlurmStates:
     def __init__(self, log: Callable[[str], None] = lambda _m: None) -> None:
         self.log = log
         self.states: dict[str, str] = {}
+        self.reasons: dict[str, str] = {}  # squeue's reason of each pending job
         self.source = "sacct"
         self.answered = False  # whether the last question got an answer (then a job not in it is gone)
+        self.silence: str | None = None  # what the last question got instead of an answer
         self._asked = -math.inf
+
+    def _ask(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=ASK_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(argv, 1, "", f"no answer in {ASK_TIMEOUT_S:.0f} s")
 
     def refresh(self, job_ids: Sequence[str]) -> None:
         import time
@@ -236,27 +267,60 @@ class SlurmStates:
         self._asked = time.monotonic()
         ids = ",".join(sorted({j.split("_")[0] for j in job_ids}))
         if self.source == "sacct":
-            done = subprocess.run(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ids], capture_output=True,
-                                  text=True)  # fmt: skip
+            done = self._ask(["sacct", "-n", "-P", "-X", "-o", "JobID,State", "-j", ids])
             if done.returncode == 0 and "disabled" not in done.stdout + done.stderr:
                 self._read(done.stdout)
+                if any(state == "PENDING" for state in self.states.values()):
+                    self._read_reasons(ids)
                 return
-            self.source = "squeue"
-            self.log("this cluster keeps no accounting (sacct has none): job states come from squeue")
-        done = subprocess.run(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T", "-j", ids], capture_output=True,
-                              text=True)  # fmt: skip
+            if "disabled" in done.stdout + done.stderr:
+                self.source = "squeue"
+                self.log("this cluster keeps no accounting (sacct has none): job states come from squeue")
+        done = self._ask(["squeue", "-h", "-r", "-t", "all", "-o", "%i|%T|%r", "-j", ids])
         if done.returncode == 0 or "Invalid job id" in done.stderr:  # every job asked for is gone
             self._read(done.stdout)
         else:
             self.answered = False
+            words = (done.stderr.strip() or f"exit code {done.returncode}").splitlines()[0]
+            said = self.silence is not None
+            self.silence = f"Slurm did not answer; squeue: {words.removeprefix('squeue: ')}"
+            if not said:
+                self.log(f"{self.silence} (asking again)")
+
+    def _read_reasons(self, ids: str) -> None:
+        done = self._ask(["squeue", "-h", "-r", "-t", "PENDING", "-o", "%i|%T|%r", "-j", ids])
+        if done.returncode == 0:
+            for line in done.stdout.splitlines():
+                job_id, _state, reason = (line.split("|") + ["", ""])[:3]
+                if job_id.strip() and reason.strip():
+                    self.reasons[job_id.strip()] = reason.strip()
 
     def _read(self, text: str) -> None:
-        self.states = {}
+        self.states, self.reasons, self.silence = {}, {}, None
         for line in text.splitlines():
-            job_id, _, state = line.partition("|")
+            job_id, _, rest = line.partition("|")
+            state, _, reason = rest.partition("|")  # squeue's lines carry the reason as well
             if job_id and "." not in job_id and state:
                 self.states[job_id.strip()] = state.split()[0]  # "CANCELLED by 0": CANCELLED
+                if reason.strip():
+                    self.reasons[job_id.strip()] = reason.strip()
         self.answered = True
+
+    def pending(self, job_id: str) -> str | None:
+        """What stands after "pending" for a job that has not ended: squeue's reason, or that Slurm did not
+        answer; None where there is nothing to add."""
+        if self.silence is not None:
+            return self.silence
+        array = job_id.split("_")[0]
+        reason = self.reasons.get(job_id) or next(
+            (r for key, r in self.reasons.items() if key.startswith(f"{array}_[")), None
+        )  # an array's tasks that have not started are one line, ARRAY_[0-3]
+        return pending_reason(reason)
+
+    def never_starts(self, job_id: str) -> str | None:
+        """squeue's reason where Slurm will not start the pending job as it was asked."""
+        reason = self.reasons.get(job_id)
+        return reason if reason in NEVER_STARTS and self.states.get(job_id) == "PENDING" else None
 
     def ended(self, job_id: str) -> tuple[bool, str | None]:
         """(whether the job has ended, the status it gives its run), from the last answer."""
@@ -297,6 +361,8 @@ def slurm_outcomes(folder: Path) -> dict[str, Outcome]:
         if ended:
             outcomes[label] = Outcome(ended=True, returncode=1,
                                       status=status or "failed: its job ended without its run's row")  # fmt: skip
+        else:  # pending, with squeue's reason or Slurm's silence
+            outcomes[label] = Outcome(status=states.pending(job_id))
     return outcomes
 
 
@@ -336,6 +402,11 @@ class SubmititHandle:
                 return None
         elif not all(self.job.task(i).paths.result_pickle.exists() for i in range(self.job.num_tasks)):
             self.states.refresh([self.job.job_id])
+            reason = self.states.never_starts(self.job.job_id)
+            if reason is not None:  # it would wait forever: cancelled, and its run says why
+                subprocess.run(["scancel", str(self.job.job_id)], capture_output=True, timeout=ASK_TIMEOUT_S)
+                self.status = f"failed: {pending_reason(reason)}; cancelled"
+                return 1
             ended, status = self.states.ended(self.job.job_id)
             if not ended or (status is None and self._result_may_come()):
                 return None

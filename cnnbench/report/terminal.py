@@ -60,6 +60,11 @@ def fitted_table(
     width = width or console.width
     if not wide:  # a long name (a factory by its absolute path) would leave no room for the numbers
         rows = _short_names(rows, max(24, width // 3))
+        if "status" in columns:  # a long reason (Slurm's, an error's) is whole in the CSV and the log
+            i, budget = columns.index("status"), max(24, width // 3)
+            rows = [
+                [*r[:i], r[i] if len(r[i]) <= budget else r[i][: budget - 1] + "…", *r[i + 1 :]] for r in rows
+            ]
     order = [c for c in priority if c in columns and c != columns[0]]
     order += [c for c in columns[1:] if c not in order]
     shown = [columns[0], *order]
