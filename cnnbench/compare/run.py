@@ -237,9 +237,11 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
     settled = []
     for r in plan.runs:
         outcome = outcomes.get(r.label, Outcome())
-        if not (r.run_id and outcome.ended) or (recorded is not None and recorded.keeps(r.label)):
+        if not (r.run_id and outcome.ended):
             continue
         if r.run_id not in records.rows:
+            if recorded is not None and recorded.keeps(r.label):
+                continue  # the folder's row stands (its store does not hold the run: copied, moved aside)
             settled.append(RunStore(out, r.run_id).settle(outcome.describe(), replace=()))
         elif outcome.status in ("cancelled", "timeout"):
             settled.append(RunStore(out, r.run_id).settle(outcome.status, replace=("interrupted",)))
