@@ -201,3 +201,16 @@ def test_a_stop_names_what_a_run_kept_and_the_command_that_goes_on(tmp_path, cap
     assert "run r stopped before its first epoch ended, so it measured nothing" in said
     assert "torchrun --nproc-per-node 2 -m cnnbench train --resume r --out" in said
     assert "--gpus" not in said and "checkpoint" not in said
+
+
+def test_a_stop_after_a_run_ended_does_not_name_that_run(tmp_path, monkeypatch):
+    """A stop while the figures are drawn (every run ended ok) names no run as the one it stopped."""
+    from cnnbench.compare.command import _stopped_line, make_config
+    from cnnbench.training.status import Stopped
+
+    train_result = cli("train", "lenet", *SYN, "--run-name", "done", "--out", tmp_path)
+    assert train_result.exit_code == 0, train_result.output
+    config = make_config(["lenet"], {"out": tmp_path}, {}, {})
+    monkeypatch.setattr("sys.argv", ["cnnbench", "compare", "lenet"])
+    line = _stopped_line(Stopped(15), config, "done")
+    assert line.startswith("[yellow]stopped by SIGTERM:[/] finished runs") and "during run" not in line

@@ -173,6 +173,10 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(slur
     said.append(waiting.communicate(timeout=60)[0])
     text = "".join(said)
     assert "stopped waiting; the jobs go on in Slurm" in text and "Traceback" not in text
+    # no command that would be refused while the jobs run: the --from command above is the one to type
+    assert "this command reuses" not in text and "the --from command above renders their table" in " ".join(
+        text.split()
+    )
     assert [state for _, state in squeue("%i", "%T")] != []  # the job is still the cluster's
     folder = tmp_path / "compare" / "w"
 
