@@ -66,7 +66,7 @@ def _stop_signals_held() -> Any:
 
 
 def _helpers_ignore_hangups(context: Any) -> None:
-    """Start multiprocessing's helper processes (the resource tracker, the forkserver) with SIGHUP ignored,
+    """Start multiprocessing's helper processes (the resource tracker, the forkserver) with SIGHUP blocked,
     as the tracker ignores SIGINT and SIGTERM itself: a closed terminal's SIGHUP reaches the whole process
     group, and a tracker it killed was relaunched with a warning and a KeyError traceback for every
     semaphore the pool then freed. The caller stops on SIGHUP and shuts the pool down; the helpers end
@@ -75,9 +75,11 @@ def _helpers_ignore_hangups(context: Any) -> None:
     import threading
     from multiprocessing import resource_tracker
 
-    if not hasattr(signal, "SIGHUP") or threading.current_thread() is not threading.main_thread():
-        return  # (signal handlers are the main thread's to set)
-    previous = signal.signal(signal.SIGHUP, signal.SIG_IGN)  # inherited through exec by what starts now
+    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
+        return
+    # Blocked, not ignored, here: a hangup that comes meanwhile waits and stops this process once the
+    # helpers are up. They keep the mask (inherited through exec), so SIGHUP never reaches them.
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
     try:
         resource_tracker.ensure_running()
         if context.get_start_method() == "forkserver":
@@ -85,7 +87,7 @@ def _helpers_ignore_hangups(context: Any) -> None:
 
             forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGHUP, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _start_worker(initializer: Callable[[], None] | None) -> None:

@@ -189,7 +189,7 @@ def test_a_named_comparison_stopped_part_way_continues_with_the_command_it_print
 
 def test_a_stop_names_what_a_run_kept_and_the_command_that_goes_on(tmp_path, capsys):
     """No epoch and no checkpoint: the line says so (it promised both); a data-parallel run on the CPU is
-    continued by torchrun (train --gpus N wants GPUs)."""
+    continued in as many processes on the CPU (--gpus N alone wants GPUs)."""
     from cnnbench.recipe import TrainConfig
     from cnnbench.report.progress import TrainProgress, print_interrupted_run
 
@@ -199,8 +199,8 @@ def test_a_stop_names_what_a_run_kept_and_the_command_that_goes_on(tmp_path, cap
     print_interrupted_run(progress, "stopped by SIGTERM")
     said = " ".join(capsys.readouterr().err.split())
     assert "run r stopped before its first epoch ended, so it measured nothing" in said
-    assert "torchrun --nproc-per-node 2 -m cnnbench train --resume r --out" in said
-    assert "--gpus" not in said and "checkpoint" not in said
+    assert f"start it again with: cnnbench train --resume r --gpus 2 --device cpu --out {tmp_path}" in said
+    assert "checkpoint" not in said
 
 
 def test_a_stop_after_a_run_ended_does_not_name_that_run(tmp_path, monkeypatch):

@@ -144,7 +144,7 @@ def test_profile_takes_a_user_model(tmp_path, factory):
     result = runner.invoke(app, ["profile", f"{factory}:make", "-i", "3x16x16", "--device", "cpu", "--batch-sizes",
                                  "2", "--warmup", "1", "--iters", "2", "-f", "json", "--out", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.output)["rows"]
+    rows = json.loads(result.stdout)["rows"]
     assert [r["mode"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
     assert rows[0]["model"] == f"{factory}:make"
 

@@ -188,7 +188,7 @@ def test_a_data_parallel_run_under_nohup_trains_on_and_sigterm_is_said_once_by_r
     assert process.returncode == 143, output
     said = [line for line in output.splitlines() if "SIGTERM" in line or "SIGHUP" in line]
     assert said == ["stopped by SIGTERM: run ddp keeps its finished epochs and last checkpoint; continue it with: "
-                    f"cnnbench train --resume ddp --gpus 2 --out {out}"], output  # fmt: skip
+                    f"cnnbench train --resume ddp --gpus 2 --device cpu --out {out}"], output  # fmt: skip
     assert "death signal" not in output and "Traceback" not in output
     row = pd.read_csv(out / "runs.csv").iloc[0]
     assert row.status == "interrupted" and row.world_size == 2

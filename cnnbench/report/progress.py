@@ -83,8 +83,8 @@ class TrainProgress:
         if device == "cpu" and steps > 0 and not self.quiet and not self.warmup_said:
             self.warmup_said = True
             self.progress.console.print(
-                f"[yellow]training on the CPU[/] (no CUDA GPU in use): {steps} untimed warm-up steps of batch "
-                f"{batch} first, then the epochs and an estimate of their time",
+                f"warming up on the CPU: {steps} untimed steps of batch {batch}, then the epochs and an "
+                "estimate of their time",
                 highlight=False,
             )
 
@@ -250,12 +250,9 @@ def print_interrupted_run(progress: TrainProgress, why: str = "interrupted") -> 
     where = f" --out {shlex.quote(str(out))}" if out is not None and Path(out) != DEFAULT_RESULTS_DIR else ""
     command = f"cnnbench train --resume {run_id}"
     if progress.world_size > 1:
-        from cnnbench.device import is_cuda
-
-        # data-parallel on the CPU is torchrun's alone (train --gpus N asks for GPUs this machine lacks)
-        on_gpus = is_cuda(progress.device or "cpu")
-        command = (f"{command} --gpus {progress.world_size}" if on_gpus else
-                   f"torchrun --nproc-per-node {progress.world_size} -m {command}")  # fmt: skip
+        # on the CPU, --gpus N is N processes with --device cpu (alone it asks for GPUs the machine lacks)
+        on_cpu = " --device cpu" if progress.device == "cpu" else ""
+        command = f"{command} --gpus {progress.world_size}{on_cpu}"
     run_dir = Path(out if out is not None else DEFAULT_RESULTS_DIR) / "runs" / run_id
     epochs_file = run_dir / "epochs.csv"
     has_epochs = epochs_file.is_file() and len(epochs_file.read_text().splitlines()) > 1

@@ -59,7 +59,7 @@ def fitted_table(
     rows = [[str(c) for c in row] for row in rows]
     width = width or console.width
     if not wide:  # a long name (a factory by its absolute path) would leave no room for the numbers
-        rows = _short_names(rows, max(24, width // 3))
+        rows = _short_names(rows, max(24, width // 2))  # a name of half the width at most, whole below
         if "status" in columns:  # a long reason (Slurm's, an error's) is whole in the CSV and the log
             i, budget = columns.index("status"), max(24, width // 3)
             rows = [
