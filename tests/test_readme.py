@@ -44,11 +44,11 @@ def on_the_cpu(argv: list[str], found: dict[str, str]) -> list[str]:
     command = argv[0]
     if "--resume" in argv:
         return [*argv, "--epochs", "2"]
+    if "--price-per-gpu-hour" in argv:  # a price of GPU-hours, which the CPU uses none of (refused there)
+        i = argv.index("--price-per-gpu-hour")
+        del argv[i : i + 2]
     if command in ("train", "compare") and "--from" not in argv and "--config" not in argv:
         argv = [a for a in argv if a not in ("-d", "synthetic")]
-        if "--price-per-gpu-hour" in argv:  # a price of GPU-hours, which the CPU uses none of (refused there)
-            i = argv.index("--price-per-gpu-hour")
-            del argv[i : i + 2]
         if "--val-split" in argv:
             argv[argv.index("--val-split") + 1] = "8"  # of 32 images
         for flag in ("--epochs", "-e", "--seeds"):
