@@ -12,15 +12,20 @@ os.environ.pop("COLUMNS", None)
 import cnnbench.report.progress  # noqa: E402, F401
 from cnnbench.training.trainer import Callbacks  # noqa: E402
 
-# The files whose tests take tens of seconds each, run first: the workers then end together, instead of
-# one running the last long test alone while the others wait.
-LONG_FIRST = ("test_readme.py", "test_slurm.py", "test_zoo.py", "test_distributed.py", "test_stopped_runs.py", "test_train.py",
-              "test_significance.py", "test_sweep.py", "test_launchers.py", "test_compare.py")  # fmt: skip
-
 
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONG_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(LONG_FIRST)))
+    """The tiers, read from what a test uses where that can be read: the one-node Slurm (its fixture), CUDA
+    (test_gpu.py) and the real CIFAR-10 copy are each a marker of their own and slow; the rest is marked
+    where it is written. The fast tier (the README's command) is ``not slow``; ``-m ""`` runs both. The
+    slow run first, so that the workers end together."""
+    for item in items:
+        if "slurm" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slurm)
+        if item.path.name == "test_gpu.py":
+            item.add_marker(pytest.mark.gpu)
+        if any(item.get_closest_marker(m) for m in ("slurm", "gpu", "integration")):
+            item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -48,6 +48,7 @@ def test_grammar_errors(spec, error, message):
         parse_variants([spec])
 
 
+@pytest.mark.slow
 def test_two_models_two_seeds_files_match_their_runs(tmp_path):
     result = compare(tmp_path, "lenet", "cnn_dropout:dropout=0.3", "--seeds", "2", "--name", "t")
     assert result.exit_code == 0, result.output
@@ -186,6 +187,7 @@ def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
     assert not (tmp_path / "runs.csv").exists()
 
 
+@pytest.mark.slow
 def test_plot_workers_draw_the_figures_a_comparison_draws_itself(tmp_path):
     """On a GPU a comparison's figures are drawn side by side by processes started while it trains: the
     same figures, pixel for pixel, as drawn in-process; a figure's error is raised in the comparison."""

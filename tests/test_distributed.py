@@ -31,6 +31,7 @@ def single(*argv):
                           text=True, timeout=300)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_train_like_one_rank_0_alone_writes_and_it_resumes(tmp_path):
     ddp = torchrun(*RECIPE, "-e", "1", "--out", str(tmp_path / "ddp"))
     assert ddp.returncode == 0, ddp.stderr[-2000:]
@@ -112,6 +113,7 @@ def test_shards_are_disjoint_and_equal_for_training():
         distributed.per_rank_batch(128, World(0, 0, 3))
 
 
+@pytest.mark.slow
 def test_profile_measures_data_parallel_scaling_at_each_process_count(tmp_path):
     result = runner.invoke(app, ["profile", "lenet5", "--gpus", "2,1", "--device", "cpu", "--batch-sizes", "16",
                                  "--warmup", "1", "--iters", "3", "--out", str(tmp_path), "-f", "json"])  # fmt: skip
@@ -140,6 +142,7 @@ def test_profile_scaling_refuses_bad_counts_in_one_line(tmp_path, args, message)
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_the_step_probes_clock_is_one_for_every_rank(tmp_path):
     """The warm-up's step probe stops after half a second; in a data-parallel run every rank must stop
     at the same step, each step being a collective (seen under a loaded CI: one rank stepped once more

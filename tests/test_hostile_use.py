@@ -334,6 +334,7 @@ def test_every_results_file_is_as_readable_as_the_umask_says(tmp_path):
     assert {f.name: oct(stat.S_IMODE(f.stat().st_mode)) for f in files} == {f.name: "0o644" for f in files}
 
 
+@pytest.mark.slow
 def test_profiles_native_logs_stay_out_of_a_cpu_trace(tmp_path):
     import subprocess
 

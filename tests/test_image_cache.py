@@ -78,6 +78,7 @@ PEAK_RSS = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_a_first_decode_does_not_grow_with_the_number_of_images(tmp_path):
     peaks = {}
     for count in (500, 2000):  # per class: 1,000 and 4,000 images
@@ -228,6 +229,7 @@ def test_a_mapped_set_streams_the_batches_a_resident_one_gives(tmp_path):
         assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]), augment
 
 
+@pytest.mark.slow
 def test_the_input_bound_line_appears_when_the_loader_is_the_slower(tmp_path, monkeypatch):
     from cnnbench.recipe import TrainConfig
     from cnnbench.training.trainer import Callbacks, train

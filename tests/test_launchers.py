@@ -33,6 +33,7 @@ LEARNS = [
 RECIPE = [*LEARNS, "--device", "cpu"]
 
 
+@pytest.mark.slow
 def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     out = tmp_path / "r"
     # --device auto: local jobs train where this machine's device is (the CPU here)
@@ -56,6 +57,7 @@ def test_local_launcher_runs_two_jobs_end_to_end(tmp_path):
     assert len(pd.read_csv(out / "runs.csv")) == 2
 
 
+@pytest.mark.slow
 def test_a_job_that_crashes_becomes_its_row_and_the_others_go_on(tmp_path):
     # A network of the user's own that builds here but crashes inside a scheduler's job.
     nets = tmp_path / "nets.py"

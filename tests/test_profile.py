@@ -68,6 +68,7 @@ def test_out_of_memory_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch):
     assert csv.status.tolist() == ["ok", "out of memory", "out of memory"]
 
 
+@pytest.mark.slow
 def test_layer_table_times_every_module_and_totals_them(tmp_path):
     config = profiling.ProfileConfig("cnn_dropout", batch_sizes=[16], modes=["train"], device="cpu", layers=True,
                                      trace=tmp_path / "trace.json", out=tmp_path)  # fmt: skip

@@ -13,6 +13,9 @@ from typer.testing import CliRunner
 
 from cnnbench.cli import app
 
+# It runs every command of the README in a fresh clone (a minute and more): the slow tier.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 # What needs a GPU, a cluster, several processes or a folder of the user's own is left out here (the
 # launcher, data-parallel and own-data tests run those paths).

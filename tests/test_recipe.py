@@ -208,6 +208,7 @@ def _launched(tmp_path, name, *launcher):
      pytest.param(["--launcher", "slurm", "--gpus-per-job", "0"], marks=pytest.mark.xdist_group("slurm"))],
     ids=["inline", "submitit-local", "gpu-workers", "slurm"],
 )  # fmt: skip
+@pytest.mark.slow
 def test_a_comparisons_run_trains_the_recipe_it_planned(tmp_path, monkeypatch, request, launcher):
     if "slurm" in launcher:
         request.getfixturevalue("slurm")  # a real one-node cluster

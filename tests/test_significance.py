@@ -92,6 +92,7 @@ DETERMINISTIC_RUN = [sys.executable, "-m", "cnnbench", "train", "cnn_dropout", "
                      "--no-checkpoint"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_deterministic_runs_in_two_processes_give_identical_epoch_rows(tmp_path):
     for out in ("a", "b"):
         done = subprocess.run([*DETERMINISTIC_RUN, "--out", str(tmp_path / out)], capture_output=True, text=True,

@@ -12,6 +12,9 @@ import pandas as pd
 import pytest
 from conftest import RECIPE, cnnbench_processes, start, wait_until
 
+# Every test here starts cnnbench processes: the slow tier (python -m pytest -m slow).
+pytestmark = pytest.mark.slow
+
 
 def epochs_written(out):
     return lambda: any(len(p.read_text().splitlines()) >= 2 for p in out.glob("runs/*/epochs.csv"))

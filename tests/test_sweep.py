@@ -35,6 +35,7 @@ def test_bad_gpu_lists(text, available, error):
         parse_gpus(text, available)
 
 
+@pytest.mark.slow
 def test_a_sweep_on_two_workers_end_to_end(tmp_path, monkeypatch):
     # The workers run on the CPU here; on a GPU machine each would see one GPU (CUDA_VISIBLE_DEVICES).
     import torch
@@ -71,6 +72,7 @@ echo "args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY visible=${CUDA_VISIBLE_DEVICES:-none
 """
 
 
+@pytest.mark.slow
 def test_several_runs_per_gpu_share_it_through_their_own_mps_daemon(tmp_path, monkeypatch):
     import torch
 

@@ -63,6 +63,7 @@ def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
     assert (result.run_dir / "last.pt").exists() and (result.run_dir / "best.pt").exists()
 
 
+@pytest.mark.slow
 def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
     straight = train(synthetic_config(tmp_path / "a", model="cnn_dropout"))
     out = tmp_path / "b"
@@ -117,6 +118,7 @@ def train_one_epoch(results_dir, *args):
 
 
 @pytest.mark.skipif(not FASHION.is_dir(), reason="apt-get install dataset-fashion-mnist")
+@pytest.mark.slow
 def test_lenet_learns_fashion_mnist_in_one_epoch(results_dir):
     row = train_one_epoch(results_dir, "-d", "fashion-mnist")
     assert row.status == "ok" and row.best_test_acc > 70.0
