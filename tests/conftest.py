@@ -158,12 +158,14 @@ def signals_at_default():
         signal.signal(signum, signal.SIG_DFL)
 
 
-def wait_until(predicate, seconds=120.0, what="the awaited event"):
-    """Poll ``predicate`` until it holds (returning its value); fail naming ``what`` after ``seconds``."""
+def wait_until(predicate, seconds=120.0, what="the awaited event", interval=0.1):
+    """Ask ``predicate`` every ``interval`` seconds until it holds (returning its value); fail naming
+    ``what`` (text, or a function that says it then) after ``seconds``."""
     deadline = time.monotonic() + seconds
     while not (got := predicate()):
-        assert time.monotonic() < deadline, f"{what} did not happen in {seconds:.0f} s"
-        time.sleep(0.1)
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"{what() if callable(what) else what} did not happen in {seconds:.0f} s")
+        time.sleep(interval)
     return got
 
 

@@ -94,8 +94,11 @@ def test_ctrl_c_stops_the_caller_and_not_its_worker_processes_which_print_no_tra
 
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
+    from conftest import signals_at_default
+
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "started")], capture_output=True, text=True,
-                          timeout=120, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+                          timeout=120, start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                          preexec_fn=signals_at_default)  # fmt: skip  # a Ctrl-C to test, whatever pytest inherited
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["the caller stopped", "the task in flight finished"]
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr

@@ -7,11 +7,11 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import signals_at_default, wait_until
 from typer.testing import CliRunner
 
 from cnnbench.cli import app
@@ -59,13 +59,8 @@ def statuses(folder: Path) -> list[str]:
 
 
 def wait_for(test, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        got = test()
-        if got:
-            return got
-        time.sleep(1)
-    raise AssertionError(f"{what} did not happen in {seconds} s; squeue: {squeue('%i', '%T', '%r')}")
+    """conftest's wait_until, asking every second, its failure with the jobs as squeue lists them then."""
+    return wait_until(test, seconds, lambda: f"{what} (squeue: {squeue('%i', '%T', '%r')})", interval=1.0)
 
 
 def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(slurm, tmp_path):
@@ -163,7 +158,8 @@ def test_a_data_parallel_job_is_two_slurm_tasks(slurm, tmp_path):
 def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(slurm, tmp_path):
     command = [sys.executable, "-m", "cnnbench", "compare", "lenet5", *SMALL, "-e", "1", "--time", "5",
                "--name", "w", "--out", str(tmp_path)]  # fmt: skip
-    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    waiting = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=signals_at_default)  # fmt: skip  # a Ctrl-C to test, whatever pytest inherited
     said = []
     for line in waiting.stdout:
         said.append(line)

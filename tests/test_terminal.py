@@ -11,6 +11,8 @@ from typer.testing import CliRunner
 from cnnbench.cli import app
 
 runner = CliRunner()
+# One worker for the module: its fixture trains one comparison, which two workers would each train.
+pytestmark = pytest.mark.xdist_group("terminal")
 SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "--synthetic-size", "128"]
 LONG = ["cifar10net:batch_norm=true,false", "cnn_dropout:dropout=0.3"]
 
