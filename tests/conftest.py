@@ -73,6 +73,16 @@ def slurm(tmp_path_factory):
             slurm_cluster.stop(folder)
 
 
+def cli(*args, columns=300, **kw):
+    """``cnnbench ARGS`` as a user types them, run in this process at a terminal ``columns`` wide: the
+    result's exit code and output (stdout and stderr as the terminal shows them)."""
+    from typer.testing import CliRunner
+
+    from cnnbench.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": str(columns)}, **kw)
+
+
 @pytest.fixture
 def results_dir(tmp_path):
     return tmp_path / "results"

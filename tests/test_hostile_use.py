@@ -9,7 +9,7 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import one_line_error
+from conftest import cli, one_line_error
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -19,10 +19,6 @@ from cnnbench.training.trainer import train
 
 runner = CliRunner()
 SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q", "--synthetic-size", "64", "-b", "16"]
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
 
 
 def small(out, **kw):

@@ -7,17 +7,9 @@ import signal
 
 import pandas as pd
 import pytest
-from conftest import RECIPE, cnnbench_processes, one_line_error, start, wait_until
-from typer.testing import CliRunner
+from conftest import RECIPE, cli, cnnbench_processes, one_line_error, start, wait_until
 
-from cnnbench.cli import app
-
-runner = CliRunner()
 SYN = ["-d", "synthetic", "-i", "1x16x16", "--epochs", "1", "--device", "cpu", "-q", "--synthetic-size", "64"]
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
 
 
 @pytest.fixture(scope="module")

@@ -7,20 +7,12 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import one_line_error
+from conftest import cli, one_line_error
 from PIL import Image
 from test_own_data import train_args, write_folder
-from typer.testing import CliRunner
 
-from cnnbench.cli import app
-
-runner = CliRunner()
 SYN = ["-d", "synthetic", "-i", "1x16x16", "--epochs", "1", "--device", "cpu", "-q"]
 LONG = "a" * 300
-
-
-def cli(*args):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "300"})
 
 
 @pytest.mark.parametrize(

@@ -11,16 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import InterruptAt, one_line_error
-from typer.testing import CliRunner
+from conftest import InterruptAt, cli, one_line_error
 
-from cnnbench.cli import app
 from cnnbench.errors import ResultsError
 from cnnbench.recipe import TrainConfig
 from cnnbench.store.tables import append_row, check_table, read_table, upsert_rows
 from cnnbench.training.trainer import resume, train
 
-runner = CliRunner()
 SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q", "--synthetic-size", "128"]
 
 
@@ -29,10 +26,6 @@ def cfg(out, **kw):
                 input_size=(3, 16, 16), num_classes=10, device="cpu", run_name="r")  # fmt: skip
     base.update(kw)
     return TrainConfig(**base)
-
-
-def cli(*args, **kw):
-    return runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "200"}, **kw)
 
 
 # --- checkpoints and resume -----------------------------------------------------------------------
