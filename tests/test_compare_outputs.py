@@ -15,6 +15,7 @@ def compare(out, *args):
     return cli("compare", *SYNTH, "-e", "1", "-b", "64", "--out", out, *args)
 
 
+@pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_two_comparisons_never_share_a_folder(tmp_path):
     assert compare(tmp_path, "lenet").exit_code == 0
     assert compare(tmp_path, "lenet", "--lr", "0.01").exit_code == 0
@@ -28,6 +29,7 @@ def test_compare_name_is_a_plain_folder_name(tmp_path, name):
     one_line_error(compare(tmp_path, "lenet", "--name", name), "expected --name as a plain folder name")
 
 
+@pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_reusing_a_name_asks_for_force(tmp_path):
     assert compare(tmp_path, "lenet", "--name", "n").exit_code == 0
     before = (tmp_path / "compare" / "n" / "tidy.csv").read_text()

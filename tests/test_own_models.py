@@ -149,6 +149,7 @@ def test_profile_takes_a_user_model(tmp_path, factory):
     assert rows[0]["model"] == f"{factory}:make"
 
 
+@pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_timm_models_take_the_datasets_classes_and_input_size(tmp_path):
     pytest.importorskip("timm")
     out = runner.invoke(app, ["summary", "timm:resnet18", "-d", "cifar10", "--depth", "1", "-f", "json",

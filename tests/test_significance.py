@@ -43,6 +43,7 @@ def test_welch_p_by_hand_and_without_warnings_when_one_sample_has_no_spread():
     assert welch_p([10.0, 10.0], [10.0, 10.0]) != welch_p([10.0, 10.0], [10.0, 10.0])  # no spread: NaN
 
 
+@pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):
     result = runner.invoke(app, ["compare", "lenet", "lenet:pool=max", "cnn_dropout", *SYNTH, "--seeds", "2",
                                  "--out", str(tmp_path), "--name", "s"], env={"COLUMNS": "250"})  # fmt: skip
@@ -108,6 +109,7 @@ def test_deterministic_runs_in_two_processes_give_identical_epoch_rows(tmp_path)
     pd.testing.assert_frame_equal(rows[0], rows[1], check_exact=True)
 
 
+@pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_a_reused_run_says_whether_it_was_deterministic(tmp_path):
     args = ["compare", "lenet", *SYNTH, "--out", str(tmp_path)]
     assert runner.invoke(app, [*args, "--deterministic", "--name", "a"]).exit_code == 0
