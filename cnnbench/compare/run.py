@@ -24,6 +24,7 @@ from cnnbench.store.runs import RunRecords, validate_runs_table
 from cnnbench.store.tables import (
     Table,
     ensure_dir,
+    frame_of,
     hold,
     read_frame,
     read_json,
@@ -439,7 +440,10 @@ class Recorded:
     def typed_row(self, label: str) -> dict[str, Any]:
         """The recorded row with numbers as numbers (for the aggregate and the display)."""
         row = (
-            _typed(Table(self.tidy.header, [self.rows[label]])).rename(columns=LEGACY_NAMES).iloc[0].to_dict()
+            frame_of(Table(self.tidy.header, [self.rows[label]]))
+            .rename(columns=LEGACY_NAMES)
+            .iloc[0]
+            .to_dict()
         )
         row.setdefault("status", "not recorded")
         row["options"] = row["options"] if isinstance(row.get("options"), str) else ""
@@ -458,7 +462,7 @@ class Recorded:
         rows = self._epoch_rows(kept)
         if not rows:
             return epochs
-        recorded = _typed(Table(self.epochs.header, rows))
+        recorded = frame_of(Table(self.epochs.header, rows))
         return pd.concat([epochs, recorded], ignore_index=True) if len(epochs) else recorded
 
     def merged_text(self, frame: Any, kept: set[str], which: str) -> str:
@@ -490,15 +494,6 @@ class Recorded:
                 mine = [r for r in recorded_rows if _label(dict(zip(table.header, r, strict=True))) == label]
                 rows += [r + [""] * (len(header) - len(r)) for r in mine]
         return Table(header, rows).to_text()
-
-
-def _typed(table: Table) -> Any:
-    """Text cells as pandas types them (numbers as numbers, empty cells as NaN)."""
-    import io
-
-    import pandas as pd
-
-    return pd.read_csv(io.StringIO(table.to_text()))
 
 
 def load_compare(source: Path, baseline: str | None = None) -> CompareResult:

@@ -353,18 +353,14 @@ def hold(path: Path, busy: str) -> Any:
 def held_elsewhere(path: Path) -> bool:
     """Whether another process holds the lock file ``path`` now (see :func:`hold`): a run training, a
     comparison running. False where there is no such file."""
-    from filelock import FileLock, Timeout
-
     if not Path(path).exists():
         return False
-    lock = FileLock(str(path), timeout=0)
     try:
-        lock.acquire()
-    except Timeout:
+        hold(path, "held").release()
+    except InvalidArgumentError:
         return True
-    except OSError:  # a read-only copy: nothing can be running there
+    except ResultsError:  # a read-only copy: nothing can be running there
         return False
-    lock.release()
     return False
 
 
@@ -429,9 +425,14 @@ def update_row(path: Path, key: str, value: str, change: Any) -> bool:
 
 def read_frame(path: Path) -> Any:
     """A validated table as a DataFrame (numbers typed by pandas, empty cells as NaN)."""
+
+    return frame_of(read_table(path))
+
+
+def frame_of(table: Table) -> Any:
+    """Text cells as pandas types them (numbers as numbers, empty cells as NaN)."""
     import pandas as pd
 
-    table = read_table(path)
     if not table.header:
         return pd.DataFrame()
     return pd.read_csv(io.StringIO(table.to_text()))
