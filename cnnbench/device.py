@@ -35,59 +35,55 @@ def worker_pool(workers: int, initializer: Callable[[], None] | None = None) -> 
 
     methods = multiprocessing.get_all_start_methods()
     context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    _helpers_ignore_hangups(context)
+    _start_helpers_deaf_to_hangups(context)
 
     class Pool(ProcessPoolExecutor):
         def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Any:
             # A submit may start a worker: a stop signal handled halfway through would leave it to start
             # with its parent's semaphores gone (a FileNotFoundError traceback from the forkserver). The
             # signal waits until the submit is done, and is handled then.
-            with _stop_signals_held():
+            with _signals_held(_STOP_SIGNALS):
                 return super().submit(fn, *args, **kwargs)
 
     return Pool(workers, mp_context=context, initializer=_start_worker, initargs=(initializer,))
 
 
+_STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
 @contextlib.contextmanager
-def _stop_signals_held() -> Any:
-    """Ctrl-C, SIGTERM and SIGHUP held (blocked, not lost) for the block, in the main thread."""
+def _signals_held(names: tuple[str, ...]) -> Any:
+    """The signals ``names`` held (blocked, not lost) for the block, in the main thread: one that comes
+    meanwhile is handled as the block ends, and processes started in it inherit the mask."""
     import signal
     import threading
 
     if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {getattr(signal, n) for n in names})
     try:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _helpers_ignore_hangups(context: Any) -> None:
+def _start_helpers_deaf_to_hangups(context: Any) -> None:
     """Start multiprocessing's helper processes (the resource tracker, the forkserver) with SIGHUP blocked,
     as the tracker ignores SIGINT and SIGTERM itself: a closed terminal's SIGHUP reaches the whole process
     group, and a tracker it killed was relaunched with a warning and a KeyError traceback for every
     semaphore the pool then freed. The caller stops on SIGHUP and shuts the pool down; the helpers end
     when it does (they read its pipe to its end)."""
-    import signal
-    import threading
     from multiprocessing import resource_tracker
 
-    if not hasattr(signal, "pthread_sigmask") or threading.current_thread() is not threading.main_thread():
-        return
-    # Blocked, not ignored, here: a hangup that comes meanwhile waits and stops this process once the
-    # helpers are up. They keep the mask (inherited through exec), so SIGHUP never reaches them.
-    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP})
-    try:
+    # Blocked, not ignored: a hangup that comes meanwhile stops this process once the helpers are up.
+    # They keep the mask (inherited through exec), so SIGHUP never reaches them.
+    with _signals_held(("SIGHUP",)):
         resource_tracker.ensure_running()
         if context.get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
             forkserver.ensure_running()
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _start_worker(initializer: Callable[[], None] | None) -> None:
