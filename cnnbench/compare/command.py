@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnbench.compare.plan import CompareConfig
+from cnnbench.compare.plan import CompareConfig, check_price
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
@@ -54,10 +54,7 @@ def _refuse_beside_from(variants: list[str], recipe: dict[str, Any], compare: di
             f"expected only --baseline, --note or --price-per-gpu-hour beside --from (it renders a saved "
             f"comparison, nothing trains), got {', '.join(ignored)}"
         )
-    if "price_per_gpu_hour" in compare:
-        CompareConfig(
-            variants=[], base=TrainConfig(model=""), price_per_gpu_hour=compare["price_per_gpu_hour"]
-        ).validate()
+    check_price(compare.get("price_per_gpu_hour"))
 
 
 def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None) -> str:

@@ -32,6 +32,15 @@ def parse_seed_list(text: str) -> list[int]:
         raise InvalidArgumentError(f"expected --seed-list as integers like 0,5,9, got {text!r}") from None
 
 
+def check_price(price: float | None) -> None:
+    """--price-per-gpu-hour: a positive number, at most a million (above that it is a typo, and near 1e308
+    its costs overflow to inf)."""
+    if price is not None and not (math.isfinite(price) and 0 < price <= MAX_PRICE):
+        raise InvalidArgumentError(
+            f"expected --price-per-gpu-hour > 0 and at most {MAX_PRICE:g}, got {price:g}"
+        )
+
+
 def _negate(flag: bool) -> bool:
     return not flag
 
@@ -113,12 +122,7 @@ class CompareConfig:
                     f"expected --seeds or --seed-list, got both (--seeds {self.seeds}, --seed-list "
                     f"{','.join(map(str, self.seed_list))})"
                 )
-        price = self.price_per_gpu_hour
-        if price is not None and not (math.isfinite(price) and 0 < price <= MAX_PRICE):
-            # above a million per GPU-hour a price is a typo, and near 1e308 its costs overflow to inf
-            raise InvalidArgumentError(
-                f"expected --price-per-gpu-hour > 0 and at most {MAX_PRICE:g}, got {price:g}"
-            )
+        check_price(self.price_per_gpu_hour)
         if self.name is not None:
             from cnnbench.store.runs import plain_name
 
