@@ -290,32 +290,31 @@ class SlurmStates:
     def _read_reasons(self, ids: str) -> None:
         done = self._ask(["squeue", "-h", "-r", "-t", "PENDING", "-o", "%i|%T|%r", "-j", ids])
         if done.returncode == 0:
-            for line in done.stdout.splitlines():
-                job_id, _state, reason = (line.split("|") + ["", ""])[:3]
-                if job_id.strip() and reason.strip():
-                    self.reasons[job_id.strip()] = reason.strip()
+            self.reasons.update({job_id: reason for job_id, _state, reason in _jobs(done.stdout) if reason})
 
     def _read(self, text: str) -> None:
         self.states, self.reasons, self.silence = {}, {}, None
-        for line in text.splitlines():
-            job_id, _, rest = line.partition("|")
-            state, _, reason = rest.partition("|")  # squeue's lines carry the reason as well
-            if job_id and "." not in job_id and state:
-                self.states[job_id.strip()] = state.split()[0]  # "CANCELLED by 0": CANCELLED
-                if reason.strip():
-                    self.reasons[job_id.strip()] = reason.strip()
+        for job_id, state, reason in _jobs(text):
+            self.states[job_id] = state
+            if reason:
+                self.reasons[job_id] = reason
         self.answered = True
+
+    @staticmethod
+    def of_task(table: dict[str, str], job_id: str) -> str | None:
+        """``table``'s entry for a job, or for the line of its array's tasks that have not started, which
+        sacct and squeue list as one line, ARRAY_[0-3]."""
+        array = job_id.split("_")[0]
+        return table.get(job_id) or next(
+            (v for key, v in table.items() if key.startswith(f"{array}_[")), None
+        )
 
     def pending(self, job_id: str) -> str | None:
         """What stands after "pending" for a job that has not ended: squeue's reason, or that Slurm did not
         answer; None where there is nothing to add."""
         if self.silence is not None:
             return self.silence
-        array = job_id.split("_")[0]
-        reason = self.reasons.get(job_id) or next(
-            (r for key, r in self.reasons.items() if key.startswith(f"{array}_[")), None
-        )  # an array's tasks that have not started are one line, ARRAY_[0-3]
-        return pending_reason(reason)
+        return pending_reason(self.of_task(self.reasons, job_id))
 
     def never_starts(self, job_id: str) -> str | None:
         """squeue's reason where Slurm will not start the pending job as it was asked."""
@@ -332,6 +331,16 @@ class SlurmStates:
         if state not in ENDED:
             return False, None
         return True, ENDED[state]
+
+
+def _jobs(text: str) -> Iterator[tuple[str, str, str]]:
+    """(job id, state, reason) of each job line of sacct's ``JobID|State`` or squeue's ``%i|%T|%r`` (no
+    reason: ""); a job's steps (``ID.batch``) left out, "CANCELLED by 0" read as CANCELLED."""
+    for line in text.splitlines():
+        job_id, _, rest = line.partition("|")
+        state, _, reason = rest.partition("|")
+        if job_id.strip() and "." not in job_id and state.strip():
+            yield job_id.strip(), state.split()[0], reason.strip()
 
 
 def _saved_jobs(folder: Path) -> tuple[dict[str, Any], SlurmStates] | None:
@@ -373,14 +382,8 @@ def slurm_jobs_alive(folder: Path) -> list[str]:
     if found is None:
         return []
     saved, states = found
-
-    def listed(job_id: str) -> str | None:
-        array = job_id.split("_")[0]
-        # sacct lists an array's tasks that have not started as one line, ARRAY_[0-3]
-        pending = [state for key, state in states.states.items() if key.startswith(f"{array}_[")]
-        return states.states.get(job_id) or (pending[0] if pending else None)
-
-    return [j for j in saved["job_ids"] if (state := listed(j)) is not None and state not in ENDED]
+    alive = [(j, states.of_task(states.states, j)) for j in saved["job_ids"]]
+    return [j for j, state in alive if state is not None and state not in ENDED]
 
 
 class SubmititHandle:
