@@ -66,13 +66,15 @@ def _has_image(folder: Path) -> bool:
     return any(p.suffix.lower() in EXTENSIONS and p.is_file() for p in folder.rglob("*"))
 
 
-def _readable(files: list[tuple[str, int]], skip_bad: bool) -> list[tuple[str, int]]:
-    """The files that can be opened at all: a dangling symlink or a loop of them is named (as an unreadable
-    image is), or left out with ``skip_bad``."""
-    kept = []
+def _readable(
+    files: list[tuple[str, int]], skip_bad: bool
+) -> tuple[list[tuple[str, int]], list[os.stat_result]]:
+    """The files that can be opened at all, and their stats (which key the cache): a dangling symlink or a
+    loop of them is named (as an unreadable image is), or left out with ``skip_bad``."""
+    kept, stats = [], []
     for path, label in files:
         try:
-            os.stat(path)
+            stats.append(os.stat(path))
         except OSError as exc:
             if not skip_bad:
                 what = (
@@ -84,7 +86,7 @@ def _readable(files: list[tuple[str, int]], skip_bad: bool) -> list[tuple[str, i
                 ) from None
             continue
         kept.append((path, label))
-    return kept
+    return kept, stats
 
 
 def _images(folder: Path) -> list[str]:
@@ -215,11 +217,11 @@ def load(
             f"expected the class folders of {folder} to be those of {split_dir(root, 'train')}, got "
             f"{', '.join(unknown)}, which training has not (its images would have no label)"
         )
-    files = _readable([(path, label) for label, name in enumerate(classes) for path in _images(folder / name)],
-                      skip_bad)  # fmt: skip
+    listed = [(path, label) for label, name in enumerate(classes) for path in _images(folder / name)]
+    files, stats = _readable(listed, skip_bad)
     if not files:
         raise DatasetError(f"expected images in {folder}/CLASS/, got none")
-    cache = _cache_dir(root, split, size, skip_bad, files)
+    cache = _cache_dir(root, split, size, skip_bad, files, stats)
     data = _read_cache(cache, size)
     if data is None:
         _check_disk(
@@ -434,11 +436,11 @@ def _compact(images_path: str, kept: np.ndarray, image_bytes: int) -> None:
 # --- where the cache lives -----------------------------------------------------------------------------
 
 
-def _cache_dir(root: Path, split: str, size: int, skip_bad: bool, files: list[tuple[str, int]]) -> Path:
+def _cache_dir(root: Path, split: str, size: int, skip_bad: bool, files: list[tuple[str, int]],
+               stats: list[os.stat_result]) -> Path:  # fmt: skip
     key = hashlib.sha1()
     prefix = len(str(root)) + 1
-    for path, label in files:
-        stat = os.stat(path)
+    for (path, label), stat in zip(files, stats, strict=True):
         key.update(f"{path[prefix:]}|{label}|{stat.st_size}|{stat.st_mtime_ns}\n".encode())
     key.update(f"{size}|{skip_bad}|v{CACHE_VERSION}".encode())
     name = f"{split}-{size}px-v{CACHE_VERSION}-{key.hexdigest()[:16]}"
