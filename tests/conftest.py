@@ -2,6 +2,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ import torch
 # follow each test's own COLUMNS instead of whichever test first imported the display.
 os.environ.pop("COLUMNS", None)
 import cnnbench.report.progress  # noqa: E402, F401
+from cnnbench.recipe import TrainConfig  # noqa: E402
 from cnnbench.training.trainer import Callbacks  # noqa: E402
 
 
@@ -80,7 +82,62 @@ def cli(*args, columns=300, **kw):
 
     from cnnbench.cli import app
 
-    return CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": str(columns)}, **kw)
+    env = {"COLUMNS": str(columns), **kw.pop("env", {})}
+    return CliRunner().invoke(app, [str(a) for a in args], env=env, **kw)
+
+
+# --- tiny recipes, as configs and as the options a user types ----------------------------------------
+
+TINY = dict(model="lenet5", dataset="synthetic", input_size=(3, 16, 16), synthetic_size=64, batch_size=16, epochs=2,
+            device="cpu")  # fmt: skip
+
+
+def tiny_recipe(out=None, **changes) -> TrainConfig:
+    """A recipe that trains in about a second on one CPU core (LeNet-5 on 64 synthetic 16x16 images in
+    batches of 16, two epochs), with ``changes``; its results in ``out`` where given."""
+    return TrainConfig(**{**TINY, **({} if out is None else {"out": out}), **changes})
+
+
+def tiny_argv(quiet=True, **changes) -> list[str]:
+    """The options a user types for ``tiny_recipe(**changes)`` (the model, a command's argument, is not
+    among them), with ``-q`` unless ``quiet=False``. A test's own options after them win."""
+    return command_line(tiny_recipe(**changes)) + (["-q"] if quiet else [])
+
+
+def compare_tiny(out, *args, **changes):
+    """``cnnbench compare`` of ``tiny_recipe(**changes)`` into ``out``, the test's own ``args`` (variants and
+    options, which win) after it."""
+    return cli("compare", *tiny_argv(**changes), "--out", out, *args)
+
+
+def command_line(recipe: TrainConfig, command: str = "train") -> list[str]:
+    """The options a user types for ``recipe``, made from the fields' declared options: a field at its
+    default is left out."""
+    from cnnbench.fields import options_of
+
+    argv: list[str] = []
+    done = set()
+    default = TrainConfig(model="x")
+    for f, opt in options_of(TrainConfig, command):
+        value = getattr(recipe, f.name)
+        if f.name in done or value == getattr(default, f.name):
+            continue
+        done.add(f.name)
+        decl = opt.decls[0]
+        if "/" in decl:
+            on, off = decl.split("/")
+            argv.append(on if value else off)
+        elif isinstance(value, bool):
+            assert value, f.name  # a lone flag says True
+            argv.append(decl)
+        elif f.name == "options":
+            for key, v in value.items():
+                argv += [decl, f"{key}={v}"]
+        elif f.name == "input_size":
+            argv += [decl, "x".join(map(str, value))]
+        else:
+            argv += [decl, str(value)]
+    return argv
 
 
 @pytest.fixture
@@ -137,7 +194,7 @@ class Slow(nn.Module):
 def make(num_classes):
     return Slow(num_classes)
 '''
-RECIPE = ["-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "64", "-b", "16", "--device", "cpu", "-q"]
+RECIPE = tiny_argv()
 
 
 @pytest.fixture
@@ -191,3 +248,123 @@ def cnnbench_processes(marker):
             if marker in cmdline and "pytest" not in cmdline:
                 found.append(int(pid))
     return found
+
+
+# --- a job's command line, run in this process ----------------------------------------------------------
+
+
+class InProcess:
+    """``python -m cnnbench ARGS`` run by the CLI in this process, as the started process looks to the
+    code that started it (``poll``, ``wait``, ``returncode``, its output on ``stdout`` when piped, else
+    where this process's output goes). It has ended when it is returned: a launcher's own logic (queue,
+    environment, logs, statuses) runs unchanged, without a Python start and torch import per job."""
+
+    def __init__(self, argv, env=None, stdout=None, stderr=None, **_kw):
+        import io
+        import traceback
+
+        argv = [str(a) for a in argv]
+        assert argv[:3] == [sys.executable, "-m", "cnnbench"], argv
+        changes = {}
+        if env is not None:  # the child's environment as a change of this one's, undone after
+            changes = {k: v for k, v in env.items() if os.environ.get(k) != v}
+            changes.update({k: None for k in os.environ if k not in env})
+        result = cli(*argv[3:], env=changes)
+        output = result.output
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            output += "".join(traceback.format_exception(result.exception))  # as Python prints it, dying
+        self.args, self.pid, self.returncode = argv, os.getpid(), result.exit_code
+        self.stdout = io.StringIO(output) if stdout == subprocess.PIPE else None
+        if stdout != subprocess.PIPE:
+            sys.stdout.write(output)
+
+    def poll(self):
+        return self.returncode
+
+    def wait(self, timeout=None):
+        return self.returncode
+
+    def send_signal(self, _signum):  # it has ended
+        pass
+
+    terminate = kill = lambda self: None
+
+
+class _HereJob:
+    """What submitit's local executor returns for a job, for one that ran in this process."""
+
+    def __init__(self, folder, number, result):
+        from types import SimpleNamespace
+
+        self.job_id, self._result = str(number), result
+        self.paths = SimpleNamespace(
+            stdout=folder / f"{number}_0_log.out", stderr=folder / f"{number}_0_log.err"
+        )
+
+    def done(self):
+        return True
+
+    def task(self, _index):
+        return self
+
+    def result(self):
+        return self._result
+
+    def cancel(self, check=True):
+        pass
+
+
+class _HereExecutor:
+    """submitit's local executor, running each job in this process as it is submitted: the function
+    with its arguments, its output to the job's log, ``SUBMITIT_LOCAL_JOB_ID`` set as submitit sets it."""
+
+    def __init__(self, folder):
+        self.folder, self.submitted = Path(folder), 0
+
+    def submit(self, fn, *args):
+        import contextlib
+
+        self.submitted += 1
+        job = _HereJob(self.folder, self.submitted, None)
+        saved = os.environ.get("SUBMITIT_LOCAL_JOB_ID")
+        os.environ["SUBMITIT_LOCAL_JOB_ID"] = job.job_id
+        try:
+            with (
+                open(job.paths.stderr, "w") as log,
+                contextlib.redirect_stdout(log),
+                contextlib.redirect_stderr(log),
+            ):
+                job._result = fn(*args)
+        finally:
+            if saved is None:
+                os.environ.pop("SUBMITIT_LOCAL_JOB_ID")
+            else:
+                os.environ["SUBMITIT_LOCAL_JOB_ID"] = saved
+        return job
+
+
+@pytest.fixture
+def jobs_here(monkeypatch):
+    """A comparison's jobs run in this process wherever they would leave it: a ``python -m cnnbench``
+    command started by a worker or by ``run_job`` is an :class:`InProcess` (other commands start as
+    ever), and submitit's local executor runs each job as it is submitted."""
+    from cnnbench.launchers import scheduler
+
+    real = subprocess.Popen
+
+    def popen(argv, *args, **kw):
+        if [str(a) for a in list(argv)[:3]] == [sys.executable, "-m", "cnnbench"]:
+            return InProcess(argv, *args, **kw)
+        return real(argv, *args, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", popen)
+    monkeypatch.setattr(scheduler, "executor", lambda _kind, folder, *_a, **_k: _HereExecutor(folder))
+
+
+@pytest.fixture(params=["in-process", pytest.param("processes", marks=pytest.mark.slow)])
+def jobs_where(request):
+    """Both ways a launcher's jobs run in the tests: in this process (the fast tier) and as the real
+    processes a user's comparison starts (the slow tier)."""
+    if request.param == "in-process":
+        request.getfixturevalue("jobs_here")
+    return request.param

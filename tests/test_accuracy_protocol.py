@@ -7,9 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import cli, tiny_argv
 
-from cnnbench.cli import app
 from cnnbench.compare.aggregate import aggregate
 from cnnbench.data.readers import ArrayDataset, split_validation
 from cnnbench.data.specs import get_dataset_spec
@@ -17,9 +16,7 @@ from cnnbench.errors import DatasetError
 from cnnbench.recipe import TrainConfig
 from cnnbench.training.trainer import train
 
-runner = CliRunner()
-LEARNS = ["-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "256", "-b", "16", "--lr", "0.005", "--device", "cpu",
-          "-q"]  # fmt: skip
+LEARNS = tiny_argv(synthetic_size=256, lr=0.005)
 
 
 def _data(labels, seed=0):
@@ -48,9 +45,7 @@ def test_the_validation_split_is_stratified_disjoint_and_the_same_whatever_the_i
 def test_a_split_larger_than_a_class_can_give_is_one_line(tmp_path):
     with pytest.raises(DatasetError, match="leaves every class training images"):
         split_validation(_data([0] * 10 + [1] * 2), 11)
-    result = runner.invoke(
-        app, ["train", "lenet", *LEARNS, "-e", "1", "--val-split", "300", "--out", str(tmp_path)]
-    )
+    result = cli("train", "lenet", *LEARNS, "-e", "1", "--val-split", "300", "--out", str(tmp_path))
     assert result.exit_code == 1 and "expected a validation split that leaves every class" in result.output
 
 
@@ -127,12 +122,11 @@ def test_final_accuracy_leads_every_table_and_the_best_is_named_for_its_selectio
 
 
 def test_time_to_accuracy_for_a_run_that_reaches_it_and_one_that_does_not(tmp_path):
-    result = runner.invoke(app, ["compare", "lenet", "lenet:pool=max", *LEARNS, "-e", "3", "--seeds", "2",
-                                 "--target-acc", "15", "--name", "t", "--out", str(tmp_path)],
-                           env={"COLUMNS": "300"})  # fmt: skip
+    result = cli("compare", "lenet", "lenet:pool=max", *LEARNS, "-e", "3", "--seeds", "2",
+                                 "--target-acc", "15", "--name", "t", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
-    slow = runner.invoke(app, ["compare", "lenet", *LEARNS[:-3], "--lr", "1e-9", "--device", "cpu", "-q", "-e", "2",
-                               "--target-acc", "99", "--name", "never", "--out", str(tmp_path)])  # fmt: skip
+    slow = cli("compare", "lenet", *LEARNS[:-3], "--lr", "1e-9", "--device", "cpu", "-q", "-e", "2",
+                               "--target-acc", "99", "--name", "never", "--out", str(tmp_path))  # fmt: skip
     assert slow.exit_code == 0, slow.output
     tidy = pd.read_csv(tmp_path / "compare" / "t" / "tidy.csv")
     for _, row in tidy.iterrows():
@@ -160,4 +154,4 @@ def test_an_old_comparison_still_renders_final_first(tmp_path):
     result = load_compare(folder)
     table = display_table(result.aggregated)
     assert table[FINAL].tolist() == ["50.00"]
-    assert runner.invoke(app, ["compare", "--from", str(folder)]).exit_code == 0
+    assert cli("compare", "--from", str(folder)).exit_code == 0

@@ -1,23 +1,18 @@
 """cnnbench compare: the variant grammar, files against the runs they came from, --from, failures."""
 
+import functools
 import json
 
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import cli, compare_tiny
 
-from cnnbench.cli import app
 from cnnbench.compare.variants import Variant, parse_variants
 from cnnbench.errors import InvalidArgumentError, ResultsError, UnknownModelError
 
-runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "2", "-b", "64", "--device", "cpu", "-q", "--synthetic-size", "256"]  # fmt: skip
-
-
-def compare(out, *args):
-    # Defaults first, so a test's own options win.
-    return runner.invoke(app, ["compare", *SYNTH, "--out", str(out), *args], env={"COLUMNS": "200"})
+SIZES = dict(epochs=2, batch_size=64, synthetic_size=256)
+compare = functools.partial(compare_tiny, **SIZES)
 
 
 def test_grammar_expands_lists_and_products():
@@ -96,14 +91,14 @@ def test_two_models_two_seeds_files_match_their_runs(tmp_path):
 
     # --from renders identical tables without training
     before = {f: (folder / f).read_text() for f in ("table.md", "table.tex", "aggregated.csv")}
-    rendered = runner.invoke(app, ["compare", "--from", str(folder)], env={"COLUMNS": "200"})
+    rendered = cli("compare", "--from", str(folder), columns=200)
     assert rendered.exit_code == 0, rendered.output
     assert {f: (folder / f).read_text() for f in before} == before
     assert len(pd.read_csv(tmp_path / "runs.csv")) == 4  # nothing retrained
 
     # --note adds provenance to a saved comparison, once however often it is given
     for _ in range(2):
-        noted = runner.invoke(app, ["compare", "--from", str(folder), "--note", "data: copy X"])
+        noted = cli("compare", "--from", str(folder), "--note", "data: copy X")
         assert noted.exit_code == 0, noted.output
     assert (folder / "table.md").read_text().count("- data: copy X") == 1
     assert json.loads((folder / "conditions.json").read_text())["notes"] == ["data: copy X"]
@@ -168,19 +163,16 @@ def test_missing_dataset_stops_before_any_variant_trains(tmp_path, monkeypatch):
 
     monkeypatch.setattr("cnnbench.data.readers._download", no_download)
     (tmp_path / "none").mkdir()
-    result = runner.invoke(
-        app,
-        [
-            "compare",
-            "lenet",
-            "cnn_dropout",
-            "-d",
-            "mnist",
-            "--data-dir",
-            str(tmp_path / "none"),
-            "--out",
-            str(tmp_path),
-        ],
+    result = cli(
+        "compare",
+        "lenet",
+        "cnn_dropout",
+        "-d",
+        "mnist",
+        "--data-dir",
+        str(tmp_path / "none"),
+        "--out",
+        str(tmp_path),
     )
     assert result.exit_code == 1
     assert "dataset mnist not found" in result.output

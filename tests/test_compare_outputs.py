@@ -2,17 +2,14 @@
 replace one, --from that validates what it reads before it writes, a failed comparison's exit code, and
 Markdown and LaTeX cells that hostile names and notes cannot break."""
 
+import functools
 import subprocess
 
 import pandas as pd
 import pytest
-from conftest import cli, one_line_error
+from conftest import cli, compare_tiny, one_line_error
 
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q", "--synthetic-size", "128"]
-
-
-def compare(out, *args):
-    return cli("compare", *SYNTH, "-e", "1", "-b", "64", "--out", out, *args)
+compare = functools.partial(compare_tiny, epochs=1, batch_size=64, synthetic_size=128)
 
 
 @pytest.mark.slow  # trains several comparisons or runs: seconds each

@@ -7,15 +7,13 @@ import sys
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import cli, tiny_argv
 
-from cnnbench.cli import app
 from cnnbench.training import distributed
 from cnnbench.training.distributed import World
 
-runner = CliRunner()
 # Small enough for two cores, large enough to learn in one epoch.
-RECIPE = ["lenet5", "-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "--seed", "3", "--synthetic-size", "512", "-b", "32", "--lr", "0.005"]  # fmt: skip
+RECIPE = ["lenet5", *tiny_argv(quiet=False, seed=3, synthetic_size=512, batch_size=32, lr=0.005)]
 
 
 def torchrun(*argv, processes=2):
@@ -57,7 +55,7 @@ def test_two_gloo_processes_train_like_one_rank_0_alone_writes_and_it_resumes(tm
 
     # It resumes in as many processes as it was trained in, and only so.
     out, run_id = tmp_path / "ddp", row.run_id
-    alone = runner.invoke(app, ["train", "--resume", run_id, "--epochs", "2", "--out", str(out)])
+    alone = cli("train", "--resume", run_id, "--epochs", "2", "--out", str(out))
     assert alone.exit_code == 1
     assert f"expected to resume run {run_id} in 2 process(es) (--gpus 2)" in alone.output
     again = torchrun("--resume", run_id, "--epochs", "2", "--out", str(out))
@@ -80,8 +78,8 @@ def test_gpus_starts_torchrun_with_the_runs_own_recipe(monkeypatch, tmp_path):
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
     monkeypatch.setattr(distributed, "launch", launch)
-    result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "1,3", "-e", "2", "-b", "256",
-                                 "--momentum", "0.8", "--out", str(tmp_path)])  # fmt: skip
+    result = cli("train", "lenet5", "-d", "synthetic", "--gpus", "1,3", "-e", "2", "-b", "256",
+                                 "--momentum", "0.8", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert started["gpus"] == ["1", "3"]
     assert started["argv"][:2] == ["train", "--config"] and "--gpus" not in started["argv"]
@@ -92,7 +90,7 @@ def test_gpus_starts_torchrun_with_the_runs_own_recipe(monkeypatch, tmp_path):
 
 
 def test_gpus_without_a_gpu_is_one_line(tmp_path):
-    result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "2", "--out", str(tmp_path)])
+    result = cli("train", "lenet5", "-d", "synthetic", "--gpus", "2", "--out", str(tmp_path))
     assert result.exit_code == 1
     assert "expected CUDA GPUs for --gpus 2, got none" in result.output
     assert "Traceback" not in result.output
@@ -115,8 +113,8 @@ def test_shards_are_disjoint_and_equal_for_training():
 
 @pytest.mark.slow
 def test_profile_measures_data_parallel_scaling_at_each_process_count(tmp_path):
-    result = runner.invoke(app, ["profile", "lenet5", "--gpus", "2,1", "--device", "cpu", "--batch-sizes", "16",
-                                 "--warmup", "1", "--iters", "3", "--out", str(tmp_path), "-f", "json"])  # fmt: skip
+    result = cli("profile", "lenet5", "--gpus", "2,1", "--device", "cpu", "--batch-sizes", "16",
+                                 "--warmup", "1", "--iters", "3", "--out", str(tmp_path), "-f", "json")  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(result.output)["rows"]
     assert [r["processes"] for r in rows] == [1, 2] and all(r["status"] == "ok" for r in rows)
@@ -138,7 +136,7 @@ def test_profile_measures_data_parallel_scaling_at_each_process_count(tmp_path):
      (["--gpus", "1,2", "--device", "cpu", "--batch-sizes", "8,16"], "expected one --batch-sizes value with --gpus")],
 )  # fmt: skip
 def test_profile_scaling_refuses_bad_counts_in_one_line(tmp_path, args, message):
-    result = runner.invoke(app, ["profile", "lenet5", *args, "--out", str(tmp_path)])
+    result = cli("profile", "lenet5", *args, "--out", str(tmp_path))
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
@@ -186,7 +184,30 @@ def test_quiet_reaches_the_ranks_of_a_data_parallel_run(monkeypatch, tmp_path, q
     started = {}
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     monkeypatch.setattr(distributed, "launch", lambda gpus, argv: started.update(argv=list(argv)))
-    result = runner.invoke(app, ["train", "lenet5", "-d", "synthetic", "--gpus", "2", "--out", str(tmp_path),
-                                 *(["-q"] if quiet else [])])  # fmt: skip
+    result = cli("train", "lenet5", "-d", "synthetic", "--gpus", "2", "--out", str(tmp_path),
+                                 *(["-q"] if quiet else []))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert ("-q" in started["argv"]) is quiet
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+@pytest.mark.parametrize("started_by", ["torchrun", "cnnbench --gpus"])
+def test_a_mistake_under_torchrun_is_said_once(tmp_path, monkeypatch, rank, started_by):
+    """torchrun starts every rank with the same command line: of a user's own torchrun, rank 0 says the
+    mistake and the others exit quietly; under ``--gpus``, each rank leaves it in the folder cnnbench
+    gave them, for the one process that started them to say."""
+    import time
+
+    monkeypatch.setattr(time, "sleep", lambda _s: None)  # rank 1's moment for rank 0 to speak
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", str(rank))
+    monkeypatch.setenv("LOCAL_RANK", str(rank))
+    if started_by == "cnnbench --gpus":
+        monkeypatch.setenv(distributed.RANK_ERRORS_ENV, str(tmp_path))
+    result = cli("train", "lenet5", "-e", "0", "--out", tmp_path / "r")
+    assert result.exit_code == 1
+    said = "error: expected --epochs >= 1, got 0"
+    if started_by == "torchrun":
+        assert result.output == (said + "\n" if rank == 0 else "")
+    else:
+        assert result.output == "" and (tmp_path / f"rank{rank}").read_text() == said.removeprefix("error: ")

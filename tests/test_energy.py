@@ -8,13 +8,11 @@ import math
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import cli, tiny_argv
 
 from cnnbench import energy
-from cnnbench.cli import app
 
-runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--synthetic-size", "64", "-b", "16", "--device", "cpu", "-q"]
+SYNTH = tiny_argv()
 
 
 class NotSupported(Exception):
@@ -105,9 +103,7 @@ def counted(monkeypatch):
 
 
 def test_each_epoch_and_the_run_sum_the_counters_readings(tmp_path, counted):
-    result = runner.invoke(
-        app, ["train", "lenet", *SYNTH, "-e", "3", "--run-name", "r", "--out", str(tmp_path)]
-    )
+    result = cli("train", "lenet", *SYNTH, "-e", "3", "--run-name", "r", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     epochs = pd.read_csv(tmp_path / "runs" / "r" / "epochs.csv")
     assert epochs.energy_J.tolist() == [10.0] * 3 and epochs.eval_energy_J.tolist() == [10.0] * 3
@@ -125,8 +121,7 @@ def test_each_epoch_and_the_run_sum_the_counters_readings(tmp_path, counted):
 
 
 def test_a_shared_card_is_marked_and_the_table_says_so(tmp_path, counted):
-    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "-e", "2", "--name", "s", "--out", str(tmp_path)],
-                           env={"COLUMNS": "300"})  # fmt: skip
+    result = cli("compare", "lenet", *SYNTH, "-e", "2", "--name", "s", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     agg = pd.read_csv(tmp_path / "compare" / "s" / "aggregated.csv").iloc[0]
     assert agg.energy_per_epoch_J_mean == 10.0 and agg.energy_train_J_mean == 20.0 and agg.energy_pareto
@@ -146,14 +141,12 @@ def test_without_a_meter_every_energy_field_is_null_in_strict_json(tmp_path):
     def strict(text):
         return json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
 
-    result = runner.invoke(app, ["profile", "lenet", "--device", "cpu", "--batch-sizes", "2", "--warmup", "1",
-                                 "--iters", "2", "-f", "json", "--out", str(tmp_path)])  # fmt: skip
+    result = cli("profile", "lenet", "--device", "cpu", "--batch-sizes", "2", "--warmup", "1",
+                                 "--iters", "2", "-f", "json", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = strict(result.stdout)["rows"]
     assert all(r["images_per_J"] is None and r["J_per_step"] is None for r in rows)
-    trained = runner.invoke(
-        app, ["compare", "lenet", *SYNTH, "-e", "1", "--name", "n", "--out", str(tmp_path)]
-    )
+    trained = cli("compare", "lenet", *SYNTH, "-e", "1", "--name", "n", "--out", str(tmp_path))
     assert (
         trained.exit_code == 0
         and "Energy not measured" in (tmp_path / "compare" / "n" / "table.md").read_text()

@@ -5,16 +5,14 @@ import os
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import cli, tiny_argv
 
-from cnnbench.cli import app
 from cnnbench.device import parse_gpus
 from cnnbench.errors import DeviceError, InvalidArgumentError
 from cnnbench.launchers.base import Job, Outcome
 from cnnbench.recipe import TrainConfig
 
-runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "-e", "1", "--device", "cpu", "--synthetic-size", "96", "-q"]
+SYNTH = tiny_argv(epochs=1, synthetic_size=96, batch_size=128)
 
 
 @pytest.mark.parametrize(
@@ -35,8 +33,7 @@ def test_bad_gpu_lists(text, available, error):
         parse_gpus(text, available)
 
 
-@pytest.mark.slow
-def test_a_sweep_on_two_workers_end_to_end(tmp_path, monkeypatch):
+def test_a_sweep_on_two_workers_end_to_end(tmp_path, monkeypatch, jobs_where):
     # The workers run on the CPU here; on a GPU machine each would see one GPU (CUDA_VISIBLE_DEVICES).
     import torch
 
@@ -51,7 +48,7 @@ def test_a_sweep_on_two_workers_end_to_end(tmp_path, monkeypatch):
     )
     args = ["compare", "lenet", "lenet:pool=max,median", f"{factory}:fails_in_workers", *SYNTH, "--gpus", "2",
             "--out", str(tmp_path), "--name", "s"]  # fmt: skip
-    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "3 runs on GPUs 0, 1, 1 at a time on each, longest first" in result.output
     tidy = pd.read_csv(tmp_path / "compare" / "s" / "tidy.csv").set_index("variant")
@@ -72,8 +69,7 @@ echo "args=$* pipe=$CUDA_MPS_PIPE_DIRECTORY visible=${CUDA_VISIBLE_DEVICES:-none
 """
 
 
-@pytest.mark.slow
-def test_several_runs_per_gpu_share_it_through_their_own_mps_daemon(tmp_path, monkeypatch):
+def test_several_runs_per_gpu_share_it_through_their_own_mps_daemon(tmp_path, monkeypatch, jobs_here):
     import torch
 
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
@@ -87,7 +83,7 @@ def test_several_runs_per_gpu_share_it_through_their_own_mps_daemon(tmp_path, mo
     monkeypatch.setenv("MPS_LOG", str(log))
     args = ["compare", "lenet", "lenet:pool=max", *SYNTH, "--gpus", "1", "--jobs-per-gpu", "2", "--out", str(tmp_path),
             "--name", "m"]  # fmt: skip
-    result = runner.invoke(app, args, env={"COLUMNS": "300"})
+    result = cli(*args)
     assert result.exit_code == 0, result.output
     assert "CUDA MPS on for the sweep" in result.output
     start, stop = log.read_text().splitlines()

@@ -7,9 +7,9 @@ import signal
 
 import pandas as pd
 import pytest
-from conftest import RECIPE, cli, cnnbench_processes, one_line_error, start, wait_until
+from conftest import RECIPE, cli, cnnbench_processes, one_line_error, start, tiny_argv, wait_until
 
-SYN = ["-d", "synthetic", "-i", "1x16x16", "--epochs", "1", "--device", "cpu", "-q", "--synthetic-size", "64"]
+SYN = tiny_argv(input_size=(1, 16, 16), epochs=1, batch_size=128)
 
 
 @pytest.fixture(scope="module")

@@ -6,14 +6,11 @@ import math
 
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import cli
 
-from cnnbench.cli import app
 from cnnbench.measure.summary import SummaryConfig, summarize
 from cnnbench.models import get_model, get_model_info, list_models
 from cnnbench.models.counting import count_flops, crosscheck, flop_counter
-
-runner = CliRunner()
 
 
 def test_a_depthwise_convolution_counts_its_backward_by_hand():
@@ -113,7 +110,7 @@ def test_alexnet_is_the_papers_single_tower_and_says_so():
     assert s.params == 62_378_344  # torchvision's narrower variant has 61,100,840
     with torch.device("meta"):
         assert s.macs == hand_macs(get_model("alexnet", (3, 224, 224), 1000), (3, 224, 224))
-    listing = runner.invoke(app, ["list", "alexnet"], env={"COLUMNS": "300"}).output
+    listing = cli("list", "alexnet").output
     assert "single-tower" in listing and "not torchvision's" in listing
 
 
@@ -131,9 +128,7 @@ def test_the_cross_check_warns_and_names_the_operators():
 
 
 def test_summary_json_states_the_convention_memory_and_cross_check(tmp_path):
-    out = runner.invoke(
-        app, ["summary", "resnet18", "-d", "cifar10", "-b", "128", "-f", "json", "--out", str(tmp_path)]
-    )
+    out = cli("summary", "resnet18", "-d", "cifar10", "-b", "128", "-f", "json", "--out", str(tmp_path))
     data = json.loads(out.output)
     assert "attention's QK^T and AV included" in data["mac_convention"]
     assert data["crosscheck_warning"] is None
@@ -156,8 +151,8 @@ def test_summary_json_states_the_convention_memory_and_cross_check(tmp_path):
         + (m["cublas_workspace_MiB"] or 0.0)  # measured on a GPU machine, None without one
     )
     assert m["batch_size"] == 128
-    half = json.loads(runner.invoke(app, ["summary", "resnet18", "-d", "cifar10", "-b", "128", "--precision", "bf16",
-                                          "-f", "json", "--out", str(tmp_path)]).output)["memory"]  # fmt: skip
+    half = json.loads(cli("summary", "resnet18", "-d", "cifar10", "-b", "128", "--precision", "bf16",
+                                          "-f", "json", "--out", str(tmp_path)).output)["memory"]  # fmt: skip
     assert half["activations_train_MiB"] < m["activations_train_MiB"]
 
 
@@ -187,14 +182,14 @@ def test_layer_rows_follow_execution_order_with_shares():
 
 
 def test_pool_applies_both_poolings_to_the_chapters_edge_map(tmp_path):
-    result = runner.invoke(app, ["pool", "-f", "json", "--plot", str(tmp_path / "p.png")])
+    result = cli("pool", "-f", "json", "--plot", str(tmp_path / "p.png"))
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert data["input"][1] == [0, 1, 1, 1, 1, 0] and len(data["input"]) == 6
     assert data["max"] == [[1, 1, 1], [1, 0, 1], [1, 1, 1]]
     assert data["avg"] == [[0.25, 0.5, 0.25], [0.5, 0, 0.5], [0.25, 0.5, 0.25]]
     assert (tmp_path / "p.png").stat().st_size > 5000
-    table = runner.invoke(app, ["pool", "--kernel", "3", "--stride", "3"], env={"COLUMNS": "120"}).output
+    table = cli("pool", "--kernel", "3", "--stride", "3", columns=120).output
     assert "max keeps the strongest response in each 3x3 window" in " ".join(table.split())
     assert "average keeps the mean" in table
 
@@ -210,12 +205,10 @@ def test_pool_takes_a_dataset_image(tmp_path):
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         with open(folder / name, "wb") as fh:
             pickle.dump({"data": rng.integers(0, 256, (3, 3072), dtype=np.uint8), "labels": [0, 1, 2]}, fh)
-    data = json.loads(
-        runner.invoke(app, ["pool", "--image", "2", "--data-dir", str(tmp_path), "-f", "json"]).output
-    )
+    data = json.loads(cli("pool", "--image", "2", "--data-dir", str(tmp_path), "-f", "json").output)
     assert len(data["input"]) == 32 and len(data["max"]) == 16 and "test image 2 of cifar10" in data["source"]
     assert max(map(max, data["max"])) >= max(map(max, data["avg"]))
-    bad = runner.invoke(app, ["pool", "--image", "3", "--data-dir", str(tmp_path)])
+    bad = cli("pool", "--image", "3", "--data-dir", str(tmp_path))
     assert bad.exit_code == 1 and "expected --image in [0, 3)" in bad.output
 
 
@@ -223,7 +216,7 @@ def test_pool_takes_a_dataset_image(tmp_path):
     ("args", "message"), [(["-k", "7"], "expected --kernel <= 6"), (["-s", "0"], ">= 1")]
 )
 def test_pool_bad_input(args, message):
-    result = runner.invoke(app, ["pool", *args])
+    result = cli("pool", *args)
     assert result.exit_code == 1 and message in result.output and not math.isnan(0)
 
 

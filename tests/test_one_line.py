@@ -7,11 +7,11 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import cli, one_line_error
+from conftest import cli, one_line_error, tiny_argv
 from PIL import Image
 from test_own_data import train_args, write_folder
 
-SYN = ["-d", "synthetic", "-i", "1x16x16", "--epochs", "1", "--device", "cpu", "-q"]
+SYN = tiny_argv(input_size=(1, 16, 16), epochs=1, batch_size=128, synthetic_size=None)
 LONG = "a" * 300
 
 

@@ -6,16 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import cli
 from PIL import Image
-from typer.testing import CliRunner
 
-from cnnbench.cli import app
 from cnnbench.data import imagefolder
 from cnnbench.data.loader import DeviceLoader
 from cnnbench.data.readers import ArrayDataset
 from cnnbench.data.specs import DatasetSpec
 
-runner = CliRunner()
 CLASSES = ["circles", "squares", "stripes"]
 
 
@@ -39,7 +37,7 @@ def train_args(root, out, *extra):
 
 def test_a_folder_of_pngs_trains_and_compares_and_the_cache_is_reused(tmp_path, monkeypatch):
     root = write_folder(tmp_path / "imgs")
-    result = runner.invoke(app, ["train", "lenet", *train_args(root, tmp_path / "r")])
+    result = cli("train", "lenet", *train_args(root, tmp_path / "r"))
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "r" / "runs").iterdir()
     config = json.loads((run / "config.json").read_text())
@@ -65,9 +63,7 @@ def test_a_folder_of_pngs_trains_and_compares_and_the_cache_is_reused(tmp_path, 
         raise AssertionError("decoded again instead of reading the cache")
 
     monkeypatch.setattr(imagefolder, "_decode_into", no_decoding)
-    result = runner.invoke(
-        app, ["compare", "lenet", "cnn_dropout", *train_args(root, tmp_path / "r"), "--name", "c"]
-    )
+    result = cli("compare", "lenet", "cnn_dropout", *train_args(root, tmp_path / "r"), "--name", "c")
     assert result.exit_code == 0, result.output
     tidy = pd.read_csv(tmp_path / "r" / "compare" / "c" / "tidy.csv")
     assert tidy.variant.tolist() == ["lenet5", "cnn_dropout"] and set(tidy.status) <= {"ok", "not learning"}
@@ -109,14 +105,14 @@ def test_resize_and_centre_crop(tmp_path):
 def test_bad_folders_are_one_line(tmp_path, damage, message):
     root = write_folder(tmp_path / "imgs")
     damage(root)
-    result = runner.invoke(app, ["train", "lenet", *train_args(root, tmp_path / "r")], env={"COLUMNS": "300"})
+    result = cli("train", "lenet", *train_args(root, tmp_path / "r"))
     assert result.exit_code == 1 and message in result.output and "Traceback" not in result.output
 
 
 def test_skip_bad_images_leaves_them_out_and_counts_them(tmp_path):
     root = write_folder(tmp_path / "imgs")
     (root / "train" / "circles" / "0.png").write_bytes(b"not a png")
-    result = runner.invoke(app, ["train", "lenet", *train_args(root, tmp_path / "r", "--skip-bad-images")])
+    result = cli("train", "lenet", *train_args(root, tmp_path / "r", "--skip-bad-images"))
     assert result.exit_code == 0, result.output
     (run,) = (tmp_path / "r" / "runs").iterdir()
     config = json.loads((run / "config.json").read_text())
@@ -143,5 +139,5 @@ def test_streamed_batches_hold_the_same_images_as_resident_ones():
 
 
 def test_summary_of_your_own_data_asks_for_its_classes(tmp_path):
-    result = runner.invoke(app, ["summary", "lenet", "-d", "imagefolder", "--out", str(tmp_path)])
+    result = cli("summary", "lenet", "-d", "imagefolder", "--out", str(tmp_path))
     assert result.exit_code == 1 and "expected --num-classes with --dataset imagefolder" in result.output

@@ -5,12 +5,9 @@ import textwrap
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import cli, tiny_argv
 
-from cnnbench.cli import app
-
-runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-e", "1", "-b", "64", "-q", "--synthetic-size", "256"]  # fmt: skip
+SYNTH = tiny_argv(epochs=1, batch_size=64, synthetic_size=256)
 
 FACTORY = '''
 import torch.nn as nn
@@ -53,9 +50,7 @@ def test_summary_of_torchvision_resnet50_matches_its_published_numbers(tmp_path)
     from torchvision.models import get_weight
 
     meta = get_weight("ResNet50_Weights.IMAGENET1K_V1").meta
-    out = runner.invoke(
-        app, ["summary", "torchvision:resnet50", "-f", "json", "--depth", "1", "--out", str(tmp_path)]
-    )
+    out = cli("summary", "torchvision:resnet50", "-f", "json", "--depth", "1", "--out", str(tmp_path))
     data = json.loads(out.output)
     assert data["params"] == meta["num_params"] == 25_557_032
     assert data["macs"] / 1e9 == pytest.approx(meta["_ops"], rel=0.005)
@@ -64,11 +59,11 @@ def test_summary_of_torchvision_resnet50_matches_its_published_numbers(tmp_path)
 
 def test_a_factory_in_a_file_is_summarised_trained_and_takes_options(tmp_path, factory):
     name = f"{factory}:make"
-    s = json.loads(runner.invoke(app, ["summary", name, "-i", "3x16x16", "-o", "width=4", "-f", "json",
-                                       "--out", str(tmp_path)]).output)  # fmt: skip
+    s = json.loads(cli("summary", name, "-i", "3x16x16", "-o", "width=4", "-f", "json",
+                                       "--out", str(tmp_path)).output)  # fmt: skip
     assert s["params"] == (3 * 9 * 4 + 4) + (4 * 10 + 10)  # conv 3->4 3x3 + bias, linear 4->10 + bias
     assert s["options"] == {"width": 4}
-    result = runner.invoke(app, ["train", name, *SYNTH, "-o", "width=4", "--out", str(tmp_path)])
+    result = cli("train", name, *SYNTH, "-o", "width=4", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     row = pd.read_csv(tmp_path / "runs.csv").iloc[0]
     assert row.model == name and row.params == s["params"] and row.options == "width=4"
@@ -79,17 +74,17 @@ def test_a_model_whose_output_holds_more_than_tensors_is_summarised_and_trained(
     """fvcore traces the forward with torch.jit, which cannot follow a number or a string among the
     outputs (a traceback, before): the summary counts the logits' layer exactly."""
     name = f"{factory}:tagged"
-    result = runner.invoke(app, ["summary", name, "-i", "3x16x16", "-f", "json", "--out", str(tmp_path)])
+    result = cli("summary", name, "-i", "3x16x16", "-f", "json", "--out", str(tmp_path))
     assert result.exit_code == 0, result.output
     s = json.loads(result.output)
     assert s["macs"] == 3 * 16 * 16 * 10 and s["params"] == 3 * 16 * 16 * 10 + 10
-    trained = runner.invoke(app, ["train", name, *SYNTH, "--out", str(tmp_path)])
+    trained = cli("train", name, *SYNTH, "--out", str(tmp_path))
     assert trained.exit_code == 0, trained.output
 
 
 def test_a_compare_mixes_a_registry_model_and_a_user_model(tmp_path, factory):
-    result = runner.invoke(app, ["compare", "lenet", f"{factory}:make:width=4,8", *SYNTH, "--out", str(tmp_path),
-                                 "--name", "mixed"], env={"COLUMNS": "300"})  # fmt: skip
+    result = cli("compare", "lenet", f"{factory}:make:width=4,8", *SYNTH, "--out", str(tmp_path),
+                                 "--name", "mixed")  # fmt: skip
     assert result.exit_code == 0, result.output
     tidy = pd.read_csv(tmp_path / "compare" / "mixed" / "tidy.csv")
     assert tidy.variant.tolist() == ["lenet5", f"{factory}:make:width=4", f"{factory}:make:width=8"]
@@ -98,13 +93,13 @@ def test_a_compare_mixes_a_registry_model_and_a_user_model(tmp_path, factory):
 
 
 def test_a_default_compare_name_of_a_file_model_is_one_folder(tmp_path, factory):
-    assert runner.invoke(app, ["compare", f"{factory}:make", *SYNTH, "--out", str(tmp_path)]).exit_code == 0
+    assert cli("compare", f"{factory}:make", *SYNTH, "--out", str(tmp_path)).exit_code == 0
     (folder,) = (tmp_path / "compare").iterdir()
     assert (folder / "tidy.csv").exists()
 
 
 def test_list_shows_what_a_source_offers():
-    out = runner.invoke(app, ["list", "torchvision:*resnet*"]).output.split()
+    out = cli("list", "torchvision:*resnet*").output.split()
     assert (
         "torchvision:resnet50" in out
         and "torchvision:wide_resnet50_2" in out
@@ -127,22 +122,19 @@ def test_list_shows_what_a_source_offers():
 )
 def test_bad_model_names_are_one_line(tmp_path, factory, name, message):
     name, message = name.format(factory=factory), message.format(factory=factory)
-    result = runner.invoke(
-        app, ["summary", name, "-i", "3x16x16", "--out", str(tmp_path)], env={"COLUMNS": "300"}
-    )
+    result = cli("summary", name, "-i", "3x16x16", "--out", str(tmp_path))
     assert result.exit_code == 1, result.output
     assert message in result.output and "Traceback" not in result.output
 
 
 def test_unknown_options_of_a_factory_name_its_parameters(tmp_path, factory):
-    result = runner.invoke(app, ["summary", f"{factory}:make", "-o", "depth=3", "--out", str(tmp_path)],
-                           env={"COLUMNS": "300"})  # fmt: skip
+    result = cli("summary", f"{factory}:make", "-o", "depth=3", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 1 and "unknown option 'depth'" in result.output and "width" in result.output
 
 
 def test_profile_takes_a_user_model(tmp_path, factory):
-    result = runner.invoke(app, ["profile", f"{factory}:make", "-i", "3x16x16", "--device", "cpu", "--batch-sizes",
-                                 "2", "--warmup", "1", "--iters", "2", "-f", "json", "--out", str(tmp_path)])  # fmt: skip
+    result = cli("profile", f"{factory}:make", "-i", "3x16x16", "--device", "cpu", "--batch-sizes",
+                                 "2", "--warmup", "1", "--iters", "2", "-f", "json", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["rows"]
     assert [r["mode"] for r in rows] == ["infer", "train"] and all(r["status"] == "ok" for r in rows)
@@ -152,14 +144,12 @@ def test_profile_takes_a_user_model(tmp_path, factory):
 @pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_timm_models_take_the_datasets_classes_and_input_size(tmp_path):
     pytest.importorskip("timm")
-    out = runner.invoke(app, ["summary", "timm:resnet18", "-d", "cifar10", "--depth", "1", "-f", "json",
-                              "--out", str(tmp_path)])  # fmt: skip
+    out = cli("summary", "timm:resnet18", "-d", "cifar10", "--depth", "1", "-f", "json",
+                              "--out", str(tmp_path))  # fmt: skip
     data = json.loads(out.output)
     assert (data["params"], data["input_size"], data["num_classes"]) == (11_181_642, "3x32x32", 10)
     # a ViT takes the input size (32x32 with patches of 4: the registry's ViT-Tiny, MAC for MAC)
-    vit = json.loads(runner.invoke(app, ["summary", "timm:vit_tiny_patch16_224", "-i", "3x32x32", "--num-classes",
-                                         "10", "-o", "patch_size=4", "-f", "json", "--out", str(tmp_path)]).output)  # fmt: skip
-    ours = json.loads(
-        runner.invoke(app, ["summary", "vit_tiny", "-f", "json", "--out", str(tmp_path)]).output
-    )
+    vit = json.loads(cli("summary", "timm:vit_tiny_patch16_224", "-i", "3x32x32", "--num-classes",
+                                         "10", "-o", "patch_size=4", "-f", "json", "--out", str(tmp_path)).output)  # fmt: skip
+    ours = json.loads(cli("summary", "vit_tiny", "-f", "json", "--out", str(tmp_path)).output)
     assert vit["macs"] == ours["macs"] == 365_107_584

@@ -5,19 +5,13 @@ import json
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import cli
 
-from cnnbench.cli import app
 from cnnbench.measure import profile as profiling
-
-runner = CliRunner()
 
 
 def run(tmp_path, *args):
-    return runner.invoke(
-        app, ["profile", "--device", "cpu", "--warmup", "1", "--iters", "3", "--out", str(tmp_path), *args],
-        env={"COLUMNS": "200"},
-    )  # fmt: skip
+    return cli("profile", "--device", "cpu", "--warmup", "1", "--iters", "3", "--out", str(tmp_path), *args, columns=200)  # fmt: skip
 
 
 def test_rows_for_every_batch_size_and_mode(tmp_path):

@@ -8,15 +8,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from typer.testing import CliRunner
+from conftest import cli, command_line
 
-from cnnbench.cli import app
 from cnnbench.fields import options_of
 from cnnbench.recipe import CONDITION_FIELDS, SHARED_CONDITIONS, TrainConfig
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 from cnnbench.training.conditions import planned_conditions
-
-runner = CliRunner()
 
 # Every field of the recipe at a value other than its default. A new field fails the first test until it
 # is added here, and so gets its round trip through JSON, the command line and the launchers.
@@ -56,38 +53,12 @@ def test_every_field_survives_json_with_its_conditions_hash():
     )
 
 
-def _command_line(recipe: TrainConfig, command: str) -> list[str]:
-    """The options a user types for ``recipe``, made from the fields' declared options."""
-    argv: list[str] = []
-    done = set()
-    for f, opt in options_of(TrainConfig, command):
-        value = getattr(recipe, f.name)
-        if f.name in done or value == getattr(TrainConfig(model="x"), f.name):
-            continue
-        done.add(f.name)
-        decl = opt.decls[0]
-        if "/" in decl:
-            on, off = decl.split("/")
-            argv.append(on if value else off)
-        elif isinstance(value, bool):
-            assert value, f.name  # a lone flag says True
-            argv.append(decl)
-        elif f.name == "options":
-            for key, v in value.items():
-                argv += [decl, f"{key}={v}"]
-        elif f.name == "input_size":
-            argv += [decl, "x".join(map(str, value))]
-        else:
-            argv += [decl, str(value)]
-    return argv
-
-
 def test_every_field_a_user_sets_has_an_option_and_survives_the_command_line():
     recipe = TrainConfig(
         **{**NON_DEFAULT, "world_size": 1, "data_dir": None}
     )  # set by torchrun; a real folder
-    argv = _command_line(recipe, "train")
-    result = runner.invoke(app, ["train", recipe.model, *argv, "--dry-run"])
+    argv = command_line(recipe, "train")
+    result = cli("train", recipe.model, *argv, "--dry-run")
     assert result.exit_code == 0, result.output
     printed = json.loads(result.output)
     assert TrainConfig.from_dict(printed["recipe"]) == recipe
@@ -100,19 +71,17 @@ def test_a_job_file_overrides_and_typos_are_checked(tmp_path):
     from cnnbench.recipe import write_job
 
     job = write_job(tmp_path / "j.json", "x", TrainConfig(model="lenet5", lr=0.02, epochs=3))
-    result = runner.invoke(app, ["train", "--config", str(job), "--epochs", "5", "--dry-run"])
+    result = cli("train", "--config", str(job), "--epochs", "5", "--dry-run")
     assert result.exit_code == 0, result.output
     recipe = TrainConfig.from_dict(json.loads(result.output)["recipe"])
     assert (recipe.lr, recipe.epochs) == (0.02, 5)
     (tmp_path / "typo.json").write_text(json.dumps({"recipe": {"model": "lenet5", "learning_rate": 0.1}}))
-    bad = runner.invoke(app, ["train", "--config", str(tmp_path / "typo.json")])
+    bad = cli("train", "--config", str(tmp_path / "typo.json"))
     assert bad.exit_code == 1 and "got unknown 'learning_rate'" in bad.output
 
 
 def test_resume_takes_only_what_a_continued_run_may_change(tmp_path):
-    result = runner.invoke(
-        app, ["train", "--resume", "r", "--lr", "0.1", "--seed", "3", "--out", str(tmp_path)]
-    )
+    result = cli("train", "--resume", "r", "--lr", "0.1", "--seed", "3", "--out", str(tmp_path))
     assert result.exit_code == 1
     assert "expected only --epochs, --device and --out with --resume" in result.output
     assert "got --lr --seed" in " ".join(result.output.split())
@@ -189,8 +158,7 @@ TRAINED = ["-d", "synthetic", "-i", "3x16x16", "--num-classes", "5", "--syntheti
 
 def _launched(tmp_path, name, *launcher):
     out = tmp_path / name
-    result = runner.invoke(app, ["compare", "lenet5:pool=max", *TRAINED, *launcher, "--name", "c", "--out", str(out)],
-                           env={"COLUMNS": "200"})  # fmt: skip
+    result = cli("compare", "lenet5:pool=max", *TRAINED, *launcher, "--name", "c", "--out", str(out), columns=200)  # fmt: skip
     assert result.exit_code == 0, result.output
     plan = json.loads((out / "compare" / "c" / "plan.json").read_text())
     (run,) = plan["runs"]
@@ -205,13 +173,13 @@ def _launched(tmp_path, name, *launcher):
 @pytest.mark.parametrize(
     "launcher",
     [[], ["--launcher", "local", "--gpus-per-job", "0"], ["--gpus", "1"],
-     pytest.param(["--launcher", "slurm", "--gpus-per-job", "0"], marks=pytest.mark.xdist_group("slurm"))],
+     pytest.param(["--launcher", "slurm", "--gpus-per-job", "0"], marks=[pytest.mark.xdist_group("slurm"), pytest.mark.slurm])],
     ids=["inline", "submitit-local", "gpu-workers", "slurm"],
 )  # fmt: skip
-@pytest.mark.slow
 def test_a_comparisons_run_trains_the_recipe_it_planned(tmp_path, monkeypatch, request, launcher):
-    if "slurm" in launcher:
-        request.getfixturevalue("slurm")  # a real one-node cluster
+    # The job file's round trip is what is tested: the local and GPU workers' jobs run in this process
+    # (their processes are run end to end in test_launchers and test_gpu_workers), Slurm's on a real one-node cluster.
+    request.getfixturevalue("slurm" if "slurm" in launcher else "jobs_here")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)  # the workers run on the CPU here
     planned, trained, row, run = _launched(tmp_path, "r", *launcher)
     assert trained == planned.replace(

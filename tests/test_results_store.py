@@ -11,21 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import InterruptAt, cli, one_line_error
+from conftest import InterruptAt, cli, one_line_error, tiny_argv, tiny_recipe
 
 from cnnbench.errors import ResultsError
-from cnnbench.recipe import TrainConfig
 from cnnbench.store.tables import append_row, check_table, read_table, upsert_rows
 from cnnbench.training.trainer import resume, train
 
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-q", "--synthetic-size", "128"]
-
-
-def cfg(out, **kw):
-    base = dict(model="lenet", dataset="synthetic", epochs=2, batch_size=64, out=out, synthetic_size=256,
-                input_size=(3, 16, 16), num_classes=10, device="cpu", run_name="r")  # fmt: skip
-    base.update(kw)
-    return TrainConfig(**base)
+SYNTH = tiny_argv(synthetic_size=128, batch_size=128)
 
 
 # --- checkpoints and resume -----------------------------------------------------------------------
@@ -41,7 +33,7 @@ class WritesAFile:
 
 def test_a_checkpoint_that_would_run_code_is_refused(tmp_path):
     out = tmp_path / "r"
-    train(cfg(out, epochs=1))
+    train(tiny_recipe(out, batch_size=64, synthetic_size=256, run_name="r", epochs=1))
     planted = tmp_path / "planted"
     with open(out / "runs" / "r" / "last.pt", "wb") as fh:
         pickle.dump({"model": WritesAFile(str(planted))}, fh)
@@ -69,7 +61,7 @@ def test_resume_takes_only_a_run_id_under_out_runs(tmp_path, run_id):
 )
 def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage, message):
     out = tmp_path / "r"
-    train(cfg(out, epochs=1))
+    train(tiny_recipe(out, batch_size=64, synthetic_size=256, run_name="r", epochs=1))
     ckpt = out / "runs" / "r" / "last.pt"
     damage(ckpt)
     result = cli("train", "--resume", "r", "--out", out, "-e", "2", "-q")
@@ -77,7 +69,16 @@ def test_a_damaged_checkpoint_is_one_line_naming_the_file(tmp_path, damage, mess
 
 
 def train_other_model(path):
-    other = train(cfg(path.parent.parent.parent / "other", model="cnn_dropout", epochs=1))
+    other = train(
+        tiny_recipe(
+            path.parent.parent.parent / "other",
+            batch_size=64,
+            synthetic_size=256,
+            run_name="r",
+            model="cnn_dropout",
+            epochs=1,
+        )
+    )
     return torch.load(other.run_dir / "last.pt", weights_only=True)
 
 
@@ -86,15 +87,15 @@ def train_other_model(path):
 )
 def test_a_damaged_config_json_is_one_line_naming_the_file(tmp_path, text):
     out = tmp_path / "r"
-    train(cfg(out, epochs=1))
+    train(tiny_recipe(out, batch_size=64, synthetic_size=256, run_name="r", epochs=1))
     (out / "runs" / "r" / "config.json").write_text(text)
     one_line_error(cli("train", "--resume", "r", "--out", out, "-e", "2", "-q"), "config.json")
 
 
 def test_a_finished_run_continues_to_a_larger_epochs_without_a_second_row(tmp_path):
     out = tmp_path / "r"
-    straight = train(cfg(tmp_path / "s", epochs=4))
-    train(cfg(out, epochs=2))
+    straight = train(tiny_recipe(tmp_path / "s", batch_size=64, synthetic_size=256, run_name="r", epochs=4))
+    train(tiny_recipe(out, batch_size=64, synthetic_size=256, run_name="r", epochs=2))
     result = cli("train", "--resume", "r", "--out", out, "-e", "4", "-q")
     assert result.exit_code == 0, result.output
     epochs = pd.read_csv(out / "runs" / "r" / "epochs.csv")
@@ -114,7 +115,10 @@ def test_a_finished_run_continues_to_a_larger_epochs_without_a_second_row(tmp_pa
 
 def test_an_interrupted_run_without_checkpoints_cannot_resume_and_says_so(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(cfg(tmp_path, checkpoints=False), InterruptAt(2))
+        train(
+            tiny_recipe(tmp_path, batch_size=64, synthetic_size=256, run_name="r", checkpoints=False),
+            InterruptAt(2),
+        )
     one_line_error(
         cli("train", "--resume", "r", "--out", tmp_path, "-q"), "wrote no checkpoint", "cannot be resumed"
     )
@@ -122,7 +126,9 @@ def test_an_interrupted_run_without_checkpoints_cannot_resume_and_says_so(tmp_pa
 
 def test_a_run_interrupted_in_epoch_1_never_writes_epoch_1_twice(tmp_path):
     with pytest.raises(KeyboardInterrupt):
-        train(cfg(tmp_path, epochs=2), InterruptAt(1))
+        train(
+            tiny_recipe(tmp_path, batch_size=64, synthetic_size=256, run_name="r", epochs=2), InterruptAt(1)
+        )
     assert not (tmp_path / "runs" / "r" / "epochs.csv").exists()
     resume(tmp_path, "r")
     assert pd.read_csv(tmp_path / "runs" / "r" / "epochs.csv").epoch.tolist() == [1, 2]
@@ -234,7 +240,7 @@ def test_columns_never_shift_when_rows_bring_new_ones(tmp_path):
 
 def test_disk_full_says_so_keeps_earlier_files_and_leaves_no_temporary_file(tmp_path, monkeypatch):
     out = tmp_path / "r"
-    train(cfg(out, epochs=1, run_name="first"))
+    train(tiny_recipe(out, batch_size=64, synthetic_size=256, epochs=1, run_name="first"))
     before = (out / "runs.csv").read_text()
     real_fsync = os.fsync
 
@@ -247,7 +253,7 @@ def test_disk_full_says_so_keeps_earlier_files_and_leaves_no_temporary_file(tmp_
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(ResultsError, match=f"no space left on device: {out / 'runs' / 'r2' / 'last.pt'}"):
-        train(cfg(out, epochs=2, run_name="r2"))
+        train(tiny_recipe(out, batch_size=64, synthetic_size=256, epochs=2, run_name="r2"))
     monkeypatch.setattr(os, "fsync", real_fsync)
     runs = pd.read_csv(out / "runs.csv").set_index("run_id")
     assert runs.loc["r2", "status"] == f"failed: no space left on device: {out / 'runs' / 'r2' / 'last.pt'}"
@@ -268,12 +274,12 @@ def test_any_exception_ends_the_run_as_failed_never_running(tmp_path, monkeypatc
 
     monkeypatch.setattr(step.TrainStep, "step", broken)
     with pytest.raises(ValueError):
-        train(cfg(tmp_path))
+        train(tiny_recipe(tmp_path, batch_size=64, synthetic_size=256, run_name="r"))
     assert pd.read_csv(tmp_path / "runs.csv").status.tolist() == ["failed: ValueError: a bug in a model"]
 
 
 def test_an_exploding_loss_is_diverged_and_best_accuracy_is_what_it_measured(tmp_path):
-    result = train(cfg(tmp_path, lr=1e4, epochs=4))
+    result = train(tiny_recipe(tmp_path, batch_size=64, synthetic_size=256, run_name="r", lr=1e4, epochs=4))
     assert result.status == "diverged"
     row = pd.read_csv(tmp_path / "runs.csv").iloc[0]
     epochs = pd.read_csv(tmp_path / "runs" / "r" / "epochs.csv")

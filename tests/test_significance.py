@@ -6,13 +6,11 @@ import sys
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import cli, tiny_argv
 
-from cnnbench.cli import app
 from cnnbench.stats import welch_interval, welch_p
 
-runner = CliRunner()
-SYNTH = ["-d", "synthetic", "-i", "3x16x16", "--device", "cpu", "-b", "64", "-e", "1", "-q", "--synthetic-size", "128"]  # fmt: skip
+SYNTH = tiny_argv(batch_size=64, epochs=1, synthetic_size=128)
 
 
 def test_welch_interval_by_hand():
@@ -45,8 +43,8 @@ def test_welch_p_by_hand_and_without_warnings_when_one_sample_has_no_spread():
 
 @pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):
-    result = runner.invoke(app, ["compare", "lenet", "lenet:pool=max", "cnn_dropout", *SYNTH, "--seeds", "2",
-                                 "--out", str(tmp_path), "--name", "s"], env={"COLUMNS": "250"})  # fmt: skip
+    result = cli("compare", "lenet", "lenet:pool=max", "cnn_dropout", *SYNTH, "--seeds", "2",
+                                 "--out", str(tmp_path), "--name", "s", columns=250)  # fmt: skip
     assert result.exit_code == 0, result.output
     folder = tmp_path / "compare" / "s"
     agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
@@ -64,27 +62,27 @@ def test_two_seeds_give_differences_with_intervals_in_every_output(tmp_path):
     assert r"$\Delta$ final acc (pp, 95\% CI)" in (folder / "table.tex").read_text()
     assert "Δ final pp [95% CI]" in result.output and "reference" in result.output
     # --baseline re-renders the same runs against another variant
-    again = runner.invoke(app, ["compare", "--from", str(folder), "--baseline", "cnn_dropout"])
+    again = cli("compare", "--from", str(folder), "--baseline", "cnn_dropout")
     assert again.exit_code == 0, again.output
     assert set(pd.read_csv(folder / "aggregated.csv").baseline) == {"cnn_dropout"}
     assert json.loads((folder / "conditions.json").read_text())["baseline"] == "cnn_dropout"
-    bad = runner.invoke(app, ["compare", "--from", str(folder), "--baseline", "vgg16"])
+    bad = cli("compare", "--from", str(folder), "--baseline", "vgg16")
     assert bad.exit_code == 1 and "expected --baseline to be one of lenet5" in bad.output
 
 
 def test_one_seed_says_what_it_implies(tmp_path):
-    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "--out", str(tmp_path), "--name", "one"])
+    result = cli("compare", "lenet", *SYNTH, "--out", str(tmp_path), "--name", "one")
     assert "One seed per variant" in (tmp_path / "compare" / "one" / "table.md").read_text()
     assert "Δ" not in (tmp_path / "compare" / "one" / "table.md").read_text()
     assert result.exit_code == 0
 
 
 def test_seed_list_picks_the_seeds(tmp_path):
-    result = runner.invoke(app, ["compare", "lenet", *SYNTH, "--seed-list", "0,5,9", "--out", str(tmp_path),
-                                 "--name", "l"])  # fmt: skip
+    result = cli("compare", "lenet", *SYNTH, "--seed-list", "0,5,9", "--out", str(tmp_path),
+                                 "--name", "l")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert pd.read_csv(tmp_path / "compare" / "l" / "tidy.csv").seed.tolist() == [0, 5, 9]
-    bad = runner.invoke(app, ["compare", "lenet", *SYNTH, "--seed-list", "0,x", "--out", str(tmp_path)])
+    bad = cli("compare", "lenet", *SYNTH, "--seed-list", "0,x", "--out", str(tmp_path))
     assert bad.exit_code == 1 and "expected --seed-list as integers" in bad.output
 
 
@@ -112,8 +110,8 @@ def test_deterministic_runs_in_two_processes_give_identical_epoch_rows(tmp_path)
 @pytest.mark.slow  # trains several comparisons or runs: seconds each
 def test_a_reused_run_says_whether_it_was_deterministic(tmp_path):
     args = ["compare", "lenet", *SYNTH, "--out", str(tmp_path)]
-    assert runner.invoke(app, [*args, "--deterministic", "--name", "a"]).exit_code == 0
-    again = runner.invoke(app, [*args, "--deterministic", "--name", "b"], env={"COLUMNS": "300"})
+    assert cli(*args, "--deterministic", "--name", "a").exit_code == 0
+    again = cli(*args, "--deterministic", "--name", "b")
     assert "(identical conditions; deterministic)" in again.output
-    plain = runner.invoke(app, [*args, "--name", "c"], env={"COLUMNS": "300"})
+    plain = cli(*args, "--name", "c")
     assert "reused run" not in plain.output  # a deterministic run does not stand in for a plain one

@@ -11,17 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import signals_at_default, wait_until
-from typer.testing import CliRunner
+from conftest import cli, signals_at_default, tiny_argv, wait_until
 
-from cnnbench.cli import app
-
-runner = CliRunner()
 # One cluster for the session (conftest's ``slurm``): its tests run one after another in one worker.
 pytestmark = pytest.mark.xdist_group("slurm")
 
-SMALL = ["-d", "synthetic", "-i", "3x16x16", "-b", "16", "--lr", "0.005", "--synthetic-size", "256",
-         "--device", "cpu", "--launcher", "slurm", "--gpus-per-job", "0"]  # fmt: skip
+SMALL = [*tiny_argv(quiet=False, lr=0.005, synthetic_size=256), "--launcher", "slurm", "--gpus-per-job", "0"]
 NETS = """
 import time
 
@@ -66,7 +61,7 @@ def wait_for(test, seconds: float, what: str):
 def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(slurm, tmp_path):
     slurm, inline = tmp_path / "slurm", tmp_path / "inline"
     args = ["lenet5:pool=max,avg", *SMALL, "-e", "1", "--deterministic", "--name", "c"]
-    result = runner.invoke(app, ["compare", *args, "--max-parallel", "1", "--time", "5", "--out", str(slurm)])
+    result = cli("compare", *args, "--max-parallel", "1", "--time", "5", "--out", str(slurm))
     assert result.exit_code == 0, result.output
     assert "2 runs submitted to Slurm as job array" in result.output
     # a cluster without accounting: one line of cnnbench's, no submitit warning
@@ -82,7 +77,7 @@ def test_two_variants_are_one_array_run_one_at_a_time_and_match_an_inline_run(sl
 
     # the same recipe trained in this process: same conditions, same epochs (deterministic, CPU)
     here = [a for a in args if a not in ("--launcher", "slurm", "--gpus-per-job", "0")]
-    result = runner.invoke(app, ["compare", *here, "--out", str(inline)])
+    result = cli("compare", *here, "--out", str(inline))
     assert result.exit_code == 0, result.output
     ran = {f: pd.read_csv(f / "runs.csv").sort_values("options") for f in (slurm, inline)}
     assert ran[slurm].conditions_hash.tolist() == ran[inline].conditions_hash.tolist()
@@ -99,21 +94,17 @@ def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(slurm, t
     nets.write_text(NETS)
     long = [*SMALL, "-e", "1000", "--no-wait", "--out", str(out)]
     # one job of a minute that trains for longer (Slurm counts time limits in whole minutes)
-    result = runner.invoke(app, ["compare", f"{nets}:slow", *long, "--time", "1", "--name", "t"])
+    result = cli("compare", f"{nets}:slow", *long, "--time", "1", "--name", "t")
     assert result.exit_code == 0, result.output
     # one to cancel while it trains, one whose training raises
-    result = runner.invoke(
-        app, ["compare", f"{nets}:slow", f"{nets}:boom", *long, "--time", "5", "--name", "cf"]
-    )
+    result = cli("compare", f"{nets}:slow", f"{nets}:boom", *long, "--time", "5", "--name", "cf")
     assert result.exit_code == 0, result.output
     assert "cnnbench compare --from" in result.output
     t, cf = out / "compare" / "t", out / "compare" / "cf"
     assert statuses(t) == ["pending"] and statuses(cf) == ["pending", "pending"]
     # the same comparison again while its jobs are the cluster's: refused, nothing submitted twice
     listed = len(squeue("%i"))
-    again = runner.invoke(
-        app, ["compare", f"{nets}:slow", f"{nets}:boom", *long, "--time", "5", "--name", "cf", "--force"]
-    )
+    again = cli("compare", f"{nets}:slow", f"{nets}:boom", *long, "--time", "5", "--name", "cf", "--force")
     assert again.exit_code == 1, again.output
     assert re.fullmatch(
         r"error: expected comparison cf to be idle, got [12] of its jobs still queued or running in Slurm; "
@@ -131,7 +122,7 @@ def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(slurm, t
     labels = pd.read_csv(cf / "tidy.csv").variant.tolist()
 
     def ended(folder: Path) -> list[str] | None:
-        result = runner.invoke(app, ["compare", "--from", str(folder)])
+        result = cli("compare", "--from", str(folder))
         assert result.exit_code == 0, result.output
         got = statuses(folder)
         return got if not any(s.startswith("pending") for s in got) else None  # "pending (Priority)" too
@@ -146,8 +137,8 @@ def test_cancelled_timed_out_and_failed_jobs_each_end_with_their_status(slurm, t
 
 
 def test_a_data_parallel_job_is_two_slurm_tasks(slurm, tmp_path):
-    result = runner.invoke(app, ["compare", "lenet5", *SMALL[:-1], "2", "-e", "1", "--time", "5",
-                                 "--name", "dp", "--out", str(tmp_path)])  # fmt: skip
+    result = cli("compare", "lenet5", *SMALL[:-1], "2", "-e", "1", "--time", "5",
+                                 "--name", "dp", "--out", str(tmp_path))  # fmt: skip
     assert result.exit_code == 0, result.output
     tidy = pd.read_csv(tmp_path / "compare" / "dp" / "tidy.csv")
     assert tidy.status.tolist() == ["ok"]
@@ -177,7 +168,7 @@ def test_ctrl_c_while_waiting_leaves_the_jobs_queued_and_from_collects_them(slur
     folder = tmp_path / "compare" / "w"
 
     def collected() -> bool:
-        result = runner.invoke(app, ["compare", "--from", str(folder)])
+        result = cli("compare", "--from", str(folder))
         assert result.exit_code == 0, result.output
         got = statuses(folder)
         return got if not got[0].startswith("pending") else None
@@ -189,13 +180,13 @@ def test_a_job_that_cannot_start_is_said_so_waiting_or_not(slurm, tmp_path):
     """--nodes 2 on a one-node cluster stays PENDING forever: --from gives squeue's reason, and a waiting
     comparison cancels the job and says why instead of waiting forever."""
     out = tmp_path / "out"
-    queued = runner.invoke(app, ["compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--no-wait", "--name", "q",
-                                 "--out", str(out)])  # fmt: skip
+    queued = cli("compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--no-wait", "--name", "q",
+                                 "--out", str(out))  # fmt: skip
     assert queued.exit_code == 0, queued.output
     folder = out / "compare" / "q"
 
     def status():
-        rendered = runner.invoke(app, ["compare", "--from", str(folder)], env={"COLUMNS": "300"})
+        rendered = cli("compare", "--from", str(folder))
         assert rendered.exit_code == 0, rendered.output
         found = pd.read_csv(folder / "tidy.csv").status.iloc[0]
         return found if "Slurm cannot start it as asked" in found else None
@@ -205,8 +196,8 @@ def test_a_job_that_cannot_start_is_said_so_waiting_or_not(slurm, tmp_path):
     (job,) = json.loads((folder / "jobs" / "jobs.json").read_text())["job_ids"]
     subprocess.run(["scancel", job.split("_")[0]], check=True)
 
-    waited = runner.invoke(app, ["compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--name", "w", "--time", "5",
-                                 "--out", str(out)], env={"COLUMNS": "300"})  # fmt: skip
+    waited = cli("compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--name", "w", "--time", "5",
+                                 "--out", str(out))  # fmt: skip
     assert waited.exit_code == 1, waited.output  # every variant failed
     status = pd.read_csv(out / "compare" / "w" / "tidy.csv").status.iloc[0]
     assert status.startswith("failed: Partition") and "Slurm cannot start it as asked" in status
@@ -218,15 +209,15 @@ def test_a_job_that_cannot_start_is_said_so_waiting_or_not(slurm, tmp_path):
 
 def test_a_silent_slurm_is_named(slurm, tmp_path, monkeypatch):
     out = tmp_path / "out"
-    queued = runner.invoke(app, ["compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--no-wait", "--name", "s",
-                                 "--out", str(out)])  # fmt: skip
+    queued = cli("compare", "lenet5", *SMALL, "-e", "1", "--nodes", "2", "--no-wait", "--name", "s",
+                                 "--out", str(out))  # fmt: skip
     assert queued.exit_code == 0, queued.output
     conf = Path(slurm) / "silent.conf"  # the controller's port closed: no answer, as when it is down
     conf.write_text(
         re.sub(r"(?m)^SlurmctldPort=.*$", "SlurmctldPort=9", (Path(slurm) / "slurm.conf").read_text())
     )
     monkeypatch.setenv("SLURM_CONF", str(conf))
-    rendered = runner.invoke(app, ["compare", "--from", str(out / "compare" / "s")], env={"COLUMNS": "300"})
+    rendered = cli("compare", "--from", str(out / "compare" / "s"))
     assert rendered.exit_code == 0, rendered.output
     status = pd.read_csv(out / "compare" / "s" / "tidy.csv").status.iloc[0]
     assert status.startswith("pending (Slurm did not answer; squeue: ") and "controller" in status

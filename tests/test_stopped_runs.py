@@ -197,17 +197,6 @@ def test_a_data_parallel_run_under_nohup_trains_on_and_sigterm_is_said_once_by_r
     assert row.status == "interrupted" and row.world_size == 2
 
 
-def test_a_mistake_under_torchrun_is_said_once(tmp_path):
-    from cnnbench.training import distributed
-
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    env.pop("WORLD_SIZE", None)
-    done = subprocess.run(distributed.torchrun_argv(2, ["train", "lenet5", "-e", "0", "--out", str(tmp_path)]),
-                          capture_output=True, text=True, env=env, timeout=300)  # fmt: skip
-    assert done.returncode != 0
-    assert (done.stdout + done.stderr).count("error: expected --epochs >= 1, got 0") == 1
-
-
 @pytest.mark.xdist_group("slurm")
 def test_slurm_refusing_the_jobs_is_one_line_with_its_own_words(tmp_path, slurm):
     env = {**os.environ, "COLUMNS": "300"}  # the test cluster's SLURM_CONF among them

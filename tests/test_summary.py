@@ -4,12 +4,9 @@ import json
 
 import pandas as pd
 import pytest
-from typer.testing import CliRunner
+from conftest import cli
 
-from cnnbench.cli import app
 from cnnbench.measure.summary import SummaryConfig, summarize
-
-runner = CliRunner()
 
 
 def test_lenet5_golden_numbers():
@@ -42,7 +39,7 @@ def test_vit_counts_attention_and_lists_the_ops_that_carry_no_macs():
 
 
 def test_summary_json_has_the_documented_fields(results_dir):
-    result = runner.invoke(app, ["summary", "lenet", "--format", "json", "--out", str(results_dir)])
+    result = cli("summary", "lenet", "--format", "json", "--out", str(results_dir))
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     for key in (
@@ -64,7 +61,7 @@ def test_summary_json_has_the_documented_fields(results_dir):
 
 def test_summary_csv_is_upserted_per_model_options_and_input(results_dir):
     for args in (["lenet"], ["lenet"], ["lenet", "-o", "pool=max"], ["lenet", "-i", "3x32x32"]):
-        assert runner.invoke(app, ["summary", *args, "--out", str(results_dir)]).exit_code == 0
+        assert cli("summary", *args, "--out", str(results_dir)).exit_code == 0
     table = pd.read_csv(results_dir / "summary.csv")
     assert len(table) == 3
     row = table[(table.options == "pool=avg") & (table.input_size == "1x28x28")].iloc[0]
@@ -74,12 +71,10 @@ def test_summary_csv_is_upserted_per_model_options_and_input(results_dir):
 
 
 def test_summary_table_and_markdown(results_dir):
-    result = runner.invoke(
-        app, ["summary", "vgg16", "-d", "cifar10", "--depth", "1", "--out", str(results_dir)]
-    )
+    result = cli("summary", "vgg16", "-d", "cifar10", "--depth", "1", "--out", str(results_dir))
     assert result.exit_code == 0
     assert "33,638,218" in result.output and "313" in result.output  # 313 M MACs at 32x32
-    md = runner.invoke(app, ["summary", "lenet", "-f", "markdown", "--out", str(results_dir)])
+    md = cli("summary", "lenet", "-f", "markdown", "--out", str(results_dir))
     assert "| conv1" in md.output
 
 
@@ -96,7 +91,7 @@ def test_summary_table_and_markdown(results_dir):
     ],
 )
 def test_bad_input_is_one_line_and_exit_1(args, message, results_dir):
-    result = runner.invoke(app, [*args] + (["--out", str(results_dir)] if args[0] == "summary" else []))
+    result = cli(*[*args] + (["--out", str(results_dir)] if args[0] == "summary" else []))
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
@@ -104,21 +99,21 @@ def test_bad_input_is_one_line_and_exit_1(args, message, results_dir):
 
 
 def test_list_and_options():
-    result = runner.invoke(app, ["list", "vgg*"])
+    result = cli("list", "vgg*")
     assert result.exit_code == 0 and "vgg16_bn" in result.output and "lenet5" not in result.output
-    result = runner.invoke(app, ["list", "--options", "resnet"])
+    result = cli("list", "--options", "resnet")
     assert "skip" in result.output and "batch_norm" in result.output
 
 
 def test_version_and_help():
-    assert runner.invoke(app, ["--version"]).output.strip() == "cnnbench 0.1.0"
-    out = runner.invoke(app, ["--help"]).output
+    assert cli("--version").output.strip() == "cnnbench 0.1.0"
+    out = cli("--help").output
     for command in ("list", "summary", "train", "compare", "profile"):
         assert command in out
 
 
 def test_summary_csv_format_prints_the_row(results_dir):
-    result = runner.invoke(app, ["summary", "resnet", "-f", "csv", "--out", str(results_dir)])
+    result = cli("summary", "resnet", "-f", "csv", "--out", str(results_dir))
     assert result.exit_code == 0, result.output
     printed = pd.read_csv(__import__("io").StringIO(result.output))
     assert printed.model.tolist() == ["simple_resnet"] and printed.params.tolist() == [2_777_674]

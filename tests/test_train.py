@@ -7,28 +7,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import InterruptAt
-from typer.testing import CliRunner
+from conftest import InterruptAt, cli, tiny_recipe
 
-from cnnbench.cli import app
-from cnnbench.recipe import TrainConfig
 from cnnbench.training.trainer import resume, train
 
-runner = CliRunner()
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-def synthetic_config(out, **kw):
-    base = dict(
-        model="lenet", dataset="synthetic", epochs=3, batch_size=64, out=out, synthetic_size=512,
-        input_size=(3, 32, 32), num_classes=10, device="cpu",
-    )  # fmt: skip
-    base.update(kw)
-    return TrainConfig(**base)
-
-
 def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
-    result = train(synthetic_config(results_dir))
+    result = train(
+        tiny_recipe(results_dir, epochs=3, batch_size=64, synthetic_size=512, input_size=(3, 32, 32))
+    )
     assert result.status == "ok"
     epochs = pd.read_csv(result.run_dir / "epochs.csv")
     assert list(epochs.columns) == [
@@ -63,12 +52,13 @@ def test_synthetic_run_writes_epoch_rows_and_a_run_summary(results_dir):
     assert (result.run_dir / "last.pt").exists() and (result.run_dir / "best.pt").exists()
 
 
-@pytest.mark.slow
 def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
-    straight = train(synthetic_config(tmp_path / "a", model="cnn_dropout"))
+    # Dropout and augmentation draw random numbers every step: a resume must restore every generator.
+    small = dict(model="cnn_dropout", epochs=3, batch_size=32, synthetic_size=128, augment="crop")
+    straight = train(tiny_recipe(tmp_path / "a", **small))
     out = tmp_path / "b"
     with pytest.raises(KeyboardInterrupt):
-        train(synthetic_config(out, model="cnn_dropout", run_name="r"), InterruptAt(3))
+        train(tiny_recipe(out, run_name="r", **small), InterruptAt(3))
     kept = pd.read_csv(out / "runs" / "r" / "epochs.csv")
     assert kept.epoch.tolist() == [1, 2]
     assert torch.load(out / "runs" / "r" / "last.pt", weights_only=False)["epoch"] == 2
@@ -87,14 +77,28 @@ def test_interrupt_keeps_finished_epochs_and_resume_is_identical(tmp_path):
 
 
 def test_divergence_stops_the_run(results_dir):
-    result = train(synthetic_config(results_dir, optimizer="sgd", lr=1e12, epochs=5))
+    result = train(
+        tiny_recipe(
+            results_dir,
+            batch_size=64,
+            synthetic_size=512,
+            input_size=(3, 32, 32),
+            optimizer="sgd",
+            lr=1e12,
+            epochs=5,
+        )
+    )
     assert result.status == "diverged"
     assert len(result.epochs) < 5
     assert pd.read_csv(results_dir / "runs.csv").status.tolist() == ["diverged"]
 
 
 def test_a_run_at_chance_is_flagged_not_learning(results_dir):
-    result = train(synthetic_config(results_dir, lr=1e-12, epochs=1, seed=1))
+    result = train(
+        tiny_recipe(
+            results_dir, batch_size=64, synthetic_size=512, input_size=(3, 32, 32), lr=1e-12, epochs=1, seed=1
+        )
+    )
     assert result.status == "not learning"
 
 
@@ -103,16 +107,14 @@ def test_a_run_at_chance_is_flagged_not_learning(results_dir):
 )
 def test_channels_last_flag_is_recorded(results_dir, flag, expected):
     args = ["train", "lenet", "-d", "synthetic", "-e", "1", "--device", "cpu", "-q", "--no-checkpoint"]
-    result = runner.invoke(app, [*args, *flag, "--out", str(results_dir)])
+    result = cli(*args, *flag, "--out", str(results_dir))
     assert result.exit_code == 0, result.output
     assert pd.read_csv(results_dir / "runs.csv").iloc[0].channels_last == expected
 
 
 def train_one_epoch(results_dir, *args):
     """`cnnbench train lenet` for one epoch on real data; its row of runs.csv."""
-    result = runner.invoke(
-        app, ["train", "lenet", *args, "-e", "1", "--out", str(results_dir), "-q", "--no-checkpoint"]
-    )
+    result = cli("train", "lenet", *args, "-e", "1", "--out", str(results_dir), "-q", "--no-checkpoint")
     assert result.exit_code == 0, result.output
     return pd.read_csv(results_dir / "runs.csv").iloc[0]
 
@@ -155,7 +157,7 @@ def test_bad_train_input_is_one_line_and_exit_1(args, message, tmp_path, monkeyp
     monkeypatch.setattr("cnnbench.data.readers._download", _no_download)
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
     out = [] if "--out" in args else ["--out", str(tmp_path / "r")]
-    result = runner.invoke(app, ["train", "lenet", "-q", *out, *args])
+    result = cli("train", "lenet", "-q", *out, *args)
     assert result.exit_code == 1, result.output
     assert message in " ".join(result.output.split())
     assert "Traceback" not in result.output
@@ -171,23 +173,20 @@ def _no_download(name, data_dir):
 
 
 def test_progress_output_shows_each_epoch(results_dir):
-    result = runner.invoke(
-        app,
-        [
-            "train",
-            "lenet",
-            "-d",
-            "synthetic",
-            "-i",
-            "3x16x16",
-            "-e",
-            "2",
-            "--device",
-            "cpu",
-            "--out",
-            str(results_dir),
-        ],
-        env={"COLUMNS": "200"},
+    result = cli(
+        "train",
+        "lenet",
+        "-d",
+        "synthetic",
+        "-i",
+        "3x16x16",
+        "-e",
+        "2",
+        "--device",
+        "cpu",
+        "--out",
+        str(results_dir),
+        columns=200,
     )
     assert result.exit_code == 0, result.output
     # Every epoch line names the run's model and seed (piped logs of several runs stay readable).
@@ -211,4 +210,12 @@ def test_progress_output_shows_each_epoch(results_dir):
 def test_which_runs_replay_a_captured_cuda_graph(tmp_path, options, device, captured):
     from cnnbench.training.step import uses_cuda_graphs
 
-    assert uses_cuda_graphs(synthetic_config(tmp_path, **options), device) is captured
+    assert (
+        uses_cuda_graphs(
+            tiny_recipe(
+                tmp_path, epochs=3, batch_size=64, synthetic_size=512, input_size=(3, 32, 32), **options
+            ),
+            device,
+        )
+        is captured
+    )
