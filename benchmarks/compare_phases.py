@@ -28,7 +28,7 @@ import time
 PHASES = {
     "device and results checks": [("cnnbench.device", "resolve_device"), ("cnnbench.store.runs", "validate_runs_table")],
     "data loading": [("cnnbench.data.readers", "load_split")],
-    "plan (conditions, reuse lookup)": [("cnnbench.compare.run", "_plan_runs")],
+    "plan (conditions, reuse lookup)": [("cnnbench.comparison.run", "_plan_runs")],
     "model building": [("cnnbench.models.build", "prepare_model")],
     "FLOP counting": [("cnnbench.models.counting", "count_flops")],
     "idle power (waited for)": [("cnnbench.training.trainer", "IdlePower.watts")],
@@ -43,7 +43,7 @@ PHASES = {
     "checkpoints": [("cnnbench.store.runs", "RunStore.save_checkpoint")],
     "run summary and runs.csv row": [("cnnbench.training.trainer", "Trainer._summary"), ("cnnbench.store.runs", "RunStore.finish")],
     "one run, other": [("cnnbench.training.trainer", "Trainer._run")],
-    "collect (tidy, aggregation)": [("cnnbench.compare.run", "collect")],
+    "collect (tidy, aggregation)": [("cnnbench.comparison.run", "collect")],
     "tables (Markdown, LaTeX, CSV)": [("cnnbench.report.outputs", "write_outputs")],
     "plots": [("cnnbench.report.plots", "compare_plots")],
 }  # fmt: skip

@@ -8,7 +8,7 @@ import pytest
 import torch
 from conftest import cli, compare_tiny
 
-from cnnbench.compare.variants import Variant, parse_variants
+from cnnbench.comparison.variants import Variant, parse_variants
 from cnnbench.errors import InvalidArgumentError, ResultsError, UnknownModelError
 
 SIZES = dict(epochs=2, batch_size=64, synthetic_size=256)
@@ -185,7 +185,7 @@ def test_plot_workers_draw_the_figures_a_comparison_draws_itself(tmp_path):
     same figures, pixel for pixel, as drawn in-process; a figure's error is raised in the comparison."""
     import dataclasses
 
-    from cnnbench.compare.run import load_compare
+    from cnnbench.comparison.run import load_compare
     from cnnbench.report.plots import PlotWorkers, compare_plots
 
     result = compare(tmp_path, "lenet", "cnn_dropout", "--name", "t")
@@ -222,8 +222,8 @@ def test_plot_workers_draw_the_figures_a_comparison_draws_itself(tmp_path):
 )  # fmt: skip
 def test_plot_workers_start_where_runs_train_on_a_gpu_here_with_cpus_to_spare(monkeypatch, device, cpus, launcher,
                                                                             jobs, started):  # fmt: skip
-    from cnnbench.compare import run as comparing
-    from cnnbench.compare.plan import CompareConfig
+    from cnnbench.comparison import run as comparing
+    from cnnbench.comparison.plan import CompareConfig
     from cnnbench.recipe import TrainConfig
     from cnnbench.report import plots
 

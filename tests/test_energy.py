@@ -155,7 +155,7 @@ def test_without_a_meter_every_energy_field_is_null_in_strict_json(tmp_path):
 
 
 def test_the_pareto_front_of_a_hand_made_table():
-    from cnnbench.compare.aggregate import pareto_front
+    from cnnbench.comparison.aggregate import pareto_front
 
     accuracy = [90.0, 85.0, 80.0, 88.0, 70.0, math.nan]
     joules = [100.0, 20.0, 30.0, 100.0, 5.0, 1.0]

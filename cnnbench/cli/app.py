@@ -18,7 +18,7 @@ from typer.core import TyperGroup
 from cnnbench import __version__
 from cnnbench.choices import PRECISIONS, PROFILE_MODES
 from cnnbench.cli.options import choice_enum, dataclass_options
-from cnnbench.compare.plan import CompareConfig
+from cnnbench.comparison.plan import CompareConfig
 from cnnbench.errors import CnnbenchError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig, results_dir
@@ -268,7 +268,7 @@ def compare(
     scheduler: dict[str, Any] | None = None,
 ) -> None:
     """Train several architectures with one recipe; tables (terminal, CSV, Markdown, LaTeX) and plots."""
-    from cnnbench.compare.command import compare_command
+    from cnnbench.comparison.command import compare_command
 
     raise typer.Exit(compare_command(models or [], recipe or {}, compare or {}, scheduler or {}, from_, repair, wide,
                                      quiet))  # fmt: skip

@@ -9,18 +9,18 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cnnbench.measure.pooling import PoolConfig, pool
-from cnnbench.measure.profile import ProfileConfig, profile
+from cnnbench.measure.profile import ProfileConfig
 from cnnbench.measure.scaling import profile_scaling
-from cnnbench.measure.summary import SummaryConfig, save_summary, summarize
+from cnnbench.measure.summary import SummaryConfig
 
 
 def summary_command(config: SummaryConfig, out: Path | None, repair: bool, fmt: str, wide: bool) -> None:
     """``cnnbench summary``: the summary, its row upserted into summary.csv, printed in ``fmt``."""
+    from cnnbench.api import run_summary
     from cnnbench.report.terminal import print_summary
 
     with _quiet_stdout():  # what a model's own code prints goes to stderr: stdout holds the data alone
-        result = summarize(config)
-        save_summary(result, out, repair)
+        result = run_summary(config, out, repair).result
     print_summary(result, fmt, wide)
 
 
@@ -43,6 +43,7 @@ def pool_command(config: PoolConfig, plot: Path | None, fmt: str) -> None:
 def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: str, wide: bool) -> None:
     """``cnnbench profile``: the sweep over modes and batch sizes, or with ``gpus`` the data-parallel
     scaling, its rows appended to the results tables and printed in ``fmt``."""
+    from cnnbench.api import run_profile
     from cnnbench.report.terminal import err_console, print_profile, print_scaling
     from cnnbench.training.status import Stopped, exit_code, stop_on_signals
 
@@ -52,7 +53,9 @@ def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: 
     try:
         with stop_on_signals(), _quiet_stdout():  # a model's own prints go to stderr too
             result = (
-                profile_scaling(config, gpus, repair) if gpus is not None else profile(config, repair, say)
+                profile_scaling(config, gpus, repair)
+                if gpus is not None
+                else run_profile(config, repair, say).result
             )
     except KeyboardInterrupt as exc:
         why = str(exc) if isinstance(exc, Stopped) else "interrupted"

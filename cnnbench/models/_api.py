@@ -16,7 +16,7 @@ from typing import Any
 
 from cnnbench.errors import UnknownModelError
 from cnnbench.models._info import ModelInfo, Option, format_options  # noqa: F401  (the registry's face)
-from cnnbench.models._sources import external_info, is_external
+from cnnbench.models._sources import external_info, is_external, object_info
 
 # Options shared by several families, defined once.
 BATCH_NORM = Option("bool", False, "BatchNorm after each convolution")
@@ -94,6 +94,9 @@ def list_models(
 
 
 def get_model_info(name: str) -> ModelInfo:
+    own = object_info(name)
+    if own is not None:  # a Python object handed to the API, under its rows' name
+        return own
     if is_external(name.strip()):
         return external_info(name.strip())
     key = name.strip().lower()
@@ -104,6 +107,12 @@ def get_model_info(name: str) -> ModelInfo:
         hint = f"; did you mean {', '.join(close)}?" if close else "; run `cnnbench list` to see them all"
         raise UnknownModelError(f"unknown model {name!r}{hint}")
     return _REGISTRY[key]
+
+
+def is_registered(name: str) -> bool:
+    """Whether ``name`` is a registered name or alias."""
+    key = name.strip().lower()
+    return key in _REGISTRY or key in _ALIASES
 
 
 def get_model(

@@ -24,7 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import CnnbenchError, InvalidOptionError, UnknownModelError, first_line
+from cnnbench.errors import (
+    CnnbenchError,
+    InvalidArgumentError,
+    InvalidOptionError,
+    UnknownModelError,
+    first_line,
+)
 from cnnbench.models._info import ModelInfo
 from cnnbench.models.outputs import logits_of
 
@@ -177,7 +183,17 @@ def _factory(module: str, target: str) -> Callable[..., Any]:
     factory = getattr(mod, target)
     if not callable(factory):
         raise UnknownModelError(f"expected {module}:{target} to be callable, got a {type(factory).__name__}")
-    params = inspect.signature(factory).parameters
+    return _callable_builder(factory, f"{module}:{target}", f"{target} from {module}")
+
+
+def _callable_builder(factory: Callable[..., Any], label: str, about: str) -> Callable[..., Any]:
+    """A registry builder of a user's factory: called with ``num_classes=``, ``input_shape=`` where it
+    takes it, and the model options; what it returns is checked."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: it says nothing of what it takes
+        raise UnknownModelError(f"expected {label} to be a Python callable whose parameters can be read, "
+                                f"got {type(factory).__name__}") from None  # fmt: skip
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
     def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
@@ -187,7 +203,7 @@ def _factory(module: str, target: str) -> Callable[..., Any]:
         unknown = [k for k in options if k not in params and not takes_any]
         if unknown:
             raise InvalidOptionError(
-                f"unknown option {unknown[0]!r} for {module}:{target}: expected one of its parameters "
+                f"unknown option {unknown[0]!r} for {label}: expected one of its parameters "
                 f"{', '.join(p for p in params if p not in ('num_classes', 'input_shape')) or '(none)'}"
             )
         try:
@@ -197,11 +213,67 @@ def _factory(module: str, target: str) -> Callable[..., Any]:
         except Exception as exc:  # the user's code failed: its own words, in one line, with what it was given
             given = f" with {_options_text(options)}" if options else ""
             raise UnknownModelError(
-                f"expected {module}:{target} to build a model{given}, got {type(exc).__name__}: {first_line(exc)}"
+                f"expected {label} to build a model{given}, got {type(exc).__name__}: {first_line(exc)}"
             ) from None
 
-    build.__doc__ = (inspect.getdoc(factory) or f"{target} from {module}").splitlines()[0]
-    return _checked(build, f"{module}:{target}")
+    build.__doc__ = (inspect.getdoc(factory) or about).splitlines()[0]
+    return _checked(build, label)
+
+
+# Models handed over as Python objects (cnnbench's Python API): an nn.Module or a callable that makes one,
+# under the name its rows carry. They live in this process only: a job for another process cannot name one.
+_OBJECTS: dict[str, ModelInfo] = {}
+
+
+def object_info(name: str) -> ModelInfo | None:
+    """The model registered under ``name`` as a Python object in this process, if any."""
+    return _OBJECTS.get(name)
+
+
+def register_object(name: str, model: Any, taken: Callable[[str], bool]) -> str:
+    """Register ``model`` (an ``nn.Module``, or a callable that returns one given ``num_classes`` and,
+    where it takes them, ``input_shape`` and options) under ``name``; ``taken`` says whether a name
+    belongs to the registry. A module is copied for each build, so training never changes the caller's
+    object, and trains from its own weights; a callable builds from the run's seed. Registering a name
+    again replaces what it named (a notebook cell run twice), and forgets this process's counts of it."""
+    import copy
+    import re
+
+    import torch
+
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}", name):
+        raise InvalidArgumentError(
+            f"expected a name for the model's rows (up to 100 letters, digits, '_', '.' and '-'), got {name!r}"
+        )
+    if taken(name):
+        raise InvalidArgumentError(
+            f"expected a name for the model's rows that the registry does not use, got {name!r}, a registered "
+            "model (name=... gives it another)"
+        )
+    if isinstance(model, torch.nn.Module):
+        template = model
+
+        def build(input_shape: tuple[int, int, int], num_classes: int, **options: Any) -> Any:
+            if options:
+                raise InvalidOptionError(f"expected no options for {name}, an nn.Module object (a callable that "
+                                         f"makes it takes options), got {_options_text(options)}")  # fmt: skip
+            return copy.deepcopy(template).to(torch.get_default_device())
+
+        build.__doc__ = (inspect.getdoc(type(model)) or type(model).__name__).splitlines()[0]
+        builder = _checked(build, name)
+    elif callable(model):
+        builder = _callable_builder(model, name, f"{name}, a Python callable")
+    else:
+        raise InvalidArgumentError(
+            f"expected a model name, an nn.Module or a callable that makes one, got {type(model).__name__}"
+        )
+    if name in _OBJECTS:
+        from cnnbench.models.build import forget_counts
+
+        forget_counts()
+    _OBJECTS[name] = ModelInfo(name=name, builder=builder, family="python", aliases=(), default_dataset="cifar10",
+                               supported_inputs=(), options={}, open_options=True)  # fmt: skip
+    return name
 
 
 def _import(module: str) -> Any:

@@ -58,12 +58,18 @@ def _module_file(module: str) -> str:
     return spec.origin if spec is not None and spec.origin else ""
 
 
-def key(kind: str, model: str, options: dict[str, Any], shape: tuple[int, ...], num_classes: int) -> str:
+def key(
+    kind: str, model: str, options: dict[str, Any], shape: tuple[int, ...], num_classes: int
+) -> str | None:
+    """The entry of a count; None for a Python object handed to the API, whose code no file names."""
     import torch
 
     from cnnbench.models import get_model_info
 
-    name = get_model_info(model).name
+    info = get_model_info(model)
+    if info.family == "python":
+        return None
+    name = info.name
     parts = [kind, name, sorted((str(k), str(v)) for k, v in options.items()), list(shape), num_classes,
              torch.__version__, _source(name)]  # fmt: skip
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
@@ -77,14 +83,14 @@ def _read(path: Path) -> dict[str, Any]:
         return {}
 
 
-def get(k: str) -> Any:
+def get(k: str | None) -> Any:
     path = _path()
-    return _read(path).get(k) if path is not None else None
+    return _read(path).get(k) if path is not None and k is not None else None
 
 
-def put(k: str, value: Any) -> None:
+def put(k: str | None, value: Any) -> None:
     path = _path()
-    if path is None:
+    if path is None or k is None:
         return
     try:
         from cnnbench.store.tables import table_lock, write_text_atomic

@@ -179,6 +179,11 @@ def count_by_family(
     return counted
 
 
+def forget() -> None:
+    """Forget the counts made in this process (:func:`cnnbench.models.build.forget_counts`)."""
+    _count.cache_clear()
+
+
 @functools.cache
 def _count(
     model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int

@@ -74,7 +74,9 @@ def run(request: TrainRequest, callbacks: Any = None) -> Any:
         return trainer.resume(request.out, request.resume, callbacks, epochs=request.given.get("epochs"),
                               device=None if device in (None, "auto") else device, model=request.model,
                               repair=request.repair)  # fmt: skip
-    return trainer.Trainer(request.recipe(), callbacks, repair=request.repair).run()
+    from cnnbench.api import run_train
+
+    return run_train(request.recipe(), callbacks, repair=request.repair).result
 
 
 def _data_parallel(request: TrainRequest) -> int:

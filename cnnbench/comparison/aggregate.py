@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cnnbench.compare.variants import Variant
+from cnnbench.comparison.variants import Variant
 from cnnbench.stats import welch_interval, welch_p
 
 # A run's own numbers, under the names runs.csv gives them, that the tidy table carries over.

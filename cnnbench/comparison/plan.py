@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.choices import LAUNCHERS
-from cnnbench.compare.variants import Variant
+from cnnbench.comparison.variants import Variant
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.fields import Opt, declared
 from cnnbench.launchers.scheduler import SchedulerOptions

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.compare.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBERS, aggregate, tidy_row
-from cnnbench.compare.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
-from cnnbench.compare.variants import Variant, parse_variants, resolve_baseline
+from cnnbench.comparison.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBERS, aggregate, tidy_row
+from cnnbench.comparison.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
+from cnnbench.comparison.variants import Variant, parse_variants, resolve_baseline
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
 from cnnbench.launchers.scheduler import slurm_jobs_alive

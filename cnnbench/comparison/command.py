@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnbench.compare.plan import CompareConfig, check_price
+from cnnbench.comparison.plan import CompareConfig, check_price
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
@@ -82,7 +82,8 @@ def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None)
 def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any], scheduler: dict[str, Any],
                     from_: Path | None = None, repair: bool = False, wide: bool = False, quiet: bool = False) -> int:  # fmt: skip
     """Run or render a comparison, print its table; the exit code (1 when every variant failed)."""
-    from cnnbench.compare import run as comparing
+    from cnnbench.api import run_compare
+    from cnnbench.comparison import run as comparing
     from cnnbench.report.progress import JobsDisplay, TrainProgress
     from cnnbench.report.terminal import console, err_console, print_compare
 
@@ -104,8 +105,8 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
     view = JobsDisplay(live=elsewhere and err_console.is_terminal and not quiet)
     try:
         with stop_on_signals(), view if elsewhere else progress:
-            result = comparing.run_compare(config, callbacks=for_job, log=lambda m: console.print(m, highlight=False),
-                                           view=view)  # fmt: skip
+            result = run_compare(config, callbacks=for_job, log=lambda m: console.print(m, highlight=False),
+                                 view=view).result  # fmt: skip
     except KeyboardInterrupt as exc:
         err_console.print(_stopped_line(exc, config, progress.run_id if not elsewhere else None),
                           highlight=False, soft_wrap=True)  # fmt: skip
