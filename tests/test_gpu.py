@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from conftest import cli, tiny_argv
 
 from cnnbench.recipe import TrainConfig
 from cnnbench.training.trainer import train
@@ -154,9 +155,6 @@ def test_a_torchvision_model_trains_on_the_gpu(tmp_path):
 
 
 def test_a_comparison_on_the_gpu_has_its_figures_drawn_by_workers(tmp_path, monkeypatch):
-    from typer.testing import CliRunner
-
-    from cnnbench.cli import app
     from cnnbench.report import plots
 
     started = []
@@ -168,8 +166,8 @@ def test_a_comparison_on_the_gpu_has_its_figures_drawn_by_workers(tmp_path, monk
 
     monkeypatch.setattr(plots, "PlotWorkers", counting)
     monkeypatch.setattr("cnnbench.device.usable_cpus", lambda: 8)
-    result = CliRunner().invoke(app, ["compare", "lenet", "-d", "synthetic", "-i", "3x32x32", "--synthetic-size", "256",
-                                      "-e", "2", "--device", "cuda", "--out", str(tmp_path), "--name", "g", "-q"])  # fmt: skip
+    result = cli("compare", "lenet", *tiny_argv(input_size=(3, 32, 32), synthetic_size=256, batch_size=128, device="cuda"),
+                 "--out", tmp_path, "--name", "g")  # fmt: skip
     assert result.exit_code == 0, result.output
     assert len(started) == 1 and started[0].workers == 5
     for stem in ("accuracy_per_epoch", "accuracy_vs_params", "accuracy_vs_macs", "epoch_time"):

@@ -9,9 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
-
-from cnnbench.cli import app
+from conftest import cli
 
 # It runs every command of the README in a fresh clone (a minute and more): the slow tier.
 pytestmark = pytest.mark.slow
@@ -78,7 +76,6 @@ def test_the_readmes_commands_leave_a_clone_as_git_has_it(tmp_path, monkeypatch)
     # A model named by module puts the working folder on sys.path, as `python -m` would: undone after the
     # test, or processes started later in this one (plot workers) would import cnnbench from the clone.
     monkeypatch.setattr(sys, "path", list(sys.path))
-    runner = CliRunner()
     found: dict[str, str] = {}
     ran = []
     for line in readme_commands(clone / "README.md"):
@@ -86,7 +83,7 @@ def test_the_readmes_commands_leave_a_clone_as_git_has_it(tmp_path, monkeypatch)
             continue
         argv = on_the_cpu(shlex.split(line)[1:], found)
         before = set((clone / "results" / "local" / "runs").glob("*"))
-        result = runner.invoke(app, argv, env={"COLUMNS": "120"})
+        result = cli(*argv, columns=120)
         assert result.exit_code == 0, f"{' '.join(argv)}\n{result.output}"
         ran.append(argv[0])
         new = sorted(set((clone / "results" / "local" / "runs").glob("*")) - before)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import InterruptAt, cli, tiny_recipe
+from conftest import InterruptAt, cli, tiny_argv, tiny_recipe
 
 from cnnbench.training.trainer import resume, train
 
@@ -106,8 +106,7 @@ def test_a_run_at_chance_is_flagged_not_learning(results_dir):
     "flag, expected", [([], False), (["--channels-last"], True), (["--no-channels-last"], False)]
 )
 def test_channels_last_flag_is_recorded(results_dir, flag, expected):
-    args = ["train", "lenet", "-d", "synthetic", "-e", "1", "--device", "cpu", "-q", "--no-checkpoint"]
-    result = cli(*args, *flag, "--out", str(results_dir))
+    result = cli("train", "lenet", *tiny_argv(epochs=1), "--no-checkpoint", *flag, "--out", str(results_dir))
     assert result.exit_code == 0, result.output
     assert pd.read_csv(results_dir / "runs.csv").iloc[0].channels_last == expected
 
