@@ -19,8 +19,9 @@ import pandas as pd
 
 from cnnbench.errors import CnnbenchError
 from cnnbench.measure.memory import cublas_workspace_bytes
-from cnnbench.measure.profile import ProfileConfig, profile
+from cnnbench.measure.profile import profile
 from cnnbench.models import list_models
+from cnnbench.settings import ProfileConfig
 
 
 def main() -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnbench.measure.profile import ProfileConfig, profile
+from cnnbench.measure.profile import profile
+from cnnbench.settings import ProfileConfig
 
 MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "simple_resnet", "cifar10net", "cnn_dropout", "resnet18")
 

@@ -271,26 +271,26 @@ def create_model(model: Any, *, input_size: Any = None, dataset: str | None = No
     return build(model_name, typed["options"], shape, classes)[0]
 
 
-def summary(
-    model: Any, *, name: str | None = None, out: Any = None, repair: bool = False, **settings: Any
-) -> Summary:
+def summary(model: Any, *, name: str | None = None, repair: bool = False, **settings: Any) -> Summary:
     """``cnnbench summary``: per-layer table and totals (parameters, MACs, FLOPs, memory), its row
-    upserted into ``out``/summary.csv (default results/local). Settings: options, input_size, dataset,
-    num_classes, depth, batch_size, precision."""
-    from cnnbench.measure.summary import SummaryConfig
+    upserted into ``out``/summary.csv (default results/local). Settings: the fields of
+    :class:`~cnnbench.settings.SummaryConfig` (options, input_size, dataset, num_classes, depth,
+    batch_size, precision, out)."""
+    from cnnbench.settings import SummaryConfig
 
-    fields = [f for f in _field_names(SummaryConfig) if f != "model"]
-    _check_keywords("summary", settings, [*fields, "name", "out", "repair"])
-    config = SummaryConfig(model=_model_name(model, name), **_typed(settings))
-    return run_summary(config, _typed({"out": out})["out"], repair)
+    _check_keywords(
+        "summary", settings, [*(f for f in _field_names(SummaryConfig) if f != "model"), "name", "repair"]
+    )
+    return run_summary(SummaryConfig(model=_model_name(model, name), **_typed(settings)), repair)
 
 
-def run_summary(config: Any, out: Path | None = None, repair: bool = False) -> Summary:
-    """The summary of ``config`` (a :class:`~cnnbench.measure.summary.SummaryConfig`), saved."""
+def run_summary(config: Any, repair: bool = False) -> Summary:
+    """The summary of ``config`` (a :class:`~cnnbench.settings.SummaryConfig`), saved in its ``out``."""
     from cnnbench.measure.summary import save_summary, summarize
 
+    config.validate()
     result = summarize(config)
-    return Summary(result, save_summary(result, out, repair))
+    return Summary(result, save_summary(result, config.out, repair))
 
 
 def train(model: Any, *, name: str | None = None, progress: bool = False, repair: bool = False,
@@ -381,9 +381,9 @@ def profile(model: Any, *, name: str | None = None, progress: bool = False, repa
             **settings: Any) -> Profile:  # fmt: skip
     """``cnnbench profile``: step time (median, IQR), throughput, memory and TFLOP/s per batch size and
     mode, each row appended to ``out``/profile.csv. Settings: the fields of
-    :class:`~cnnbench.measure.profile.ProfileConfig` (batch_sizes as a list or ``"1,32"``, modes as a list
+    :class:`~cnnbench.settings.ProfileConfig` (batch_sizes as a list or ``"1,32"``, modes as a list
     or ``"infer"``, ``"train"``, ``"both"``)."""
-    from cnnbench.measure.profile import ProfileConfig, parse_batch_sizes
+    from cnnbench.settings import ProfileConfig, parse_batch_sizes, parse_modes
 
     _check_keywords("profile", settings, [*(f for f in _field_names(ProfileConfig) if f != "model"), "name",
                                           "progress", "repair"])  # fmt: skip
@@ -391,7 +391,7 @@ def profile(model: Any, *, name: str | None = None, progress: bool = False, repa
     if isinstance(typed.get("batch_sizes"), (str, int)):
         typed["batch_sizes"] = parse_batch_sizes(str(typed["batch_sizes"]))
     if isinstance(typed.get("modes"), str):
-        typed["modes"] = ["infer", "train"] if typed["modes"] == "both" else [typed["modes"]]
+        typed["modes"] = parse_modes(typed["modes"])
     config = ProfileConfig(model=_model_name(model, name), **typed)
     return run_profile(config, repair, print if progress else (lambda _line: None))
 
@@ -399,7 +399,7 @@ def profile(model: Any, *, name: str | None = None, progress: bool = False, repa
 def run_profile(
     config: Any, repair: bool = False, say: Callable[[str], None] = lambda _line: None
 ) -> Profile:
-    """The sweep ``config`` describes (a :class:`~cnnbench.measure.profile.ProfileConfig`)."""
+    """The sweep ``config`` describes (a :class:`~cnnbench.settings.ProfileConfig`)."""
     from cnnbench.measure.profile import profile as measure
 
     return Profile(measure(config, repair, say))

@@ -83,21 +83,41 @@ def parse_option_strings(items: Iterable[str]) -> dict[str, str]:
     return out
 
 
+# Options that several commands take, declared once: the model and its input (train, summary, profile),
+# where a command runs and where its results go. Each is one field of each settings dataclass that holds
+# it (the recipe here; summary's, profile's and pool's in cnnbench.settings).
+MEASURED = ("train", "compare", "summary", "profile")  # the commands that build a model
+MODEL_OPTION = Opt(("--option", "-o"), "Model option (repeatable).", "KEY=VALUE", kind=list[str],
+                   parse=parse_option_strings, commands=("train", "summary", "profile"))  # fmt: skip
+DATASET_OPTION = Opt(("--dataset", "-d"), f"One of: {DATASET_NAMES}; summary and profile take its input size "
+                     "and classes.", "NAME", commands=(*MEASURED, "pool"))  # fmt: skip
+DATA_DIR_OPTION = Opt(("--data-dir",), "Dataset folder (default: $CNNBENCH_DATA_DIR, else ./data).", "DIR", kind=Path,
+                      commands=("train", "compare", "pool"))  # fmt: skip
+INPUT_SIZE_OPTION = Opt(("--input-size", "-i"), "Input size, e.g. 3x64x64 (default: the dataset's; a real dataset "
+                        "trains at its own).", "CxHxW", kind=str, parse=parse_input_size, commands=MEASURED)  # fmt: skip
+NUM_CLASSES_OPTION = Opt(("--num-classes",), "Number of classes (default: the dataset's; a real dataset trains "
+                         "with its own).", "N", commands=MEASURED)  # fmt: skip
+PRECISION_OPTION = Opt(("--precision",), "Autocast precision (summary: of its memory estimate).", choices=PRECISIONS,
+                       commands=MEASURED)  # fmt: skip
+CHANNELS_LAST_OPTION = Opt(("--channels-last/--no-channels-last",), "NHWC memory format (default: on for CUDA, off "
+                           "on CPU).", commands=("train", "compare", "profile"))  # fmt: skip
+COMPILE_OPTION = Opt(("--compile",), "torch.compile the step (its compile time is reported on its own, with the "
+                     "warm-up).", commands=("train", "compare", "profile"))  # fmt: skip
+DEVICE_OPTION = Opt(
+    ("--device",), "Where to run.", "auto|cpu|cuda[:N]", commands=("train", "compare", "profile")
+)
+OUT_OPTION = Opt(("--out",), "Results directory (default: ./results/local, which git ignores).", "DIR", kind=str,
+                 parse=results_dir, commands=MEASURED)  # fmt: skip
+
+
 @dataclass
 class TrainConfig:
     """Everything a run needs; the defaults are the chapter's recipe."""
 
     model: str = declared(shared=False)
-    options: dict[str, Any] = declared(
-        default_factory=dict, shared=False,
-        option=Opt(("--option", "-o"), "Model option (repeatable).", "KEY=VALUE", kind=list[str],
-                   parse=parse_option_strings, commands=("train",)),
-    )  # fmt: skip
-    dataset: str = declared("cifar10", option=Opt(("--dataset", "-d"), f"One of: {DATASET_NAMES}.", "NAME"))
-    data_dir: Path | None = _bookkeeping(
-        None,
-        Opt(("--data-dir",), "Dataset folder (default: $CNNBENCH_DATA_DIR, else ./data).", "DIR", kind=Path),
-    )
+    options: dict[str, Any] = declared(default_factory=dict, shared=False, option=MODEL_OPTION)
+    dataset: str = declared("cifar10", option=DATASET_OPTION)
+    data_dir: Path | None = _bookkeeping(None, DATA_DIR_OPTION)
     epochs: int = declared(20, option=Opt(("--epochs", "-e"), "Epochs to train.", "N"), label="{} epochs")
     batch_size: int = declared(
         128, option=Opt(("--batch-size", "-b"), "Training batch size.", "N"), label="batch"
@@ -120,35 +140,18 @@ class TrainConfig:
     label_smoothing: float = declared(
         0.0, option=Opt(("--label-smoothing",), "Cross-entropy label smoothing.", "X")
     )
-    precision: str = declared("fp32", option=Opt(("--precision",), "Autocast precision.", choices=PRECISIONS))
+    precision: str = declared("fp32", option=PRECISION_OPTION)
     channels_last: bool | None = declared(
-        None,
-        option=Opt(
-            ("--channels-last/--no-channels-last",), "NHWC memory format (default: on for CUDA, off on CPU)."
-        ),
+        None, option=CHANNELS_LAST_OPTION
     )  # None: NHWC on CUDA, NCHW on the CPU
-    compile: bool = declared(
-        False,
-        option=Opt(
-            ("--compile",), "torch.compile the full-batch step (compile time counted in the warm-up)."
-        ),
-    )
+    compile: bool = declared(False, option=COMPILE_OPTION)
     device: str = _bookkeeping(
-        "auto", Opt(("--device",), "Where to run.", "auto|cpu|cuda[:N]"), shared=True
+        "auto", DEVICE_OPTION, shared=True
     )  # the conditions hold the device's kind instead
     seed: int = declared(
         0, option=Opt(("--seed",), "Random seed (weights, data order, augmentation).", "N"), shared=False
     )
-    out: Path = _bookkeeping(
-        DEFAULT_RESULTS_DIR,
-        Opt(
-            ("--out",),
-            "Results directory (default: ./results/local, which git ignores).",
-            "DIR",
-            kind=str,
-            parse=results_dir,
-        ),
-    )
+    out: Path = _bookkeeping(DEFAULT_RESULTS_DIR, OUT_OPTION)
     augment: str | None = declared(
         None,
         option=(Opt(("--augment",), "Training augmentation: none, flip, crop (padded random crop and flip, the "
@@ -177,14 +180,13 @@ class TrainConfig:
     )  # replay the training step as a CUDA graph where possible
     input_size: tuple[int, int, int] | None = declared(
         None,
-        option=(Opt(("--input-size", "-i"), "Synthetic data: input size, e.g. 3x64x64.", "CxHxW", kind=str,
-                    parse=parse_input_size),
+        option=(INPUT_SIZE_OPTION,
                 Opt(("--image-size",), "Your own images (-d imagefolder): resize and crop to NxN.", "N", kind=int,
                     parse=_image_size)),
         label="input",
     )  # fmt: skip  # synthetic data and your own images (a real dataset has its own)
     num_classes: int | None = declared(
-        None, option=Opt(("--num-classes",), "Synthetic data: number of classes.", "N"), label="classes"
+        None, option=NUM_CLASSES_OPTION, label="classes"
     )  # synthetic only (a real dataset has its own)
     synthetic_size: int | None = declared(
         None,

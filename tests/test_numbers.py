@@ -8,9 +8,10 @@ import pytest
 import torch
 from conftest import cli
 
-from cnnbench.measure.summary import SummaryConfig, summarize
+from cnnbench.measure.summary import summarize
 from cnnbench.models import get_model, get_model_info, list_models
 from cnnbench.models.counting import count_flops, crosscheck, flop_counter
+from cnnbench.settings import SummaryConfig
 
 
 def test_a_depthwise_convolution_counts_its_backward_by_hand():
@@ -95,7 +96,15 @@ TORCHVISION = {
 }  # fmt: skip
 
 
-@pytest.mark.parametrize(("name", "weights"), TORCHVISION.items())
+# VGG-16 and VGG-16-BN stand for their family in the fast tier; the other depths are the same builder at
+# another configuration, counted (seconds each at 224) in the slow tier.
+FAST = {"vgg16", "vgg16_bn", "resnet18", "resnet34", "efficientnet_b0"}
+
+
+@pytest.mark.parametrize(
+    ("name", "weights"),
+    [pytest.param(n, w, marks=() if n in FAST else pytest.mark.slow) for n, w in TORCHVISION.items()],
+)
 def test_published_parameters_and_macs_of_torchvision(name, weights):
     from torchvision.models import get_weight
 

@@ -190,3 +190,48 @@ def test_a_comparisons_run_trains_the_recipe_it_planned(tmp_path, monkeypatch, r
     assert row.status in ("ok", "not learning") and row.epochs_done == 2
     lrs = pd.read_csv(Path(planned.out) / "runs" / run["run_id"] / "epochs.csv").lr.tolist()
     assert lrs == pytest.approx([0.01, 0.02])  # one warm-up epoch at half the rate, then the schedule
+
+
+# --- summary, profile and pool: options from their settings' fields, under the names users typed -------
+
+# Every option these commands took before their options were declared from the settings' fields.
+OPTIONS_BEFORE = {
+    "summary": ["-o", "--option", "-i", "--input-size", "-d", "--dataset", "--num-classes", "--depth", "-f", "--format",
+                "-b", "--batch-size", "--precision", "--out", "--repair", "--wide"],
+    "profile": ["-o", "--option", "-i", "--input-size", "-d", "--dataset", "--num-classes", "--batch-sizes", "--gpus",
+                "--mode", "--precision", "--channels-last", "--no-channels-last", "--compile", "--device", "--warmup",
+                "--iters", "--layers", "--trace", "--grads", "-f", "--format", "--out", "--repair", "--wide"],
+    "pool": ["-k", "--kernel", "-s", "--stride", "--image", "-d", "--dataset", "--data-dir", "-f", "--format", "--plot"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("command", OPTIONS_BEFORE)
+def test_every_option_of_summary_profile_and_pool_keeps_its_name(command):
+    import re
+
+    shown = set(re.findall(r"(?<![\w-])(--?[a-z][\w-]*)", cli(command, "--help").output))
+    assert set(OPTIONS_BEFORE[command]) <= shown, sorted(set(OPTIONS_BEFORE[command]) - shown)
+
+
+def test_summary_profile_and_pool_take_their_options_as_typed(tmp_path):
+    summary = cli("summary", "lenet5", "-o", "pool=max", "-i", "1x28x28", "-d", "mnist", "--num-classes", "10",
+                  "--depth", "1", "-b", "4", "--precision", "bf16", "-f", "json", "--out", tmp_path)  # fmt: skip
+    assert summary.exit_code == 0, summary.output
+    data = json.loads(summary.output)
+    assert (data["options"], data["input_size"], data["memory"]["batch_size"]) == (
+        {"pool": "max"},
+        "1x28x28",
+        4,
+    )
+    assert data["memory"]["precision"] == "bf16"
+    profile = cli("profile", "lenet5", "-o", "pool=max", "-i", "1x28x28", "--num-classes", "7", "--batch-sizes", "2,3",
+                  "--mode", "infer", "--precision", "fp32", "--no-channels-last", "--device", "cpu", "--warmup", "1",
+                  "--iters", "2", "-f", "json", "--out", tmp_path)  # fmt: skip
+    assert profile.exit_code == 0, profile.output
+    rows = pd.read_csv(tmp_path / "profile.csv")
+    assert (
+        rows.batch_size.tolist() == [2, 3] and set(rows["mode"]) == {"infer"} and set(rows.num_classes) == {7}
+    )
+    pooled = cli("pool", "-k", "3", "-s", "1", "-f", "json")
+    assert pooled.exit_code == 0 and json.loads(pooled.output)["kernel"] == 3
+    assert "expected --depth >= 1" in cli("summary", "lenet5", "--depth", "0", "--out", tmp_path).output

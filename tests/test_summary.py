@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from conftest import cli
 
-from cnnbench.measure.summary import SummaryConfig, summarize
+from cnnbench.measure.summary import summarize
+from cnnbench.settings import SummaryConfig
 
 
 def test_lenet5_golden_numbers():

@@ -1,6 +1,7 @@
 """Every model a user brings: the whole torchvision zoo builds and runs at its own input size with its
 published parameter count, and a sample of families (and of timm's) is counted, forward and training."""
 
+import re
 import warnings
 
 import pytest
@@ -23,7 +24,21 @@ def _quiet():
         yield
 
 
-@pytest.mark.parametrize("name", TORCHVISION)
+def _first_of_each_family(names):
+    """One model per family (the name's leading letters: resnet, vit, efficientnet, ...), the first listed."""
+    seen = {}
+    for name in names:
+        seen.setdefault(re.match(r"[a-z]+", name).group(), name)
+    return set(seen.values())
+
+
+# The fast tier builds one model of each family; the slow tier builds the whole zoo.
+FAMILIES = _first_of_each_family(TORCHVISION)
+
+
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=() if n in FAMILIES else pytest.mark.slow) for n in TORCHVISION]
+)
 def test_every_torchvision_classifier_builds_at_its_own_size_with_its_published_parameters(name):
     weights = torchvision.models.get_model_weights(name).DEFAULT
     info = get_model_info(f"torchvision:{name}")

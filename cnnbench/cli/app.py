@@ -21,7 +21,8 @@ from cnnbench.cli.options import choice_enum, dataclass_options
 from cnnbench.comparison.plan import CompareConfig
 from cnnbench.errors import CnnbenchError
 from cnnbench.launchers.scheduler import SchedulerOptions
-from cnnbench.recipe import TrainConfig, results_dir
+from cnnbench.recipe import TrainConfig
+from cnnbench.settings import PoolConfig, ProfileConfig, SummaryConfig
 
 
 class _ErrorBoundary(TyperGroup):
@@ -154,56 +155,34 @@ def list_command(
 
 
 @app.command()
+@dataclass_options("summary", summary=SummaryConfig)
 def summary(
     model: ModelArg,
-    option: OptionsOpt = None,
-    input_size: InputSizeOpt = None,
-    dataset: DatasetOpt = None,
-    num_classes: NumClassesOpt = None,
-    depth: Annotated[
-        int, typer.Option(min=1, metavar="N", help="Show layers down to this nesting depth.")
-    ] = 3,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
-    batch_size: Annotated[
-        int, typer.Option("--batch-size", "-b", min=1, metavar="N", help="Batch for the memory estimate.")
-    ] = 1,
-    precision: PrecisionOpt = Precision.fp32,  # type: ignore[attr-defined]
-    out: OutOpt = None,
     repair: RepairOpt = False,
     wide: WideOpt = False,
+    summary: dict[str, Any] | None = None,
 ) -> None:
     """Per-layer table and totals: parameters, MACs, FLOPs (forward and training), memory."""
     from cnnbench.measure.commands import summary_command
-    from cnnbench.measure.summary import SummaryConfig
 
-    summary_command(SummaryConfig.from_cli(model, option, input_size, dataset, num_classes, depth, batch_size,
-                                           precision.value), None if out is None else results_dir(out), repair, fmt.value, wide)  # fmt: skip
+    summary_command(SummaryConfig(model=model, **(summary or {})), repair, fmt.value, wide)
 
 
 @app.command("pool")
+@dataclass_options("pool", pool=PoolConfig)
 def pool_command(
-    kernel: Annotated[int, typer.Option("--kernel", "-k", metavar="N", help="Pooling window side.")] = 2,
-    stride: Annotated[int, typer.Option("--stride", "-s", metavar="N", help="Pooling stride.")] = 2,
-    image: Annotated[
-        int | None,
-        typer.Option("--image", metavar="N", help="Pool test image N of --dataset instead of the edge map."),
-    ] = None,
-    dataset: Annotated[
-        str, typer.Option("--dataset", "-d", metavar="NAME", help="The dataset of --image.")
-    ] = "cifar10",
-    data_dir: Annotated[Path | None, typer.Option("--data-dir", metavar="DIR", help="Its folder.")] = None,
     fmt: Annotated[PoolFormat, typer.Option("--format", "-f", help="Output format.")] = PoolFormat.table,
     plot: Annotated[
         Path | None,
         typer.Option("--plot", metavar="FILE", help="Also draw input and outputs (.png or .svg)."),
     ] = None,
+    pool: dict[str, Any] | None = None,
 ) -> None:
     """Exercise 1: max and average pooling of the chapter's edge map (or an image), side by side."""
     from cnnbench.measure.commands import pool_command
-    from cnnbench.measure.pooling import PoolConfig
 
-    pool_command(PoolConfig(kernel=kernel, stride=stride, image=image, dataset=dataset, data_dir=data_dir), plot,
-                 fmt.value)  # fmt: skip
+    pool_command(PoolConfig(**(pool or {})), plot, fmt.value)
 
 
 @app.command()
@@ -275,44 +254,9 @@ def compare(
 
 
 @app.command()
+@dataclass_options("profile", profile=ProfileConfig)
 def profile(
     model: ModelArg,
-    option: OptionsOpt = None,
-    input_size: InputSizeOpt = None,
-    dataset: DatasetOpt = None,
-    num_classes: NumClassesOpt = None,
-    batch_sizes: Annotated[
-        str | None,
-        typer.Option(
-            "--batch-sizes",
-            metavar="N,N,...",
-            help="Batch sizes (default 1,32,128,512; with --gpus, 128 per GPU).",
-        ),
-    ] = None,
-    mode: Annotated[
-        Mode, typer.Option("--mode", help="Inference forward, training step, or both.")
-    ] = Mode.both,  # type: ignore[valid-type,attr-defined]
-    precision: PrecisionOpt = Precision.fp32,  # type: ignore[attr-defined]
-    channels_last: ChannelsLastOpt = None,
-    compile: Annotated[
-        bool, typer.Option("--compile", help="torch.compile the step (compile time reported on its own).")
-    ] = False,
-    device: Annotated[
-        str, typer.Option("--device", metavar="auto|cpu|cuda[:N]", help="Where to run.")
-    ] = "auto",
-    warmup: Annotated[int, typer.Option("--warmup", metavar="N", help="Untimed steps before timing.")] = 10,
-    iters: Annotated[int, typer.Option("--iters", metavar="N", help="Timed steps.")] = 50,
-    layers: Annotated[bool, typer.Option("--layers", help="Per-module times and the top operators.")] = False,
-    trace: Annotated[
-        Path | None, typer.Option("--trace", metavar="FILE", help="Write a Chrome/Perfetto trace here.")
-    ] = None,
-    grads: Annotated[
-        bool,
-        typer.Option("--grads", help="Only the per-layer gradient norms of one batch at initialisation."),
-    ] = False,
-    fmt: Annotated[
-        ProfileFormat, typer.Option("--format", "-f", help="Output format.")
-    ] = ProfileFormat.table,
     gpus: Annotated[
         str | None,
         typer.Option(
@@ -320,19 +264,21 @@ def profile(
             metavar="N,N,...",
             help="Data-parallel images/s and scaling efficiency at these GPU counts.",
         ),
-    ] = None,
-    out: OutOpt = None,
+    ] = None,  # fmt: skip
+    fmt: Annotated[
+        ProfileFormat, typer.Option("--format", "-f", help="Output format.")
+    ] = ProfileFormat.table,
     repair: RepairOpt = False,
     wide: WideOpt = False,
+    profile: dict[str, Any] | None = None,
 ) -> None:
     """Step time (median, IQR), throughput, memory, TFLOP/s and utilisation per batch size and mode."""
     from cnnbench.measure.commands import profile_command
-    from cnnbench.measure.profile import ProfileConfig
 
-    config = ProfileConfig.from_cli(model, option, input_size, dataset, num_classes, batch_sizes, gpus, mode.value,
-                                    precision.value, channels_last, compile, device, warmup, iters, layers, trace,
-                                    grads, None if out is None else results_dir(out))  # fmt: skip
-    profile_command(config, gpus, repair, fmt.value, wide)
+    given = dict(profile or {})
+    if gpus is not None:
+        given.setdefault("batch_sizes", [128])  # per GPU
+    profile_command(ProfileConfig(model=model, **given), gpus, repair, fmt.value, wide)
 
 
 def main() -> None:

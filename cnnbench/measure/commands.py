@@ -8,19 +8,18 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from cnnbench.measure.pooling import PoolConfig, pool
-from cnnbench.measure.profile import ProfileConfig
+from cnnbench.measure.pooling import pool
 from cnnbench.measure.scaling import profile_scaling
-from cnnbench.measure.summary import SummaryConfig
+from cnnbench.settings import PoolConfig, ProfileConfig, SummaryConfig
 
 
-def summary_command(config: SummaryConfig, out: Path | None, repair: bool, fmt: str, wide: bool) -> None:
+def summary_command(config: SummaryConfig, repair: bool, fmt: str, wide: bool) -> None:
     """``cnnbench summary``: the summary, its row upserted into summary.csv, printed in ``fmt``."""
     from cnnbench.api import run_summary
     from cnnbench.report.terminal import print_summary
 
     with _quiet_stdout():  # what a model's own code prints goes to stderr: stdout holds the data alone
-        result = run_summary(config, out, repair).result
+        result = run_summary(config, repair).result
     print_summary(result, fmt, wide)
 
 

@@ -7,10 +7,10 @@ The default input is the chapter's edge map: a 4x4 square outline of ones inside
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import InvalidArgumentError
+from cnnbench.settings import PoolConfig
 
 # The chapter's edge feature map (exercise 1): the outline of a square.
 EDGE_MAP = [
@@ -21,15 +21,6 @@ EDGE_MAP = [
     [0, 1, 1, 1, 1, 0],
     [0, 0, 0, 0, 0, 0],
 ]
-
-
-@dataclass(frozen=True)
-class PoolConfig:
-    kernel: int = 2
-    stride: int = 2
-    image: int | None = None  # test image N of ``dataset`` instead of the edge map
-    dataset: str = "cifar10"
-    data_dir: Path | None = None
 
 
 @dataclass

@@ -20,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.choices import PRECISIONS, PROFILE_MODES
 from cnnbench.data.specs import format_input_size
 from cnnbench.device import (
     autocast,
@@ -31,15 +30,15 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
-from cnnbench.errors import InputSizeError, InvalidArgumentError, ResultsError, first_line
+from cnnbench.errors import InputSizeError, ResultsError, first_line
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import prepare_model, resolve_input, shared_meta
 from cnnbench.models.counting import count_by_family, count_flops
 from cnnbench.recipe import TrainConfig
+from cnnbench.settings import ProfileConfig
 from cnnbench.stats import iqr
 from cnnbench.store.tables import (
-    DEFAULT_RESULTS_DIR,
     append_row,
     check_table,
     ensure_dir,
@@ -47,8 +46,6 @@ from cnnbench.store.tables import (
     write_error,
 )
 from cnnbench.training.step import FixedBatch, TrainStep
-
-MODES = PROFILE_MODES
 
 # Dense peak TFLOP/s by precision basis, from the vendors' datasheets (no sparsity).
 # The longest matching name wins, so "A100" is not taken for "A10".
@@ -78,66 +75,6 @@ def peak_tflops(gpu_name: str, precision: str) -> tuple[float | None, str]:
         return None, basis
     table = PEAK_TFLOPS[max(matches, key=len)]
     return table.get(basis), basis
-
-
-@dataclass
-class ProfileConfig:
-    model: str
-    options: dict[str, str] = field(default_factory=dict)
-    input_size: tuple[int, int, int] | None = None
-    dataset: str | None = None
-    num_classes: int | None = None
-    batch_sizes: list[int] = field(default_factory=lambda: [1, 32, 128, 512])
-    modes: list[str] = field(default_factory=lambda: ["infer", "train"])
-    precision: str = "fp32"
-    channels_last: bool | None = None  # None: NHWC on CUDA, NCHW on the CPU
-    compile: bool = False
-    device: str = "auto"
-    warmup: int = 10
-    iters: int = 50
-    layers: bool = False
-    trace: Path | None = None
-    grads: bool = False
-    out: Path = DEFAULT_RESULTS_DIR
-
-    @classmethod
-    def from_cli(cls, model: str, options: list[str] | None, input_size: str | None, dataset: str | None,
-                 num_classes: int | None, batch_sizes: str | None, gpus: str | None, mode: str, precision: str,
-                 channels_last: bool | None, compile: bool, device: str, warmup: int, iters: int, layers: bool,
-                 trace: Path | None, grads: bool, out: Path | None) -> ProfileConfig:  # fmt: skip
-        from cnnbench.data.specs import parse_input_size
-        from cnnbench.recipe import parse_option_strings
-
-        return cls(
-            model=model, options=parse_option_strings(options or []),
-            input_size=parse_input_size(input_size) if input_size else None, dataset=dataset, num_classes=num_classes,
-            batch_sizes=parse_batch_sizes(batch_sizes or ("128" if gpus else "1,32,128,512")),
-            modes=list(MODES) if mode == "both" else [mode], precision=precision, channels_last=channels_last,
-            compile=compile, device=device, warmup=warmup, iters=iters, layers=layers, trace=trace, grads=grads,
-            out=out or DEFAULT_RESULTS_DIR,
-        )  # fmt: skip
-
-    def validate(self) -> None:
-        if not self.batch_sizes or min(self.batch_sizes) < 1:
-            raise InvalidArgumentError(f"expected --batch-sizes of positive integers, got {self.batch_sizes}")
-        if any(m not in MODES for m in self.modes):
-            raise InvalidArgumentError(f"expected --mode infer|train|both, got {self.modes}")
-        if self.warmup < 0 or self.iters < 1:
-            raise InvalidArgumentError(
-                f"expected --warmup >= 0 and --iters >= 1, got {self.warmup} and {self.iters}"
-            )
-        if self.precision not in PRECISIONS:
-            raise InvalidArgumentError(f"expected --precision {'|'.join(PRECISIONS)}, got {self.precision!r}")
-
-
-def parse_batch_sizes(text: str) -> list[int]:
-    try:
-        sizes = sorted({int(t) for t in text.replace(" ", "").split(",") if t})
-    except ValueError:
-        sizes = []
-    if not sizes or sizes[0] < 1:
-        raise InvalidArgumentError(f"expected --batch-sizes as positive integers like 1,32,128, got {text!r}")
-    return sizes
 
 
 class Timer:

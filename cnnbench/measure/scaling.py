@@ -23,10 +23,11 @@ from typing import Any
 from cnnbench.data.specs import format_input_size
 from cnnbench.device import is_cuda, resolve_device, use_channels_last
 from cnnbench.errors import DeviceError, InvalidArgumentError, ResultsError
-from cnnbench.measure.profile import ProfileConfig, ProfileResult, _prepare, time_steps
+from cnnbench.measure.profile import ProfileResult, _prepare, time_steps
 from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import resolve_input
 from cnnbench.recipe import TrainConfig
+from cnnbench.settings import ProfileConfig
 from cnnbench.stats import iqr
 from cnnbench.store.tables import append_row, check_table, ensure_dir, environment, plain
 from cnnbench.training.distributed import join, leave, world_from_env, wrap

@@ -12,7 +12,7 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,33 +22,13 @@ from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import build_for_counting, check_fits, resolve_input, shared_meta
 from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis
 from cnnbench.models.outputs import tensors_only
+from cnnbench.settings import SummaryConfig
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
 
 MAC_CONVENTION = (
     "MACs of convolutions, linear layers and matrix products (attention's QK^T and AV included); "
     "normalisation, pooling and elementwise ops carry none"
 )
-
-
-@dataclass(frozen=True)
-class SummaryConfig:
-    model: str
-    options: dict[str, str] = field(default_factory=dict)
-    input_size: tuple[int, int, int] | None = None
-    dataset: str | None = None
-    num_classes: int | None = None
-    depth: int = 3
-    batch_size: int = 1  # for the memory estimate
-    precision: str = "fp32"  # for the memory estimate
-
-    @classmethod
-    def from_cli(cls, model: str, options: list[str] | None, input_size: str | None, dataset: str | None,
-                 num_classes: int | None, depth: int, batch_size: int, precision: str) -> SummaryConfig:  # fmt: skip
-        from cnnbench.data.specs import parse_input_size
-        from cnnbench.recipe import parse_option_strings
-
-        return cls(model, parse_option_strings(options or []), parse_input_size(input_size) if input_size else None,
-                   dataset, num_classes, depth, batch_size, precision)  # fmt: skip
 
 
 @dataclass
