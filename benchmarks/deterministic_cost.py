@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnbench.recipe import TrainConfig
-from cnnbench.training.trainer import train
+import cnnbench
 
 
 def main() -> None:
@@ -27,9 +26,8 @@ def main() -> None:
     for model in ("lenet5", "cifar10net", "simple_resnet"):
         times = {}
         for deterministic in (False, True):
-            config = TrainConfig(model=model, data_dir=args.data_dir, epochs=args.epochs, deterministic=deterministic,
+            run = cnnbench.train(model, data_dir=args.data_dir, epochs=args.epochs, deterministic=deterministic,
                                  checkpoints=False, out=Path(tempfile.mkdtemp()))  # fmt: skip
-            run = train(config)
             times[deterministic] = run.summary
         plain, det = times[False], times[True]
         rows.append({"model": model, "epochs": args.epochs, "median_epoch_s": plain["median_epoch_s"],

@@ -17,11 +17,12 @@ from pathlib import Path
 
 import pandas as pd
 
+import cnnbench
 from cnnbench.errors import CnnbenchError
-from cnnbench.measure.memory import cublas_workspace_bytes
-from cnnbench.measure.profile import profile
-from cnnbench.models import list_models
-from cnnbench.settings import ProfileConfig
+from cnnbench.measure.memory import (
+    cublas_workspace_bytes,  # what the estimate adds for cuBLAS: an internal figure
+)
+from cnnbench.training.status import failed
 
 
 def main() -> None:
@@ -31,7 +32,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for precision in ("fp32", "bf16"):
-        for name in list_models():
+        for name in cnnbench.list_models():
             base = {
                 "model": name,
                 "precision": precision,
@@ -39,12 +40,11 @@ def main() -> None:
                 "input_size": "3x32x32",
             }
             try:
-                config = ProfileConfig(name, input_size=(3, 32, 32), num_classes=10, batch_sizes=[args.batch_size],
+                row = cnnbench.profile(name, input_size=(3, 32, 32), num_classes=10, batch_sizes=[args.batch_size],
                                        modes=["train"], precision=precision, device="cuda", warmup=3, iters=5,
-                                       out=Path(tempfile.mkdtemp()))  # fmt: skip
-                row = profile(config).rows[0]
+                                       out=Path(tempfile.mkdtemp())).rows.iloc[0]  # fmt: skip
             except CnnbenchError as exc:
-                rows.append({**base, "status": f"failed: {exc}"})
+                rows.append({**base, "status": failed(str(exc))})
                 continue
             est, peak = row["estimated_mem_MiB"], row.get("peak_mem_MiB")
             rows.append({**base, "status": row["status"], "estimated_MiB": est, "measured_peak_MiB": peak,

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from cnnbench.measure.profile import profile
-from cnnbench.settings import ProfileConfig
+import cnnbench
 
 MODELS = ("lenet5", "alexnet", "vgg16", "vgg16_bn", "simple_resnet", "cifar10net", "cnn_dropout", "resnet18")
 
@@ -23,10 +22,9 @@ def main() -> None:
     rows = []
     for precision in ("fp32", "bf16"):
         for model in MODELS:
-            config = ProfileConfig(model, dataset="cifar10", batch_sizes=[128], precision=precision,
-                                   channels_last=precision == "bf16", device="cuda", out=args.out)  # fmt: skip
-            rows += profile(config).rows
-    table = pd.DataFrame(rows)[["model", "precision", "channels_last", "mode", "batch_size", "step_ms_median",
+            rows.append(cnnbench.profile(model, dataset="cifar10", batch_sizes=[128], precision=precision,
+                                         channels_last=precision == "bf16", device="cuda", out=args.out).rows)  # fmt: skip
+    table = pd.concat(rows)[["model", "precision", "channels_last", "mode", "batch_size", "step_ms_median",
                                 "step_ms_iqr", "samples_per_s", "achieved_TFLOPs", "MFU_pct", "peak_mem_MiB", "status"]]  # fmt: skip
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 

@@ -52,7 +52,11 @@ def _model_name(model: Any, name: str | None) -> str:
         name = getattr(model, "__name__", None) or type(model).__name__
         if name == "<lambda>":
             raise InvalidArgumentError("expected name= for a lambda (its rows need a name), got none")
-    return register_object(name, model, is_registered)
+    if register_object(name, model, is_registered):  # the name named another object: its counts go
+        from cnnbench.models.counting import forget_counts
+
+        forget_counts()
+    return name
 
 
 def _variant_names(variants: Any) -> list[str]:
@@ -326,8 +330,7 @@ def compare(variants: Any, *, progress: bool = False, repair: bool = False, **se
     figures written. ``variants``: names with ``:key=v1,v2`` options, Python objects, or a dict of names to
     objects. Settings: the recipe's fields (as ``train``), the comparison's (seeds, baseline, name, notes,
     launcher, gpus, ...) and the scheduler's."""
-    from cnnbench.comparison.command import make_config
-    from cnnbench.comparison.plan import CompareConfig
+    from cnnbench.comparison.plan import CompareConfig, make_config
     from cnnbench.launchers.scheduler import SchedulerOptions
     from cnnbench.recipe import TrainConfig
 
@@ -352,10 +355,11 @@ def run_compare(config: Any, callbacks: Callable[[Any], Any] | None = None, log:
                 view: Any = None, progress: bool = False) -> Comparison:  # fmt: skip
     """The comparison ``config`` describes (a :class:`~cnnbench.comparison.plan.CompareConfig`)."""
     from cnnbench.comparison import run as comparing
+    from cnnbench.launchers import launcher_class
     from cnnbench.models._sources import object_info
 
     objects = [v for v in config.variants if object_info(v.partition(":")[0]) is not None]
-    if objects and (config.launcher != "inline" or config.gpus is not None):
+    if objects and not launcher_class(config.launcher, config.gpus).trains_here:
         where = f"--launcher {config.launcher}" if config.launcher != "inline" else f"gpus={config.gpus!r}"
         raise InvalidArgumentError(
             f"expected models that another process can build with {where} (its runs train in other processes), "

@@ -10,7 +10,7 @@ from conftest import cli, tiny_argv
 
 from cnnbench.launchers import scheduler
 from cnnbench.launchers.base import Job, JobView, Outcome, run_queue
-from cnnbench.launchers.scheduler import SchedulerOptions, SubmititLauncher
+from cnnbench.launchers.scheduler import LocalLauncher, SchedulerOptions, SlurmLauncher
 from cnnbench.recipe import TrainConfig
 
 # Small enough for two cores, large enough to learn in one epoch (status ok).
@@ -113,9 +113,9 @@ def test_slurm_gets_the_jobs_scheduling_options(tmp_path, monkeypatch):
     # a job with two GPUs trains data-parallel on both: through Slurm each task is a rank and runs the job
     # as it is; on this machine the job starts torchrun on all of them
     job = Job("vgg16 seed 0", TrainConfig(model="vgg16", run_name="r"))
-    assert SubmititLauncher("slurm", tmp_path, options, True, print).command(job)[-2] == "--config"
-    assert SubmititLauncher("local", tmp_path, options, True, print).command(job)[-2:] == ["--gpus", "all"]
-    one = SubmititLauncher("slurm", tmp_path, SchedulerOptions(gpus_per_job=1), True, print).command(job)
+    assert SlurmLauncher(tmp_path, options, True, print).command(job)[-2] == "--config"
+    assert LocalLauncher(tmp_path, options, True, print).command(job)[-2:] == ["--gpus", "all"]
+    one = SlurmLauncher(tmp_path, SchedulerOptions(gpus_per_job=1), True, print).command(job)
     assert one[-2] == "--config"
 
 

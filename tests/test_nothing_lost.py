@@ -197,7 +197,8 @@ def test_a_stop_names_what_a_run_kept_and_the_command_that_goes_on(tmp_path, cap
 
 def test_a_stop_after_a_run_ended_does_not_name_that_run(tmp_path, monkeypatch):
     """A stop while the figures are drawn (every run ended ok) names no run as the one it stopped."""
-    from cnnbench.comparison.command import _stopped_line, make_config
+    from cnnbench.comparison.command import _stopped_line
+    from cnnbench.comparison.plan import make_config
     from cnnbench.training.status import Stopped
 
     train_result = cli("train", "lenet", *SYN, "--run-name", "done", "--out", tmp_path)

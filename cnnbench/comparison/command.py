@@ -8,32 +8,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from cnnbench.comparison.plan import CompareConfig, check_price
+from cnnbench.comparison.plan import CompareConfig, check_price, make_config
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
+from cnnbench.launchers import launcher_class
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
 from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signals
-
-# What compare's runs do unless told otherwise, where that differs from a single run's recipe.
-COMPARE_DEFAULTS = {"checkpoints": False}  # a comparison reuses runs; it does not resume them
-
-
-def make_config(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any], scheduler: dict[str, Any],
-                repair: bool = False) -> CompareConfig:  # fmt: skip
-    """The comparison the options describe (``recipe``, ``compare``, ``scheduler``: the options given)."""
-    if not variants:
-        raise InvalidArgumentError("expected at least one MODEL (or --from DIR), got none")
-    if compare.get("seed_list") is not None:
-        # the list says which seeds and how many: another seed option given beside it would be dropped
-        other = [o for o, given in (("--seed", "seed" in recipe), ("--seeds", "seeds" in compare)) if given]
-        if other:
-            raise InvalidArgumentError(
-                f"expected --seed-list or {' and '.join(other)}, got both (the list names every seed)"
-            )
-    base = TrainConfig.from_dict({"model": "", **COMPARE_DEFAULTS, **recipe})
-    return CompareConfig(variants=list(variants), base=base, scheduler=SchedulerOptions(**scheduler), repair=repair,
-                         **compare)  # fmt: skip
-
 
 # What --from honours: it renders a saved comparison, with another baseline, more notes or a price.
 FROM_TAKES = ("baseline", "notes", "price_per_gpu_hour")
@@ -62,7 +42,7 @@ def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None)
     from cnnbench.store.runs import RunRecords
 
     why = str(exc) if isinstance(exc, Stopped) else "interrupted"
-    if config.launcher == "slurm":
+    if launcher_class(config.launcher).leaves_jobs_queued:
         return (f"[yellow]{why}:[/] stopped waiting; the jobs go on in Slurm, and the --from command above "
                 "renders their table as they end")  # fmt: skip
     # a run whose row says how it ended had ended before the stop: it came between runs, or after them
@@ -101,7 +81,7 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
         return progress
 
     # Runs in workers or a scheduler's jobs share one display; runs trained here, a progress bar.
-    elsewhere = config.gpus is not None or config.launcher != "inline"
+    elsewhere = not launcher_class(config.launcher, config.gpus).trains_here
     view = JobsDisplay(live=elsewhere and err_console.is_terminal and not quiet)
     try:
         with stop_on_signals(), view if elsewhere else progress:

@@ -247,3 +247,24 @@ def default_name(config: CompareConfig, variants: list[Variant], planned: dict[s
     digest = hashlib.sha1(to_json(key, indent=None).encode()).hexdigest()[:8]
     models = re.sub(r"[^A-Za-z0-9_.-]+", "_", "_".join(dict.fromkeys(v.model for v in variants)))[:60]
     return f"{models}-{digest}"
+
+
+# What compare's runs do unless told otherwise, where that differs from a single run's recipe.
+COMPARE_DEFAULTS = {"checkpoints": False}  # a comparison reuses runs; it does not resume them
+
+
+def make_config(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any], scheduler: dict[str, Any],
+                repair: bool = False) -> CompareConfig:  # fmt: skip
+    """The comparison the options describe (``recipe``, ``compare``, ``scheduler``: the options given)."""
+    if not variants:
+        raise InvalidArgumentError("expected at least one MODEL (or --from DIR), got none")
+    if compare.get("seed_list") is not None:
+        # the list says which seeds and how many: another seed option given beside it would be dropped
+        other = [o for o, given in (("--seed", "seed" in recipe), ("--seeds", "seeds" in compare)) if given]
+        if other:
+            raise InvalidArgumentError(
+                f"expected --seed-list or {' and '.join(other)}, got both (the list names every seed)"
+            )
+    base = TrainConfig.from_dict({"model": "", **COMPARE_DEFAULTS, **recipe})
+    return CompareConfig(variants=list(variants), base=base, scheduler=SchedulerOptions(**scheduler), repair=repair,
+                         **compare)  # fmt: skip

@@ -17,6 +17,7 @@ from cnnbench.comparison.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBE
 from cnnbench.comparison.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
 from cnnbench.comparison.variants import Variant, parse_variants, resolve_baseline
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
+from cnnbench.launchers import launcher_class
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
 from cnnbench.launchers.scheduler import slurm_jobs_alive
 from cnnbench.recipe import SHARED_CONDITIONS
@@ -63,10 +64,11 @@ def make_launcher(config: CompareConfig, folder: Path, callbacks: Callable[[Job]
     from cnnbench.launchers.scheduler import SubmititLauncher
     from cnnbench.launchers.workers import WorkerLauncher
 
-    if config.launcher in ("local", "slurm"):
-        return SubmititLauncher(config.launcher, folder / "jobs", config.scheduler, config.wait, log)
-    if config.gpus is not None:
-        return WorkerLauncher(config.gpus, config.base.jobs_per_gpu, config.mps, folder / "jobs", log)
+    kind = launcher_class(config.launcher, config.gpus)
+    if issubclass(kind, SubmititLauncher):
+        return kind(folder / "jobs", config.scheduler, config.wait, log)
+    if issubclass(kind, WorkerLauncher):
+        return kind(config.gpus, config.base.jobs_per_gpu, config.mps, folder / "jobs", log)
     return InlineLauncher(callbacks)
 
 
@@ -83,11 +85,10 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     base.replace(model=variants[0].model).validate()  # the shared recipe, checked once
     baseline = resolve_baseline(config.baseline, variants)
     # Problems every variant would share stop the command before anything trains or is written.
-    planning_device = (
-        "auto" if config.launcher == "slurm" else base.device
-    )  # a Slurm job finds its device on its node
-    device = resolve_device(base.device) if config.launcher != "slurm" else planning_device
-    if config.price_per_gpu_hour is not None and config.launcher != "slurm" and not is_cuda(device):
+    here = launcher_class(config.launcher, config.gpus).on_this_machine
+    planning_device = base.device if here else "auto"  # a Slurm job finds its device on its node
+    device = resolve_device(base.device) if here else planning_device
+    if config.price_per_gpu_hour is not None and here and not is_cuda(device):
         raise InvalidArgumentError(
             f"expected --price-per-gpu-hour with runs on a GPU, got device {device} (a run on the CPU "
             "uses no GPU-hours to put a price on)"
@@ -107,7 +108,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     repaired = validate_runs_table(out, config.repair)
     if repaired:
         log(f"repaired {repaired}")
-    if config.launcher != "slurm":
+    if here:  # the data is this machine's: read once here, before any job starts
         for split in ("train", "test"):
             progress = callbacks(None).on_data if callbacks else None  # decoding your own images is shown
             load_split(base.dataset, split, base.data_dir, **data_options(base), progress=progress)
@@ -167,7 +168,7 @@ def _plot_workers(config: CompareConfig, device: str, jobs: list[Job]) -> Any:
     from cnnbench.device import is_cuda, usable_cpus
 
     cpus = usable_cpus()
-    if not jobs or config.launcher in ("local", "slurm") or not is_cuda(device) or cpus < 4:
+    if not jobs or launcher_class(config.launcher, config.gpus).scheduled or not is_cuda(device) or cpus < 4:
         return None
     from cnnbench.report.plots import PlotWorkers
 
@@ -375,7 +376,7 @@ def _outcomes_so_far(plan: Plan) -> dict[str, Outcome]:
     from cnnbench.store.runs import RunStore
     from cnnbench.store.tables import held_elsewhere
 
-    if plan.config.launcher == "slurm":
+    if launcher_class(plan.config.launcher).leaves_jobs_queued:  # the cluster's word on its jobs
         return slurm_outcomes(plan.folder / "jobs")
     if held_elsewhere(plan.folder / ".lock"):
         return {}  # the comparison runs now

@@ -7,7 +7,12 @@ list of jobs and says how each ended (:class:`Outcome`); the rows themselves are
 - :class:`~cnnbench.launchers.inline.InlineLauncher`: in this process, one after another;
 - :class:`~cnnbench.launchers.workers.WorkerLauncher`: one ``cnnbench train`` process per GPU (CUDA MPS
   when several share one);
-- :class:`~cnnbench.launchers.scheduler.SubmititLauncher`: submitit's local executor, or Slurm.
+- :class:`~cnnbench.launchers.scheduler.LocalLauncher` and :class:`~cnnbench.launchers.scheduler.SlurmLauncher`:
+  submitit's local executor and Slurm.
+
+Each is found by its ``--launcher`` name (:func:`cnnbench.launchers.launcher_class`); what a comparison
+must know of one (does it train here, on this machine, through a scheduler, does a stop leave its jobs
+queued) is said by its class's attributes.
 
 A job that leaves this process is written as JSON (:meth:`Job.write`) and trained by
 ``cnnbench train --config JOB.json``, which reads it back with :meth:`TrainConfig.from_dict`: the worker
@@ -27,6 +32,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cnnbench.recipe import TrainConfig, write_job
+from cnnbench.training.status import failed
 
 
 @dataclass
@@ -79,7 +85,7 @@ class Outcome:
         if self.status:
             return self.status
         reason = last_error(self.log)
-        return f"failed: worker exited with code {self.returncode}" + (f": {reason}" if reason else "")
+        return failed(f"worker exited with code {self.returncode}" + (f": {reason}" if reason else ""))
 
 
 class JobView:
@@ -102,10 +108,15 @@ class Handle(Protocol):
 
 class Launcher(ABC):
     """Runs jobs; ``outcomes`` (label -> :class:`Outcome`) is filled as they start and end, so that what
-    is known survives a Ctrl-C."""
+    is known survives a Ctrl-C. What a comparison must know of a launcher is said by its class, not by
+    its name."""
 
     name = ""
     orders_by_cost = False  # whether the jobs' costs are worth counting (a queue orders by them)
+    trains_here = False  # its jobs run in this process (a Python object may be their model)
+    on_this_machine = True  # its jobs run on this machine: their device and data are this machine's
+    scheduled = False  # a scheduler (submitit) runs its jobs: their display and figures wait for them
+    leaves_jobs_queued = False  # a stop ends the waiting, not the jobs (a cluster's queue keeps them)
 
     def check(self) -> None:  # noqa: B027  (most launchers have nothing to check)
         """Refuse, before any work, what this launcher cannot do here (a missing sbatch, no GPU)."""

@@ -14,6 +14,7 @@ class InlineLauncher(Launcher):
     """Trains each job here; ``callbacks(job)`` is its progress display."""
 
     name = "inline"
+    trains_here = True
 
     def __init__(self, callbacks: Callable[[Job], Callbacks] | None = None) -> None:
         self.callbacks = callbacks

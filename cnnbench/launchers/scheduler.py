@@ -16,6 +16,7 @@ import shutil
 import subprocess
 import sys
 import threading
+from abc import abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from cnnbench.errors import DeviceError, InvalidArgumentError
 from cnnbench.fields import Opt, declared
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome, job_command, run_queue
 from cnnbench.store.tables import to_json, write_text_atomic
+from cnnbench.training.status import failed
 
 _COMPARE = ("compare",)
 
@@ -129,7 +131,7 @@ def run_job(argv: list[str], time_limit_s: float | None = None, kind: str = "slu
         from cnnbench.store.runs import RunStore
 
         recipe = read_job(Path(argv[argv.index("--config") + 1]))
-        status = why[0] if why else f"failed: exited with code {code}"
+        status = why[0] if why else failed(f"exited with code {code}")
         RunStore(recipe.out, str(recipe.run_name)).settle(status, replace=("interrupted",) if why else ())
     return why[0] if why else code  # stopped before its run had a folder, the job still says how it ended
 
@@ -210,9 +212,9 @@ def executor(launcher: str, folder: Path, options: SchedulerOptions, on_cpu: boo
 
 # How Slurm says a job ended, as a run's status; COMPLETED: the job's result says how its run ended.
 ENDED = {"COMPLETED": None, "CANCELLED": "cancelled", "TIMEOUT": "timeout", "DEADLINE": "timeout",
-         "PREEMPTED": "failed: preempted by Slurm", "NODE_FAIL": "failed: its node failed (Slurm NODE_FAIL)",
-         "OUT_OF_MEMORY": "failed: out of memory on its node (Slurm OUT_OF_MEMORY)",
-         "BOOT_FAIL": "failed: its node did not boot (Slurm BOOT_FAIL)", "FAILED": "failed: Slurm says FAILED"}  # fmt: skip
+         "PREEMPTED": failed("preempted by Slurm"), "NODE_FAIL": failed("its node failed (Slurm NODE_FAIL)"),
+         "OUT_OF_MEMORY": failed("out of memory on its node (Slurm OUT_OF_MEMORY)"),
+         "BOOT_FAIL": failed("its node did not boot (Slurm BOOT_FAIL)"), "FAILED": failed("Slurm says FAILED")}  # fmt: skip
 
 
 # squeue's reasons for a pending job that Slurm will not start as it was asked, whatever frees up: its
@@ -327,7 +329,7 @@ class SlurmStates:
         if state is None:
             # squeue no longer lists it: it ended longer ago than MinJobAge, how is lost
             gone = self.answered and self.source == "squeue"
-            return gone, "failed: ended, and Slurm no longer says how" if gone else None
+            return gone, failed("ended, and Slurm no longer says how") if gone else None
         if state not in ENDED:
             return False, None
         return True, ENDED[state]
@@ -369,7 +371,7 @@ def slurm_outcomes(folder: Path) -> dict[str, Outcome]:
         ended, status = states.ended(job_id)
         if ended:
             outcomes[label] = Outcome(ended=True, returncode=1,
-                                      status=status or "failed: its job ended without its run's row")  # fmt: skip
+                                      status=status or failed("its job ended without its run's row"))  # fmt: skip
         else:  # pending, with squeue's reason or Slurm's silence
             outcomes[label] = Outcome(status=states.pending(job_id))
     return outcomes
@@ -408,12 +410,12 @@ class SubmititHandle:
             reason = self.states.never_starts(self.job.job_id)
             if reason is not None:  # it would wait forever: cancelled, and its run says why
                 subprocess.run(["scancel", str(self.job.job_id)], capture_output=True, timeout=ASK_TIMEOUT_S)
-                self.status = f"failed: {pending_reason(reason)}; cancelled"
+                self.status = failed(f"{pending_reason(reason)}; cancelled")
                 return 1
             ended, status = self.states.ended(self.job.job_id)
             if not ended or (status is None and self._result_may_come()):
                 return None
-            self.status = status or "failed: its job ended without a result"
+            self.status = status or failed("its job ended without a result")
             return 1
         try:
             result = self.job.task(0).result()  # rank 0's, in a job of several tasks
@@ -452,28 +454,50 @@ class SubmititHandle:
 
 
 class SubmititLauncher(Launcher):
-    """``kind`` local or slurm; job files and submitit's logs in ``folder``. Local jobs run at most
-    ``--max-parallel`` at a time (else one per CPU pair); Slurm's array throttle does the same there.
-    Without ``wait``, Slurm's jobs are submitted and the command returns."""
+    """What submitit's two launchers share: job files and submitit's logs in ``folder``, the scheduler's
+    options checked first, one ``cnnbench train --config JOB.json`` per job."""
 
     orders_by_cost = True
+    scheduled = True
 
-    def __init__(self, kind: str, folder: Path, options: SchedulerOptions, wait: bool,
-                 log: Callable[[str], None]) -> None:  # fmt: skip
-        self.name, self.folder, self.options, self.wait, self.log = kind, Path(folder), options, wait, log
+    def __init__(
+        self, folder: Path, options: SchedulerOptions, wait: bool, log: Callable[[str], None]
+    ) -> None:
+        self.folder, self.options, self.wait, self.log = Path(folder), options, wait, log
 
     def check(self) -> None:
         self.options.validate()
-        if self.name == "local" and self.options.nodes > 1:
+
+    def command(self, job: Job) -> list[str]:
+        """A job as it runs: ``cnnbench train --config JOB.json``, on all its GPUs where it starts its own ranks."""
+        several = self.options.gpus_per_job > 1 and self.runs_data_parallel_here
+        return job_command(job.write(self.folder), "all" if several else None)
+
+    runs_data_parallel_here = (
+        False  # a job of several GPUs starts its own ranks (torchrun), or a cluster does
+    )
+
+    def run(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if jobs:
+            self.submit(jobs, view, outcomes)
+
+    @abstractmethod
+    def submit(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None: ...
+
+
+class LocalLauncher(SubmititLauncher):
+    """submitit's local executor: processes on this machine, at most ``--max-parallel`` at a time (else
+    one per CPU pair); a job of several GPUs trains data-parallel on this machine's GPUs (torchrun)."""
+
+    name = "local"
+    runs_data_parallel_here = True
+
+    def check(self) -> None:
+        super().check()
+        if self.options.nodes > 1:
             raise InvalidArgumentError(f"expected --nodes 1 with --launcher local, got {self.options.nodes}")
-        if self.name == "slurm":
-            for command in ("sbatch", "srun"):
-                if shutil.which(command) is None:
-                    raise DeviceError(
-                        f"expected Slurm for --launcher slurm ({command} on PATH), got none; --launcher local runs "
-                        "the same jobs on this machine"
-                    )
-        elif self.options.gpus_per_job > 1:
+        if self.options.gpus_per_job > 1:
             import torch
 
             have = torch.cuda.device_count()
@@ -486,26 +510,9 @@ class SubmititLauncher(Launcher):
     def job_device(self, device: str) -> str:
         if device != "auto":
             return device
-        if self.name == "local":  # local jobs run where this machine's device is
-            return "cuda" if is_cuda(resolve_device("auto")) else "cpu"
-        return "cuda" if self.options.gpus_per_job > 0 else "cpu"  # a node's GPUs, if the job asks for any
+        return "cuda" if is_cuda(resolve_device("auto")) else "cpu"  # where this machine's device is
 
-    def command(self, job: Job) -> list[str]:
-        """A job as it runs: data-parallel when it has several GPUs, on all of them (local: through
-        torchrun; Slurm: one task per rank, each running this command)."""
-        several = self.options.gpus_per_job > 1 and self.name == "local"
-        return job_command(job.write(self.folder), "all" if several else None)
-
-    def run(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not jobs:
-            return
-        if self.name == "local":
-            self._run_local(jobs, view, outcomes)
-        else:
-            self._run_slurm(jobs, view, outcomes)
-
-    def _run_local(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+    def submit(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
         # submitit's local executor starts every job at once: at most --max-parallel at a time here.
         ex = executor("local", self.folder, self.options)
         slots = self.options.max_parallel or max(1, (os.cpu_count() or 2) // 2)
@@ -523,7 +530,31 @@ class SubmititLauncher(Launcher):
 
         run_queue(jobs, ["local"] * slots, start, view, outcomes)
 
-    def _run_slurm(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
+
+class SlurmLauncher(SubmititLauncher):
+    """Slurm, as one job array; its throttle (``--max-parallel``) runs that many at a time. A job finds its
+    device on its node; a stop ends the waiting and leaves the jobs queued; without ``wait`` the jobs
+    are submitted and the command returns."""
+
+    name = "slurm"
+    on_this_machine = False
+    leaves_jobs_queued = True
+
+    def check(self) -> None:
+        super().check()
+        for command in ("sbatch", "srun"):
+            if shutil.which(command) is None:
+                raise DeviceError(
+                    f"expected Slurm for --launcher slurm ({command} on PATH), got none; --launcher local runs "
+                    "the same jobs on this machine"
+                )
+
+    def job_device(self, device: str) -> str:
+        if device != "auto":
+            return device
+        return "cuda" if self.options.gpus_per_job > 0 else "cpu"  # a node's GPUs, if the job asks for any
+
+    def submit(self, jobs: list[Job], view: JobView, outcomes: dict[str, Outcome]) -> None:
         from submitit.core.utils import FailedJobError
 
         on_cpu = all(job.recipe.device == "cpu" for job in jobs)

@@ -31,6 +31,7 @@ from cnnbench.settings import ProfileConfig
 from cnnbench.stats import iqr
 from cnnbench.store.tables import append_row, check_table, ensure_dir, environment, plain
 from cnnbench.training.distributed import join, leave, world_from_env, wrap
+from cnnbench.training.status import failed
 from cnnbench.training.step import FixedBatch, TrainStep
 
 
@@ -65,7 +66,7 @@ def measure(config: Any, counts: list[int], device: str) -> list[dict[str, Any]]
             if done.returncode != 0 or not result.is_file():
                 last = (done.stderr or done.stdout).strip().splitlines()
                 reason = next((line for line in reversed(last) if "Error" in line), last[-1] if last else "")
-                rows.append({"processes": n, "status": f"failed: {reason[:200]}"})
+                rows.append({"processes": n, "status": failed(reason[:200])})
                 continue
             rows.append({"processes": n, "status": "ok", **json.loads(result.read_text())})
     single = next((r for r in rows if r["processes"] == 1 and r["status"] == "ok"), None)

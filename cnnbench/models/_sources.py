@@ -230,12 +230,13 @@ def object_info(name: str) -> ModelInfo | None:
     return _OBJECTS.get(name)
 
 
-def register_object(name: str, model: Any, taken: Callable[[str], bool]) -> str:
+def register_object(name: str, model: Any, taken: Callable[[str], bool]) -> bool:
     """Register ``model`` (an ``nn.Module``, or a callable that returns one given ``num_classes`` and,
     where it takes them, ``input_shape`` and options) under ``name``; ``taken`` says whether a name
     belongs to the registry. A module is copied for each build, so training never changes the caller's
     object, and trains from its own weights; a callable builds from the run's seed. Registering a name
-    again replaces what it named (a notebook cell run twice), and forgets this process's counts of it."""
+    again replaces what it named (a notebook cell run twice): True then, and what was counted of the name
+    must be forgotten."""
     import copy
     import re
 
@@ -267,13 +268,10 @@ def register_object(name: str, model: Any, taken: Callable[[str], bool]) -> str:
         raise InvalidArgumentError(
             f"expected a model name, an nn.Module or a callable that makes one, got {type(model).__name__}"
         )
-    if name in _OBJECTS:
-        from cnnbench.models.build import forget_counts
-
-        forget_counts()
+    replaced = name in _OBJECTS
     _OBJECTS[name] = ModelInfo(name=name, builder=builder, family="python", aliases=(), default_dataset="cifar10",
                                supported_inputs=(), options={}, open_options=True)  # fmt: skip
-    return name
+    return replaced
 
 
 def _import(module: str) -> Any:

@@ -89,15 +89,6 @@ def _shared_meta(
     return build_meta(name, dict(options), shape, num_classes)
 
 
-def forget_counts() -> None:
-    """Forget this process's models and counts by name: a name now names another model (a Python object
-    registered again under it)."""
-    from cnnbench.models import counting
-
-    _shared_meta.cache_clear()
-    counting.forget()
-
-
 def shared_meta(name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int) -> Any:
     """:func:`build_meta`'s model, built once per process for the counts, the memory check and the
     estimate that one command makes of it (each sets the mode it needs; none changes the model)."""

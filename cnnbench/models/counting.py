@@ -179,8 +179,12 @@ def count_by_family(
     return counted
 
 
-def forget() -> None:
-    """Forget the counts made in this process (:func:`cnnbench.models.build.forget_counts`)."""
+def forget_counts() -> None:
+    """Forget this process's models and counts by name: a name now names another model (a Python object
+    registered again under it)."""
+    from cnnbench.models import build
+
+    build._shared_meta.cache_clear()
     _count.cache_clear()
 
 

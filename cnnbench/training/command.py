@@ -16,7 +16,7 @@ from cnnbench.fields import option_names
 from cnnbench.recipe import TrainConfig, read_job, write_job
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 from cnnbench.training import distributed
-from cnnbench.training.status import Stopped, exit_code, stop_on_signals
+from cnnbench.training.status import Stopped, exit_code, failed, stop_on_signals
 
 # What --resume takes besides the run id: a run continues with its own recipe.
 RESUME_OPTIONS = ("epochs", "device", "out")
@@ -112,7 +112,7 @@ def _data_parallel(request: TrainRequest) -> int:
         return 0
     # The first rank to fail stopped the others (the agent stops them; collectives fail with their
     # peer): the run's row says which rank failed first, and how.
-    status = f"failed: {failure.describe()}"
+    status = failed(failure.describe())
     settled = RunStore(request.out, run_id).settle(status, replace=None)
     kept = "; its finished epochs are kept" if settled else ""
     raise RunFailed(f"data-parallel run {run_id} {status}{kept}")

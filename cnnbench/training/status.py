@@ -92,6 +92,14 @@ def diverged(loss: float, num_classes: int) -> bool:
     return not math.isfinite(loss) or loss > 1e3 * math.log(max(num_classes, 2))
 
 
+FAILED = "failed"
+
+
+def failed(reason: str) -> str:
+    """The status of a run that failed, with why: ``failed: REASON``, as every table and launcher says it."""
+    return f"{FAILED}: {reason}"
+
+
 def final_status(exc: BaseException) -> str:
     """The status a run ends in when ``exc`` stops it."""
     import torch
@@ -101,5 +109,5 @@ def final_status(exc: BaseException) -> str:
     if isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError, OutOfMemory)) or is_cpu_oom(exc):
         return "out of memory"
     if isinstance(exc, CnnbenchError):
-        return f"failed: {first_line(exc)}"
-    return f"failed: {type(exc).__name__}" + (f": {first_line(exc)}" if str(exc).strip() else "")
+        return failed(first_line(exc))
+    return failed(type(exc).__name__ + (f": {first_line(exc)}" if str(exc).strip() else ""))
