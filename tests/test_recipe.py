@@ -235,3 +235,19 @@ def test_summary_profile_and_pool_take_their_options_as_typed(tmp_path):
     pooled = cli("pool", "-k", "3", "-s", "1", "-f", "json")
     assert pooled.exit_code == 0 and json.loads(pooled.output)["kernel"] == 3
     assert "expected --depth >= 1" in cli("summary", "lenet5", "--depth", "0", "--out", tmp_path).output
+
+
+def test_a_long_help_comes_in_sections_by_subject_and_loses_no_option():
+    import re
+
+    from cnnbench.cli.options import PANELS
+
+    text = cli("compare", "--help", columns=100).output
+    titles = [line[:-1] for line in text.splitlines() if re.fullmatch(r"[A-Z][\w ]+:", line)]
+    assert titles == ["Arguments", "Options", *PANELS]
+    recipe = text.split("\nRecipe:\n")[1].split("\nSpeed:\n")[0]
+    assert "--lr X" in recipe and "--epochs N" in recipe and "--precision" not in recipe
+    for field in ("lr", "seeds", "launcher", "out", "precision", "dataset"):  # every field's option, once
+        assert sum(field in names for names in PANELS.values()) == 1
+    options = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text))
+    assert len(options) >= 62 and {"--repair", "--wide", "--quiet", "--from", "--gpus-per-job"} <= options

@@ -17,7 +17,7 @@ from typer.core import TyperGroup
 
 from cnnbench import __version__
 from cnnbench.choices import PRECISIONS, PROFILE_MODES
-from cnnbench.cli.options import choice_enum, dataclass_options
+from cnnbench.cli.options import OUTPUT, GroupedCommand, choice_enum, dataclass_options
 from cnnbench.comparison.plan import CompareConfig
 from cnnbench.errors import CnnbenchError
 from cnnbench.launchers.scheduler import SchedulerOptions
@@ -114,14 +114,22 @@ OutOpt = Annotated[
 RepairOpt = Annotated[
     bool,
     typer.Option(
-        "--repair", help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows."
+        "--repair",
+        help="Move a damaged results table aside (as NAME.damaged-DATE) and keep its intact rows.",
+        rich_help_panel=OUTPUT,
     ),
 ]
 WideOpt = Annotated[
     bool,
-    typer.Option("--wide", help="Show every column, however wide the table (default: fit the terminal)."),
+    typer.Option(
+        "--wide",
+        help="Show every column, however wide the table (default: fit the terminal).",
+        rich_help_panel=OUTPUT,
+    ),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="No progress bar; one line per run.", rich_help_panel=OUTPUT)
+]
 
 
 def _version(value: bool) -> None:
@@ -139,7 +147,7 @@ def _root(
     """Benchmark CNN architectures: parameters, FLOPs, epoch time on CUDA and test accuracy."""
 
 
-@app.command("list")
+@app.command("list", cls=GroupedCommand)
 def list_command(
     patterns: Annotated[
         list[str] | None, typer.Argument(metavar="PATTERN...", help="Glob patterns, e.g. 'vgg*'.")
@@ -154,11 +162,13 @@ def list_command(
     print_model_list(patterns or [], options)
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @dataclass_options("summary", summary=SummaryConfig)
 def summary(
     model: ModelArg,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="Output format.", rich_help_panel=OUTPUT)
+    ] = OutputFormat.table,
     repair: RepairOpt = False,
     wide: WideOpt = False,
     summary: dict[str, Any] | None = None,
@@ -169,10 +179,12 @@ def summary(
     summary_command(SummaryConfig(model=model, **(summary or {})), repair, fmt.value, wide)
 
 
-@app.command("pool")
+@app.command("pool", cls=GroupedCommand)
 @dataclass_options("pool", pool=PoolConfig)
 def pool_command(
-    fmt: Annotated[PoolFormat, typer.Option("--format", "-f", help="Output format.")] = PoolFormat.table,
+    fmt: Annotated[
+        PoolFormat, typer.Option("--format", "-f", help="Output format.", rich_help_panel=OUTPUT)
+    ] = PoolFormat.table,
     plot: Annotated[
         Path | None,
         typer.Option("--plot", metavar="FILE", help="Also draw input and outputs (.png or .svg)."),
@@ -185,7 +197,7 @@ def pool_command(
     pool_command(PoolConfig(**(pool or {})), plot, fmt.value)
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @dataclass_options("train", recipe=TrainConfig)
 def train(
     model: Annotated[
@@ -227,7 +239,7 @@ def train(
     raise typer.Exit(train_command(request, quiet, dry_run))
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @dataclass_options("compare", {"checkpoints": False}, recipe=TrainConfig, compare=CompareConfig,
                    scheduler=SchedulerOptions)  # fmt: skip
 def compare(
@@ -253,7 +265,7 @@ def compare(
                                      quiet))  # fmt: skip
 
 
-@app.command()
+@app.command(cls=GroupedCommand)
 @dataclass_options("profile", profile=ProfileConfig)
 def profile(
     model: ModelArg,
@@ -266,7 +278,7 @@ def profile(
         ),
     ] = None,  # fmt: skip
     fmt: Annotated[
-        ProfileFormat, typer.Option("--format", "-f", help="Output format.")
+        ProfileFormat, typer.Option("--format", "-f", help="Output format.", rich_help_panel=OUTPUT)
     ] = ProfileFormat.table,
     repair: RepairOpt = False,
     wide: WideOpt = False,

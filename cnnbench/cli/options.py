@@ -20,11 +20,54 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.fields import Opt, field_default, options_of
 
 _ENUMS: dict[tuple[str, ...], type[Enum]] = {}
+
+# The sections of a long --help (as timm's train.py groups its arguments): each field's option under the
+# subject it sets. A field not named here stays among the command's own options.
+PANELS = {
+    "Model and data": ("options", "dataset", "data_dir", "input_size", "num_classes", "synthetic_size", "augment",
+                       "val_split", "skip_bad_images", "cache_size"),
+    "Recipe": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler",
+               "step_size", "gamma", "warmup_epochs", "label_smoothing", "aux_loss", "seed"),
+    "Speed": ("precision", "channels_last", "compile", "device", "cuda_graphs", "cudnn_autotune", "deterministic",
+              "warmup_steps", "eval_batch_size", "placement", "jobs_per_gpu", "batch_sizes", "modes", "warmup",
+              "iters", "layers", "trace", "grads"),
+    "Statistics": ("seeds", "seed_list", "baseline", "rerun", "target_acc"),
+    "Launch": ("launcher", "gpus", "mps", "wait", "partition", "gpus_per_job", "nodes", "time_min", "max_parallel"),
+    "Output": ("out", "run_name", "name", "force", "notes", "checkpoints", "price_per_gpu_hour"),
+}  # fmt: skip
+_PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+OUTPUT = "Output"  # the panel of the options every command that writes a table takes (--repair, --wide, ...)
+
+
+class GroupedCommand(TyperCommand):
+    """Plain help (one line per option at 80 columns) whose options come in sections by subject."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:  # click's Context and HelpFormatter
+        arguments: list[tuple[str, str]] = []
+        sections: dict[str, list[tuple[str, str]]] = {"Options": []}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                arguments.append(record)
+            else:
+                panel = getattr(param, "rich_help_panel", None) or "Options"
+                sections.setdefault(panel, []).append(record)
+        order = ["Options", *PANELS]
+        if arguments:
+            with formatter.section("Arguments"):
+                formatter.write_dl(arguments)
+        for title in sorted(sections, key=lambda t: order.index(t) if t in order else len(order)):
+            if sections[title]:
+                with formatter.section(title):
+                    formatter.write_dl(sections[title])
 
 
 def choice_enum(choices: tuple[str, ...]) -> type[Enum]:
@@ -65,7 +108,8 @@ def _param(f: dataclasses.Field, opt: Opt, defaults: dict[str, Any], name: str) 
         opt.help if default_text is None or "default" in opt.help else f"{opt.help} (default: {default_text})"
     )
     # No click ranges: the dataclass's validate() refuses a bad value in one line, with exit code 1.
-    info = typer.Option(*opt.decls, help=help_text, metavar=opt.metavar, show_default=False)
+    info = typer.Option(*opt.decls, help=help_text, metavar=opt.metavar, show_default=False,
+                        rich_help_panel=_PANEL_OF.get(f.name))  # fmt: skip
     annotation = Annotated[kind | None, info]  # None: not given
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
