@@ -11,10 +11,8 @@ import csv
 import time
 from pathlib import Path
 
-from cnnbench import energy
-from cnnbench.recipe import TrainConfig
-from cnnbench.store.tables import environment
-from cnnbench.training.trainer import train
+import cnnbench
+from cnnbench import energy  # the meter under test, read beside the run
 
 
 def main() -> None:
@@ -33,15 +31,13 @@ def main() -> None:
     sampler = energy.PowerSampler(lambda: nvml.nvmlDeviceGetPowerUsage(handle) / 1e3)
     start = time.monotonic()
     counted0, sampled0 = counter.read(), sampler.read()
-    run = train(
-        TrainConfig(
-            model=args.model, epochs=args.epochs, device="cuda", out=args.out / "store", checkpoints=False
-        )
+    run = cnnbench.train(
+        args.model, epochs=args.epochs, device="cuda", out=args.out / "store", checkpoints=False
     )
     counted, sampled = counter.read() - counted0, sampler.read() - sampled0
     seconds = time.monotonic() - start
     sampler.close()
-    env = environment("cuda")
+    env = run.summary  # the run's row: its card, torch and date
     row = {"model": args.model, "epochs": args.epochs, "window_s": round(seconds, 2), "counter_J": round(counted, 1),
            "sampled_J": round(sampled, 1), "sampled_over_counter": round(sampled / counted, 4),
            "run_energy_train_J": round(run.summary["energy_train_J"], 1), "gpu": env["gpu_name"],

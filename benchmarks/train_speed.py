@@ -29,12 +29,10 @@ from torch import nn, optim
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 
-from cnnbench.data.readers import load_split
-from cnnbench.models import get_model
-from cnnbench.recipe import TrainConfig
+import cnnbench
+from cnnbench.data.readers import load_split  # the chapter's loop reads the same CIFAR-10 copy cnnbench reads
 from cnnbench.stats import iqr
 from cnnbench.store.tables import environment
-from cnnbench.training.trainer import train
 
 MODELS = ("lenet5", "cifar10net", "simple_resnet")
 # label: (precision, channels_last, compile, the argument that gives its number of epochs)
@@ -100,7 +98,7 @@ def chapter_loop(model_name: str, data_dir: Path, epochs: int, device: str) -> l
     dataset = PickledCIFAR10(train_set.images, train_set.labels, transform_train)
     loader = DataLoader(dataset, batch_size=128, shuffle=True, num_workers=2)
     torch.manual_seed(0)
-    model = get_model(model_name, (3, 32, 32), 10).to(device)
+    model = cnnbench.create_model(model_name, input_size=(3, 32, 32), num_classes=10).to(device)
     criterion = nn.CrossEntropyLoss()
     optimizer = optim.Adam(model.parameters(), lr=0.001, weight_decay=1e-4)
     scheduler = optim.lr_scheduler.StepLR(optimizer, step_size=20, gamma=0.5)
@@ -144,11 +142,9 @@ def main() -> None:
         for label in args.settings:
             precision, channels_last, compile_model, epochs_arg = SETTINGS[label]
             epochs = getattr(args, epochs_arg)
-            config = TrainConfig(
-                model=name, dataset="cifar10", data_dir=args.data_dir, epochs=epochs, precision=precision,
-                channels_last=channels_last, compile=compile_model, out=args.out, device=device, checkpoints=False,
-            )  # fmt: skip
-            result = train(config)
+            result = cnnbench.train(name, dataset="cifar10", data_dir=args.data_dir, epochs=epochs, precision=precision,
+                                    channels_last=channels_last, compile=compile_model, out=args.out, device=device,
+                                    checkpoints=False)  # fmt: skip
             runs[label] = result
             print(f"  cnnbench {name} {label}: median {result.summary['median_epoch_s']:.3f} s, "
                   f"best acc {result.summary['best_test_acc']:.2f}%", flush=True)  # fmt: skip

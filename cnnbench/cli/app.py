@@ -290,7 +290,7 @@ def profile(
     given = dict(profile or {})
     if gpus is not None:
         given.setdefault("batch_sizes", [128])  # per GPU
-    profile_command(ProfileConfig(model=model, **given), gpus, repair, fmt.value, wide)
+    raise typer.Exit(profile_command(ProfileConfig(model=model, **given), gpus, repair, fmt.value, wide))
 
 
 def main() -> None:

@@ -39,9 +39,9 @@ def pool_command(config: PoolConfig, plot: Path | None, fmt: str) -> None:
         print_pool(result)
 
 
-def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: str, wide: bool) -> None:
+def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: str, wide: bool) -> int:
     """``cnnbench profile``: the sweep over modes and batch sizes, or with ``gpus`` the data-parallel
-    scaling, its rows appended to the results tables and printed in ``fmt``."""
+    scaling, its rows appended to the results tables and printed in ``fmt``; the exit code."""
     from cnnbench.api import run_profile
     from cnnbench.report.terminal import err_console, print_profile, print_scaling
     from cnnbench.training.status import Stopped, exit_code, stop_on_signals
@@ -59,11 +59,12 @@ def profile_command(config: ProfileConfig, gpus: str | None, repair: bool, fmt: 
     except KeyboardInterrupt as exc:
         why = str(exc) if isinstance(exc, Stopped) else "interrupted"
         say(f"{why}: the batch sizes measured so far are kept in {Path(config.out) / 'profile.csv'}")
-        raise SystemExit(exit_code(exc)) from None
+        return exit_code(exc)
     if gpus is not None:
         print_scaling(result, fmt)
-        return
-    print_profile(result, fmt, wide=wide)
+    else:
+        print_profile(result, fmt, wide=wide)
+    return 0
 
 
 @contextlib.contextmanager
