@@ -116,10 +116,19 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
 
 class _Shown:
     """A result whose ``_repr_html_`` is the table the terminal prints (rendered in one place:
-    :mod:`cnnbench.report.notebook`)."""
+    :mod:`cnnbench.report.notebook`), and whose ``frame()`` is its main DataFrame."""
 
-    def _render(self) -> None:  # prints it as the terminal does
-        raise NotImplementedError
+    result: Any
+    main = ""  # the attribute frame() returns
+    printer = ""  # the function of cnnbench.report.terminal that prints the result as the command does
+
+    def frame(self) -> Any:
+        return getattr(self, self.main)
+
+    def _render(self) -> None:
+        from cnnbench.report import terminal
+
+        getattr(terminal, self.printer)(self.result)
 
     def _repr_html_(self) -> str:
         from cnnbench.report.notebook import html_of
@@ -149,13 +158,7 @@ class Summary(_Shown):
     def totals(self) -> dict[str, Any]:
         return self.result.csv_row()
 
-    def frame(self) -> Any:
-        return self.layers
-
-    def _render(self) -> None:
-        from cnnbench.report.terminal import print_summary
-
-        print_summary(self.result, "table", False)
+    main, printer = "layers", "print_summary"
 
     def __repr__(self) -> str:
         t = self.totals
@@ -179,13 +182,7 @@ class Run(_Shown):
 
         return pd.DataFrame([dataclasses.asdict(row) for row in self.result.epochs])
 
-    def frame(self) -> Any:
-        return self.epochs
-
-    def _render(self) -> None:
-        from cnnbench.report.terminal import print_run
-
-        print_run(self.result)
+    main, printer = "epochs", "print_run"
 
     def __repr__(self) -> str:
         return f"<Run {self.run_id} {self.status}: final test acc {self.summary.get('final_test_acc', float('nan')):.2f}%>"
@@ -204,13 +201,7 @@ class Comparison(_Shown):
     folder = property(lambda self: self.result.folder)
     conditions = property(lambda self: self.result.conditions)
 
-    def frame(self) -> Any:
-        return self.table
-
-    def _render(self) -> None:
-        from cnnbench.report.terminal import print_compare
-
-        print_compare(self.result)
+    main, printer = "table", "print_compare"
 
     def __repr__(self) -> str:
         return f"<Comparison {self.result.name}: {len(self.table)} variants, {len(self.tidy)} runs, in {self.folder}>"
@@ -233,13 +224,11 @@ class Profile(_Shown):
     top_ops = property(lambda self: self._frame("top_ops"))
     grads = property(lambda self: self._frame("grads"))
 
-    def frame(self) -> Any:
-        return self.grads if self.result.grads else self.rows
+    printer = "print_profile"
 
-    def _render(self) -> None:
-        from cnnbench.report.terminal import print_profile
-
-        print_profile(self.result)
+    @property
+    def main(self) -> str:  # type: ignore[override]
+        return "grads" if self.result.grads else "rows"
 
     def __repr__(self) -> str:
         return f"<Profile: {len(self.result.rows)} rows in {self.result.csv_path}>"

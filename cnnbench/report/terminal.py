@@ -463,7 +463,7 @@ def print_model_list(patterns: list[str], options_of: str | None) -> None:
     console.print(simple_table(None, ("name", "aliases", "family", "default input", "description"), rows))
 
 
-def print_summary(result: Any, fmt: str, wide: bool) -> None:
+def print_summary(result: Any, fmt: str = "table", wide: bool = False) -> None:
     """``cnnbench summary`` as a table, CSV, JSON or Markdown (pandas imported for the last two only:
     it costs a third of a second)."""
     if fmt == "json":
