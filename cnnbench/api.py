@@ -185,7 +185,9 @@ class Run(_Shown):
     main, printer = "epochs", "print_run"
 
     def __repr__(self) -> str:
-        return f"<Run {self.run_id} {self.status}: final test acc {self.summary.get('final_test_acc', float('nan')):.2f}%>"
+        from cnnbench.store.tables import format_number
+
+        return f"<Run {self.run_id} {self.status}: final test acc {format_number(self.summary.get('final_test_acc'), '.2f')}%>"
 
 
 @dataclass(repr=False)

@@ -185,6 +185,10 @@ def test_results_show_in_a_notebook_as_the_terminal_table_with_html_as_text(tmp_
     assert html.startswith("<pre") and "lenet5" in html and "final acc" in str(result)
     assert "&lt;script&gt;alert(1)&lt;/script&gt; &amp; more" in html and "<script>" not in html
     assert "<Comparison" in repr(result) and result.frame() is result.table
+    from cnnbench.training.trainer import RunResult
+
+    unmeasured = cnnbench.Run(RunResult("r", tmp_path, "failed: no epoch", {}, []))
+    assert repr(unmeasured) == "<Run r failed: no epoch: final test acc -%>" and unmeasured.epochs.empty
 
 
 def test_nothing_prints_unless_asked(tmp_path, capfd):
