@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import cli, tiny_argv
 
-from cnnbench.launchers import scheduler
+from cnnbench.launchers import scheduler, slurm_states
 from cnnbench.launchers.base import Job, JobView, Outcome, run_queue
 from cnnbench.launchers.scheduler import LocalLauncher, SchedulerOptions, SlurmLauncher
 from cnnbench.recipe import TrainConfig
@@ -255,6 +255,6 @@ def test_the_jobs_slurm_still_has_are_those_it_lists_as_not_ended(tmp_path, monk
                                                     "labels": ["a seed 0", "b seed 0"]}))  # fmt: skip
     monkeypatch.setattr(scheduler.shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(
-        scheduler.SlurmStates, "refresh", lambda self, ids: setattr(self, "states", dict(states))
+        slurm_states.SlurmStates, "refresh", lambda self, ids: setattr(self, "states", dict(states))
     )
-    assert scheduler.slurm_jobs_alive(tmp_path) == alive
+    assert slurm_states.slurm_jobs_alive(tmp_path) == alive

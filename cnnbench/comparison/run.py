@@ -19,7 +19,7 @@ from cnnbench.comparison.variants import Variant, parse_variants, resolve_baseli
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.launchers import launcher_class
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
-from cnnbench.launchers.scheduler import slurm_jobs_alive
+from cnnbench.launchers.slurm_states import slurm_jobs_alive
 from cnnbench.recipe import SHARED_CONDITIONS
 from cnnbench.store.runs import RunRecords, validate_runs_table
 from cnnbench.store.tables import (
@@ -372,7 +372,7 @@ def _outcomes_so_far(plan: Plan) -> dict[str, Outcome]:
     word; a run of a comparison run here (inline, by workers or submitit's local executor) whose process
     is gone (killed outright: the OOM killer, a power loss) as interrupted where it had begun (its row is
     made from what it wrote) and not started otherwise. A run whose process still holds it stays pending."""
-    from cnnbench.launchers.scheduler import slurm_outcomes
+    from cnnbench.launchers.slurm_states import slurm_outcomes
     from cnnbench.store.runs import RunStore
     from cnnbench.store.tables import held_elsewhere
 
