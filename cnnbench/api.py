@@ -359,14 +359,10 @@ def run_compare(config: Any, callbacks: Callable[[Any], Any] | None = None, log:
     if callbacks is None and progress:
         from cnnbench.report.progress import TrainProgress
 
-        shown = TrainProgress(False)
-
-        def callbacks(job: Any) -> Any:
-            shown.variant = job.label.rsplit(" seed ", 1)[0] if job is not None else None
-            return shown
-
-        with shown:
-            return Comparison(comparing.run_compare(config, callbacks=callbacks, log=log or print, view=view))
+        with TrainProgress(False) as shown:
+            return Comparison(
+                comparing.run_compare(config, callbacks=shown.for_job, log=log or print, view=view)
+            )
     return Comparison(
         comparing.run_compare(config, callbacks=callbacks, log=log or (lambda _m: None), view=view)
     )

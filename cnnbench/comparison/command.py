@@ -76,16 +76,12 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
     config = make_config(variants, recipe, compare, scheduler, repair)
     progress = TrainProgress(quiet)
 
-    def for_job(job: Any) -> TrainProgress:
-        progress.variant = job.label.rsplit(" seed ", 1)[0] if job is not None else None
-        return progress
-
     # Runs in workers or a scheduler's jobs share one display; runs trained here, a progress bar.
     elsewhere = not launcher_class(config.launcher, config.gpus).trains_here
     view = JobsDisplay(live=elsewhere and err_console.is_terminal and not quiet)
     try:
         with stop_on_signals(), view if elsewhere else progress:
-            result = run_compare(config, callbacks=for_job, log=lambda m: console.print(m, highlight=False),
+            result = run_compare(config, callbacks=progress.for_job, log=lambda m: console.print(m, highlight=False),
                                  view=view).result  # fmt: skip
     except KeyboardInterrupt as exc:
         err_console.print(_stopped_line(exc, config, progress.run_id if not elsewhere else None),

@@ -52,6 +52,11 @@ class TrainProgress:
     def __exit__(self, *exc: object) -> None:
         self.progress.__exit__(*exc)
 
+    def for_job(self, job: Any) -> TrainProgress:
+        """This display, for a comparison's ``job`` (None: before any), its lines naming the job's variant."""
+        self.variant = job.label.rsplit(" seed ", 1)[0] if job is not None else None
+        return self
+
     def on_run(self, run_id: str, config: Any) -> None:
         """The run's folder exists: from here on, Ctrl-C leaves a run that can be named, in the folder and
         the processes its recipe says (a data-parallel rank's recipe came in a job file, not as --out)."""
