@@ -323,23 +323,17 @@ class _HereExecutor:
 
     def submit(self, fn, *args):
         import contextlib
+        from unittest import mock
 
         self.submitted += 1
         job = _HereJob(self.folder, self.submitted, None)
-        saved = os.environ.get("SUBMITIT_LOCAL_JOB_ID")
-        os.environ["SUBMITIT_LOCAL_JOB_ID"] = job.job_id
-        try:
-            with (
-                open(job.paths.stderr, "w") as log,
-                contextlib.redirect_stdout(log),
-                contextlib.redirect_stderr(log),
-            ):
-                job._result = fn(*args)
-        finally:
-            if saved is None:
-                os.environ.pop("SUBMITIT_LOCAL_JOB_ID")
-            else:
-                os.environ["SUBMITIT_LOCAL_JOB_ID"] = saved
+        with (
+            mock.patch.dict(os.environ, {"SUBMITIT_LOCAL_JOB_ID": job.job_id}),
+            open(job.paths.stderr, "w") as log,
+            contextlib.redirect_stdout(log),
+            contextlib.redirect_stderr(log),
+        ):
+            job._result = fn(*args)
         return job
 
 
