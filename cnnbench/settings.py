@@ -48,15 +48,21 @@ def parse_modes(text: str) -> list[str]:
 
 
 @dataclass(frozen=True)
-class SummaryConfig:
-    """What ``cnnbench summary`` counts: the model, its input, and the batch and precision of its memory
-    estimate."""
+class ModelInput:
+    """The model a command measures and its input: what summary's and profile's settings begin with."""
 
     model: str
     options: dict[str, str] = declared(default_factory=dict, option=MODEL_OPTION)
     input_size: tuple[int, int, int] | None = declared(None, option=INPUT_SIZE_OPTION)
     dataset: str | None = declared(None, option=DATASET_OPTION)
     num_classes: int | None = declared(None, option=NUM_CLASSES_OPTION)
+
+
+@dataclass(frozen=True)
+class SummaryConfig(ModelInput):
+    """What ``cnnbench summary`` counts: the model, its input, and the batch and precision of its memory
+    estimate."""
+
     depth: int = declared(
         3, option=Opt(("--depth",), "Show layers down to this nesting depth.", "N", commands=("summary",))
     )
@@ -79,16 +85,11 @@ def _profile(decls: tuple[str, ...], help: str, metavar: str | None = None, **kw
     return Opt(decls, help, metavar, commands=("profile",), **kw)
 
 
-@dataclass
-class ProfileConfig:
+@dataclass(frozen=True)
+class ProfileConfig(ModelInput):
     """What ``cnnbench profile`` measures: the model, its input, the batch sizes and modes, how the step
     runs, and how long it is timed."""
 
-    model: str
-    options: dict[str, str] = declared(default_factory=dict, option=MODEL_OPTION)
-    input_size: tuple[int, int, int] | None = declared(None, option=INPUT_SIZE_OPTION)
-    dataset: str | None = declared(None, option=DATASET_OPTION)
-    num_classes: int | None = declared(None, option=NUM_CLASSES_OPTION)
     batch_sizes: list[int] = declared(
         default_factory=lambda: [1, 32, 128, 512],
         option=_profile(("--batch-sizes",), "Batch sizes (default 1,32,128,512; with --gpus, 128 per GPU).",
