@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator
+from multiprocessing import context as mp_context
 from typing import Any
 
 from cnnbench.errors import DeviceError, InvalidArgumentError
@@ -28,13 +29,14 @@ def usable_cpus() -> int:
 def worker_pool(workers: int, initializer: Callable[[], None] | None = None) -> Any:
     """A ``ProcessPoolExecutor`` of ``workers`` processes for this package's side work (decoding,
     plotting): children of the forkserver, a clean process that never held CUDA or the caller's threads
-    (spawn where there is no forkserver: Windows), never a fork of the caller. Each runs ``initializer``
-    first, and leaves Ctrl-C to its caller (:func:`_start_worker`)."""
+    (spawn where there is no forkserver: Windows), never a fork of the caller, and never running the
+    caller's script again (:class:`_ContextWithoutMain`). Each runs ``initializer`` first, and leaves
+    Ctrl-C to its caller (:func:`_start_worker`). Only this package's functions are submitted to it."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    context = _ContextWithoutMain.of(method)
     _start_helpers_deaf_to_hangups(context)
 
     class Pool(ProcessPoolExecutor):
@@ -46,6 +48,58 @@ def worker_pool(workers: int, initializer: Callable[[], None] | None = None) -> 
                 return super().submit(fn, *args, **kwargs)
 
     return Pool(workers, mp_context=context, initializer=_start_worker, initargs=(initializer,))
+
+
+@contextlib.contextmanager
+def _main_left_out() -> Iterator[None]:
+    """``__main__`` seen by multiprocessing, for the block, as a module with no file. A process started
+    by spawn or the forkserver first imports its parent's main script (as ``__mp_main__``) so that
+    functions defined there can be unpickled; the pool runs this package's functions only, and a
+    user's script calling ``cnnbench.compare`` with no ``if __name__ == "__main__"`` guard would run
+    again in every worker (and a script read from stdin, ``python - <script.py``, names no file at all:
+    a FileNotFoundError in each, a broken pool). A module with neither file nor spec is left alone, as a
+    notebook's is."""
+    import sys
+    import types
+
+    main = sys.modules["__main__"]
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    try:
+        yield
+    finally:
+        sys.modules["__main__"] = main
+
+
+def _popen_without_main(process: Any, start: Callable[[Any], Any]) -> Any:
+    with _main_left_out():
+        return start(process)
+
+
+class _SpawnProcess(mp_context.SpawnProcess):
+    @staticmethod
+    def _Popen(process_obj: Any) -> Any:  # noqa: N802  (multiprocessing's name)
+        return _popen_without_main(process_obj, mp_context.SpawnProcess._Popen)
+
+
+if hasattr(mp_context, "ForkServerProcess"):  # not on Windows
+
+    class _ForkServerProcess(mp_context.ForkServerProcess):
+        @staticmethod
+        def _Popen(process_obj: Any) -> Any:  # noqa: N802
+            return _popen_without_main(process_obj, mp_context.ForkServerProcess._Popen)
+
+
+class _ContextWithoutMain:
+    """multiprocessing's forkserver or spawn context whose processes start without the caller's main
+    script (:func:`_main_left_out`). The process classes are module-level: a child unpickles its own."""
+
+    @staticmethod
+    def of(method: str) -> Any:
+        import multiprocessing
+
+        base = type(multiprocessing.get_context(method))
+        process = _ForkServerProcess if method == "forkserver" else _SpawnProcess
+        return type(f"{base.__name__}WithoutMain", (base,), {"Process": process})()
 
 
 _STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -83,7 +137,8 @@ def _start_helpers_deaf_to_hangups(context: Any) -> None:
         if context.get_start_method() == "forkserver":
             from multiprocessing import forkserver
 
-            forkserver.ensure_running()
+            with _main_left_out():  # the forkserver, too, would import the main script
+                forkserver.ensure_running()
 
 
 def _start_worker(initializer: Callable[[], None] | None) -> None:

@@ -52,19 +52,24 @@ def test_cudnn_autotunes_only_runs_long_enough_to_earn_it_back_unless_asked():
     assert not autotunes(chapter.replace(epochs=100, cudnn_autotune=True, deterministic=True), "cuda:0", 391)
 
 
-CTRL_C_SCRIPT = """
-import os, signal, sys, time
+# The task lives in a module beside the script: the pool's workers never import the script itself.
+NAP_MODULE = """
+import time
 from pathlib import Path
-
-from cnnbench.device import worker_pool
-from cnnbench.report.plots import PlotWorkers
 
 
 def nap(flag):
     Path(flag).touch()
     time.sleep(1.0)
     return "finished"
+"""
 
+CTRL_C_SCRIPT = """
+import os, signal, sys, time
+
+from cnnbench.device import worker_pool
+from cnnbench.report.plots import PlotWorkers
+from napping import nap
 
 if __name__ == "__main__":
     plotting, decoding = PlotWorkers(2), worker_pool(2)
@@ -94,6 +99,7 @@ def test_ctrl_c_stops_the_caller_and_not_its_worker_processes_which_print_no_tra
 
     script = tmp_path / "ctrl_c.py"
     script.write_text(CTRL_C_SCRIPT)
+    (tmp_path / "napping.py").write_text(NAP_MODULE)
     from conftest import signals_at_default
 
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "started")], capture_output=True, text=True,
@@ -102,3 +108,39 @@ def test_ctrl_c_stops_the_caller_and_not_its_worker_processes_which_print_no_tra
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["the caller stopped", "the task in flight finished"]
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr, done.stderr
+
+
+UNGUARDED_SCRIPT = """
+import os, sys
+
+from cnnbench.device import worker_pool
+from cnnbench.report.plots import PlotWorkers
+
+print("the script's body ran in", os.getpid(), flush=True)
+plotting, pool = PlotWorkers(1), worker_pool(2)
+workers = {pool.submit(os.getpid).result() for _ in range(8)}
+pool.shutdown()
+plotting.close()
+print("answered by", len(workers - {os.getpid()}), "workers", flush=True)
+"""
+
+
+@pytest.mark.parametrize("how", ["file", "stdin"])
+def test_a_script_without_a_main_guard_runs_once_and_its_pools_work(tmp_path, how):
+    """cnnbench's worker processes (decoding, plotting) start without the caller's script: a user's
+    ``cnnbench.compare(...)`` script with no ``if __name__ == "__main__"`` guard ran again in each worker,
+    and one read from stdin (``python - <script.py``) broke every pool with a FileNotFoundError."""
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "unguarded.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    argv, stdin = ([sys.executable, str(script)], None) if how == "file" else ([sys.executable, "-"], script.open())
+    done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=120, cwd=tmp_path,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("the script's body ran in "), done.stdout
+    assert lines[1] in ("answered by 1 workers", "answered by 2 workers"), done.stdout
+    assert "Traceback" not in done.stderr, done.stderr
