@@ -136,7 +136,9 @@ def test_a_script_without_a_main_guard_runs_once_and_its_pools_work(tmp_path, ho
 
     script = tmp_path / "unguarded.py"
     script.write_text(UNGUARDED_SCRIPT)
-    argv, stdin = ([sys.executable, str(script)], None) if how == "file" else ([sys.executable, "-"], script.open())
+    argv, stdin = (
+        ([sys.executable, str(script)], None) if how == "file" else ([sys.executable, "-"], script.open())
+    )
     done = subprocess.run(argv, stdin=stdin, capture_output=True, text=True, timeout=120, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
     assert done.returncode == 0, done.stderr
