@@ -22,7 +22,6 @@ The command line calls the same functions (``run_summary``, ``run_train``, ``run
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,16 +74,10 @@ def _variant_names(variants: Any) -> list[str]:
 # --- keywords: the fields of a command's settings ----------------------------------------------------------
 
 
-def _check_keywords(command: str, given: Mapping[str, Any], valid: Iterable[str]) -> None:
-    valid = sorted(set(valid))
-    unknown = [k for k in given if k not in valid]
-    if unknown:
-        close = difflib.get_close_matches(unknown[0], valid, n=1)
-        hint = f" (did you mean {close[0]}?)" if close else ""
-        raise InvalidArgumentError(
-            f"expected keywords of cnnbench.{command}: {', '.join(valid)}; got unknown "
-            f"{', '.join(map(repr, unknown))}{hint}"
-        )
+def _check_keywords(command: str, given: Mapping[str, Any], valid: Iterable[str], classes: Iterable[type] = ()) -> None:
+    from cnnbench.fields import check_names
+
+    check_names(given, valid, f"keywords of cnnbench.{command}", options_of_fields=classes)
 
 
 def _field_names(cls: type) -> list[str]:
@@ -274,7 +267,7 @@ def summary(model: Any, *, name: str | None = None, repair: bool = False, **sett
     from cnnbench.settings import SummaryConfig
 
     _check_keywords(
-        "summary", settings, [*(f for f in _field_names(SummaryConfig) if f != "model"), "name", "repair"]
+        "summary", settings, [*(f for f in _field_names(SummaryConfig) if f != "model"), "name", "repair"], [SummaryConfig]
     )
     return run_summary(SummaryConfig(model=_model_name(model, name), **_typed(settings)), repair)
 
@@ -296,7 +289,7 @@ def train(model: Any, *, name: str | None = None, progress: bool = False, repair
     from cnnbench.recipe import TrainConfig
 
     _check_keywords("train", recipe, [*[f for f in _field_names(TrainConfig) if f not in ("model", "world_size")],
-                                      "name", "progress", "repair"])  # fmt: skip
+                                      "name", "progress", "repair"], [TrainConfig])  # fmt: skip
     config = TrainConfig.from_dict({**_typed(recipe), "model": _model_name(model, name)})
     return run_train(config, progress=progress, repair=repair)
 
@@ -333,7 +326,8 @@ def compare(variants: Any, *, progress: bool = False, repair: bool = False, **se
         "scheduler": _field_names(SchedulerOptions),
     }
     _check_keywords(
-        "compare", settings, [*(k for keys in groups.values() for k in keys), "progress", "repair"]
+        "compare", settings, [*(k for keys in groups.values() for k in keys), "progress", "repair"],
+        [TrainConfig, CompareConfig, SchedulerOptions],
     )
     typed = _typed(settings)
     given = {group: {k: v for k, v in typed.items() if k in keys} for group, keys in groups.items()}
@@ -377,7 +371,7 @@ def profile(model: Any, *, name: str | None = None, progress: bool = False, repa
     from cnnbench.settings import ProfileConfig, parse_batch_sizes, parse_modes
 
     _check_keywords("profile", settings, [*(f for f in _field_names(ProfileConfig) if f != "model"), "name",
-                                          "progress", "repair"])  # fmt: skip
+                                          "progress", "repair"], [ProfileConfig])  # fmt: skip
     typed = _typed(settings)
     if isinstance(typed.get("batch_sizes"), (str, int)):
         typed["batch_sizes"] = parse_batch_sizes(str(typed["batch_sizes"]))

@@ -9,7 +9,8 @@ typer here: ``cnnbench --help`` imports this module.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import difflib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,3 +84,37 @@ def option_names(cls: type, command: str, names: list[str]) -> list[str]:
     """The options of fields ``names`` as a user types them (a field without one keeps its name)."""
     typed = {f.name: opt.name for f, opt in reversed(options_of(cls, command))}
     return [typed.get(name, name) for name in names]
+
+
+def check_names(given: Iterable[str], valid: Iterable[str], expected: str, source: str = "",
+                options_of_fields: Iterable[type] = ()) -> None:  # fmt: skip
+    """Refuse names in ``given`` that are not in ``valid``, listing the valid ones ("expected
+    ``expected``: a, b, c; got unknown 'x' (did you mean y?)"). A name that is a command-line option of a
+    field in ``options_of_fields`` (``image_size``, the command line's ``--image-size``) is pointed to
+    its field instead."""
+    from cnnbench.errors import InvalidArgumentError
+
+    valid = sorted(set(valid))
+    unknown = [name for name in given if name not in valid]
+    if not unknown:
+        return
+    first = unknown[0]
+    spelled_as_option = {
+        opt_name.lstrip("-").replace("-", "_"): (opt_name, f.name)
+        for cls in options_of_fields
+        for f in dataclasses.fields(cls)
+        for opt in f.metadata.get("options", ())
+        for decl in opt.decls
+        for opt_name in decl.split("/")
+        if opt_name.startswith("--") and f.name in valid
+    }
+    if first in spelled_as_option:
+        option, field_name = spelled_as_option[first]
+        hint = f" ({option} on the command line sets {field_name})"
+    else:
+        close = difflib.get_close_matches(first, valid, n=1)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+    where = f" in {source}" if source else ""
+    raise InvalidArgumentError(
+        f"expected {expected}{where}: {', '.join(valid)}; got unknown {', '.join(map(repr, unknown))}{hint}"
+    )

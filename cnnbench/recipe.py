@@ -30,7 +30,7 @@ from cnnbench.data.specs import (
     parse_input_size,
 )
 from cnnbench.errors import InvalidArgumentError
-from cnnbench.fields import Opt, declared, field_default
+from cnnbench.fields import Opt, check_names, declared, field_default
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, read_json, to_json, write_text_atomic
 
 
@@ -266,12 +266,7 @@ class TrainConfig:
             raise InvalidArgumentError(
                 f"expected a recipe as a JSON object in {source}, got {type(data).__name__}"
             )
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InvalidArgumentError(
-                f"expected the fields of a recipe in {source}, got unknown {', '.join(map(repr, unknown))}"
-            )
+        check_names(data, (f.name for f in dataclasses.fields(cls)), "the fields of a recipe", source, [cls])
         if "model" not in data:
             raise InvalidArgumentError(f"expected a model in {source}, got none")
         values = dict(data)
