@@ -17,8 +17,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from cnnbench.measure import profile as profiling
-from cnnbench.models.build import build
+import cnnbench
 from cnnbench.store.tables import environment
 
 MODEL, BATCH, SHAPE = "resnet18", 256, (3, 224, 224)
@@ -26,7 +25,7 @@ MODEL, BATCH, SHAPE = "resnet18", 256, (3, 224, 224)
 
 def hand_loop(blocks: int = 5, steps: int = 20, warmup: int = 10) -> list[float]:
     torch.manual_seed(0)
-    model, _ = build(MODEL, {}, SHAPE, 1000)
+    model = cnnbench.create_model(MODEL, input_size=SHAPE, num_classes=1000)
     model = model.cuda().to(memory_format=torch.channels_last).train()
     x = torch.randn(BATCH, *SHAPE, device="cuda").contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (BATCH,), device="cuda")
@@ -60,11 +59,10 @@ def main() -> None:
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     first = hand_loop()
-    config = profiling.ProfileConfig(
+    row = cnnbench.profile(
         MODEL, input_size=SHAPE, num_classes=1000, batch_sizes=[BATCH], modes=["train"], precision="bf16",
         channels_last=True, device="cuda", warmup=10, iters=100, out=args.out.parent / "profile_fidelity_rows",
-    )  # fmt: skip
-    row = profiling.profile(config).rows[0]
+    ).rows.iloc[0]  # fmt: skip
     second = hand_loop()
     hand = statistics.median(first + second)
     result = {

@@ -74,7 +74,9 @@ def _variant_names(variants: Any) -> list[str]:
 # --- keywords: the fields of a command's settings ----------------------------------------------------------
 
 
-def _check_keywords(command: str, given: Mapping[str, Any], valid: Iterable[str], classes: Iterable[type] = ()) -> None:
+def _check_keywords(
+    command: str, given: Mapping[str, Any], valid: Iterable[str], classes: Iterable[type] = ()
+) -> None:
     from cnnbench.fields import check_names
 
     check_names(given, valid, f"keywords of cnnbench.{command}", options_of_fields=classes)
@@ -267,7 +269,10 @@ def summary(model: Any, *, name: str | None = None, repair: bool = False, **sett
     from cnnbench.settings import SummaryConfig
 
     _check_keywords(
-        "summary", settings, [*(f for f in _field_names(SummaryConfig) if f != "model"), "name", "repair"], [SummaryConfig]
+        "summary",
+        settings,
+        [*(f for f in _field_names(SummaryConfig) if f != "model"), "name", "repair"],
+        [SummaryConfig],
     )
     return run_summary(SummaryConfig(model=_model_name(model, name), **_typed(settings)), repair)
 
@@ -326,7 +331,9 @@ def compare(variants: Any, *, progress: bool = False, repair: bool = False, **se
         "scheduler": _field_names(SchedulerOptions),
     }
     _check_keywords(
-        "compare", settings, [*(k for keys in groups.values() for k in keys), "progress", "repair"],
+        "compare",
+        settings,
+        [*(k for keys in groups.values() for k in keys), "progress", "repair"],
         [TrainConfig, CompareConfig, SchedulerOptions],
     )
     typed = _typed(settings)
@@ -340,11 +347,10 @@ def run_compare(config: Any, callbacks: Callable[[Any], Any] | None = None, log:
                 view: Any = None, progress: bool = False) -> Comparison:  # fmt: skip
     """The comparison ``config`` describes (a :class:`~cnnbench.comparison.plan.CompareConfig`)."""
     from cnnbench.comparison import run as comparing
-    from cnnbench.launchers import launcher_class
     from cnnbench.models._sources import object_info
 
     objects = [v for v in config.variants if object_info(v.partition(":")[0]) is not None]
-    if objects and not launcher_class(config.launcher, config.gpus).trains_here:
+    if objects and not config.launcher_kind.trains_here:
         where = f"--launcher {config.launcher}" if config.launcher != "inline" else f"gpus={config.gpus!r}"
         raise InvalidArgumentError(
             f"expected models that another process can build with {where} (its runs train in other processes), "

@@ -244,10 +244,13 @@ def test_a_long_help_comes_in_sections_by_subject_and_loses_no_option():
 
     text = cli("compare", "--help", columns=100).output
     titles = [line[:-1] for line in text.splitlines() if re.fullmatch(r"[A-Z][\w ]+:", line)]
-    assert titles == ["Arguments", "Options", *PANELS]
+    assert titles == ["Arguments", "Options", *(p for p in PANELS if p != "Memory estimate")]
     recipe = text.split("\nRecipe:\n")[1].split("\nSpeed:\n")[0]
     assert "--lr X" in recipe and "--epochs N" in recipe and "--precision" not in recipe
     for field in ("lr", "seeds", "launcher", "out", "precision", "dataset"):  # every field's option, once
         assert sum(field in names for names in PANELS.values()) == 1
     options = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", text))
     assert len(options) >= 62 and {"--repair", "--wide", "--quiet", "--from", "--gpus-per-job"} <= options
+    summary = cli("summary", "--help", columns=100).output  # trains nothing: its batch is the estimate's
+    estimate = summary.split("\nMemory estimate:\n")[1].split("\nOutput:\n")[0]
+    assert "--batch-size N" in estimate and "--precision" in estimate and "\nRecipe:" not in summary

@@ -32,6 +32,7 @@ _ENUMS: dict[tuple[str, ...], type[Enum]] = {}
 PANELS = {
     "Model and data": ("options", "dataset", "data_dir", "input_size", "num_classes", "synthetic_size", "augment",
                        "val_split", "skip_bad_images", "cache_size"),
+    "Memory estimate": (),  # summary's batch size and precision (COMMAND_PANELS)
     "Recipe": ("epochs", "batch_size", "optimizer", "lr", "momentum", "nesterov", "weight_decay", "scheduler",
                "step_size", "gamma", "warmup_epochs", "label_smoothing", "aux_loss", "seed"),
     "Speed": ("precision", "channels_last", "compile", "device", "cuda_graphs", "cudnn_autotune", "deterministic",
@@ -42,6 +43,9 @@ PANELS = {
     "Output": ("out", "run_name", "name", "force", "notes", "checkpoints", "price_per_gpu_hour"),
 }  # fmt: skip
 _PANEL_OF = {name: panel for panel, names in PANELS.items() for name in names}
+# Where a command gives a field another meaning: summary trains nothing, its batch size and precision are
+# those of its memory estimate.
+COMMAND_PANELS = {("summary", "batch_size"): "Memory estimate", ("summary", "precision"): "Memory estimate"}
 OUTPUT = "Output"  # the panel of the options every command that writes a table takes (--repair, --wide, ...)
 
 
@@ -98,7 +102,9 @@ def _default_text(f: dataclasses.Field, defaults: dict[str, Any]) -> str | None:
     return str(value)
 
 
-def _param(f: dataclasses.Field, opt: Opt, defaults: dict[str, Any], name: str) -> inspect.Parameter:
+def _param(
+    f: dataclasses.Field, opt: Opt, defaults: dict[str, Any], name: str, command: str
+) -> inspect.Parameter:
     kind = opt.kind if opt.kind is not None else _base_type(f.type)
     if opt.choices:
         kind = choice_enum(opt.choices)
@@ -109,7 +115,7 @@ def _param(f: dataclasses.Field, opt: Opt, defaults: dict[str, Any], name: str) 
     )
     # No click ranges: the dataclass's validate() refuses a bad value in one line, with exit code 1.
     info = typer.Option(*opt.decls, help=help_text, metavar=opt.metavar, show_default=False,
-                        rich_help_panel=_PANEL_OF.get(f.name))  # fmt: skip
+                        rich_help_panel=COMMAND_PANELS.get((command, f.name), _PANEL_OF.get(f.name)))  # fmt: skip
     annotation = Annotated[kind | None, info]  # None: not given
     return inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=annotation)
 
@@ -130,7 +136,7 @@ def dataclass_options(command: str, defaults: dict[str, Any] | None = None,
             for f, opt in options_of(cls, command):
                 name = f.name if f.name not in names else f"{f.name}__{opt.name.strip('-').replace('-', '_')}"
                 names[name] = (group, f, opt)
-                added.append(_param(f, opt, defaults, name))
+                added.append(_param(f, opt, defaults, name, command))
 
         @functools.wraps(fn)
         def command_fn(**kwargs: Any) -> Any:

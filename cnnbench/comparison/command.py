@@ -10,7 +10,6 @@ from typing import Any
 
 from cnnbench.comparison.plan import CompareConfig, check_price, make_config
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
-from cnnbench.launchers import launcher_class
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
 from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signals
@@ -42,7 +41,7 @@ def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None)
     from cnnbench.store.runs import RunRecords
 
     why = str(exc) if isinstance(exc, Stopped) else "interrupted"
-    if launcher_class(config.launcher).leaves_jobs_queued:
+    if config.launcher_kind.leaves_jobs_queued:
         return (f"[yellow]{why}:[/] stopped waiting; the jobs go on in Slurm, and the --from command above "
                 "renders their table as they end")  # fmt: skip
     # a run whose row says how it ended had ended before the stop: it came between runs, or after them
@@ -77,7 +76,7 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
     progress = TrainProgress(quiet)
 
     # Runs in workers or a scheduler's jobs share one display; runs trained here, a progress bar.
-    elsewhere = not launcher_class(config.launcher, config.gpus).trains_here
+    elsewhere = not config.launcher_kind.trains_here
     view = JobsDisplay(live=elsewhere and err_console.is_terminal and not quiet)
     try:
         with stop_on_signals(), view if elsewhere else progress:

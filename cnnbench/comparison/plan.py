@@ -105,6 +105,14 @@ class CompareConfig:
     def seed_values(self) -> list[int]:
         return list(self.seed_list) if self.seed_list else [self.base.seed + i for i in range(self.seeds)]
 
+    @property
+    def launcher_kind(self) -> Any:
+        """The :class:`~cnnbench.launchers.base.Launcher` class that runs its jobs (``--gpus`` turns the
+        inline launcher into per-GPU workers)."""
+        from cnnbench.launchers import launcher_class
+
+        return launcher_class(self.launcher, self.gpus)
+
     def validate(self) -> None:
         if not isinstance(self.seeds, int) or self.seeds < 1:
             raise InvalidArgumentError(f"expected --seeds >= 1, got {self.seeds}")

@@ -17,7 +17,6 @@ from cnnbench.comparison.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBE
 from cnnbench.comparison.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
 from cnnbench.comparison.variants import Variant, parse_variants, resolve_baseline
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
-from cnnbench.launchers import launcher_class
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
 from cnnbench.launchers.slurm_states import slurm_jobs_alive
 from cnnbench.recipe import SHARED_CONDITIONS
@@ -64,7 +63,7 @@ def make_launcher(config: CompareConfig, folder: Path, callbacks: Callable[[Job]
     from cnnbench.launchers.scheduler import SubmititLauncher
     from cnnbench.launchers.workers import WorkerLauncher
 
-    kind = launcher_class(config.launcher, config.gpus)
+    kind = config.launcher_kind
     if issubclass(kind, SubmititLauncher):
         return kind(folder / "jobs", config.scheduler, config.wait, log)
     if issubclass(kind, WorkerLauncher):
@@ -85,7 +84,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
     base.replace(model=variants[0].model).validate()  # the shared recipe, checked once
     baseline = resolve_baseline(config.baseline, variants)
     # Problems every variant would share stop the command before anything trains or is written.
-    here = launcher_class(config.launcher, config.gpus).on_this_machine
+    here = config.launcher_kind.on_this_machine
     planning_device = base.device if here else "auto"  # a Slurm job finds its device on its node
     device = resolve_device(base.device) if here else planning_device
     if config.price_per_gpu_hour is not None and here and not is_cuda(device):
@@ -168,7 +167,7 @@ def _plot_workers(config: CompareConfig, device: str, jobs: list[Job]) -> Any:
     from cnnbench.device import is_cuda, usable_cpus
 
     cpus = usable_cpus()
-    if not jobs or launcher_class(config.launcher, config.gpus).scheduled or not is_cuda(device) or cpus < 4:
+    if not jobs or config.launcher_kind.scheduled or not is_cuda(device) or cpus < 4:
         return None
     from cnnbench.report.plots import PlotWorkers
 
@@ -376,7 +375,7 @@ def _outcomes_so_far(plan: Plan) -> dict[str, Outcome]:
     from cnnbench.store.runs import RunStore
     from cnnbench.store.tables import held_elsewhere
 
-    if launcher_class(plan.config.launcher).leaves_jobs_queued:  # the cluster's word on its jobs
+    if plan.config.launcher_kind.leaves_jobs_queued:  # the cluster's word on its jobs
         return slurm_outcomes(plan.folder / "jobs")
     if held_elsewhere(plan.folder / ".lock"):
         return {}  # the comparison runs now

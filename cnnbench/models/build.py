@@ -95,6 +95,11 @@ def shared_meta(name: str, options: dict[str, str], shape: tuple[int, int, int],
     return _shared_meta(name, tuple(sorted(options.items())), tuple(shape), num_classes)
 
 
+def forget_shared_meta() -> None:
+    """Forget the models :func:`shared_meta` built: a name now names another model."""
+    _shared_meta.cache_clear()
+
+
 def build_for_counting(
     name: str, options: dict[str, str], shape: tuple[int, int, int], num_classes: int
 ) -> Any:

@@ -182,9 +182,9 @@ def count_by_family(
 def forget_counts() -> None:
     """Forget this process's models and counts by name: a name now names another model (a Python object
     registered again under it)."""
-    from cnnbench.models import build
+    from cnnbench.models.build import forget_shared_meta
 
-    build._shared_meta.cache_clear()
+    forget_shared_meta()
     _count.cache_clear()
 
 
