@@ -118,3 +118,37 @@ def check_names(given: Iterable[str], valid: Iterable[str], expected: str, sourc
     raise InvalidArgumentError(
         f"expected {expected}{where}: {', '.join(valid)}; got unknown {', '.join(map(repr, unknown))}{hint}"
     )
+
+
+def typed_options(obj: Any, command: str, defaults: dict[str, Any] | None = None) -> list[str]:
+    """The options a user types on ``command`` for the dataclass ``obj``: each field that differs from its
+    default (or from ``defaults``, the command's own), as its first declared option."""
+    argv: list[str] = []
+    defaults = defaults or {}
+    done: set[str] = set()
+    for f, opt in options_of(type(obj), command):
+        value = getattr(obj, f.name)
+        default = defaults.get(f.name, field_default(f))
+        if f.name in done or value == default or (value is None and default is dataclasses.MISSING):
+            continue
+        done.add(f.name)
+        decl = opt.decls[0]
+        if "/" in decl:  # a pair of flags: --augment/--no-augment
+            on, off = decl.split("/")
+            argv.append(on if value else off)
+        elif isinstance(value, bool):  # a lone flag: --rerun (True), --no-wait (False)
+            argv.append(decl)
+        elif isinstance(value, dict):
+            for key, v in value.items():
+                argv += [decl, f"{key}={v}"]
+        elif isinstance(value, tuple):  # an input size
+            argv += [decl, "x".join(map(str, value))]
+        elif isinstance(value, list):
+            if opt.kind is str:  # one option for the list: --seed-list 0,1,2
+                argv += [decl, ",".join(map(str, value))]
+            else:  # repeatable: --note A --note B
+                for item in value:
+                    argv += [decl, str(item)]
+        elif value is not None:
+            argv += [decl, str(value)]  # str of a float reads back as the same float
+    return argv

@@ -111,33 +111,10 @@ def compare_tiny(out, *args, **changes):
 
 
 def command_line(recipe: TrainConfig, command: str = "train") -> list[str]:
-    """The options a user types for ``recipe``, made from the fields' declared options: a field at its
-    default is left out."""
-    from cnnbench.fields import options_of
+    """The options a user types for ``recipe``: a field at its default is left out."""
+    from cnnbench.fields import typed_options
 
-    argv: list[str] = []
-    done = set()
-    default = TrainConfig(model="x")
-    for f, opt in options_of(TrainConfig, command):
-        value = getattr(recipe, f.name)
-        if f.name in done or value == getattr(default, f.name):
-            continue
-        done.add(f.name)
-        decl = opt.decls[0]
-        if "/" in decl:
-            on, off = decl.split("/")
-            argv.append(on if value else off)
-        elif isinstance(value, bool):
-            assert value, f.name  # a lone flag says True
-            argv.append(decl)
-        elif f.name == "options":
-            for key, v in value.items():
-                argv += [decl, f"{key}={v}"]
-        elif f.name == "input_size":
-            argv += [decl, "x".join(map(str, value))]
-        else:
-            argv += [decl, str(value)]
-    return argv
+    return typed_options(recipe, command)
 
 
 @pytest.fixture

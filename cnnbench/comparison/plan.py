@@ -105,6 +105,17 @@ class CompareConfig:
     def seed_values(self) -> list[int]:
         return list(self.seed_list) if self.seed_list else [self.base.seed + i for i in range(self.seeds)]
 
+    def command_line(self) -> str:
+        """The command that makes this comparison again: ``cnnbench compare`` with its variants and each
+        option that differs from compare's default."""
+        import shlex
+
+        from cnnbench.fields import typed_options
+
+        argv = [*self.variants, *typed_options(self.base, "compare", COMPARE_DEFAULTS),
+                *typed_options(self, "compare"), *typed_options(self.scheduler, "compare")]  # fmt: skip
+        return shlex.join(["cnnbench", "compare", *argv])
+
     @property
     def launcher_kind(self) -> Any:
         """The :class:`~cnnbench.launchers.base.Launcher` class that runs its jobs (``--gpus`` turns the

@@ -54,6 +54,7 @@ class CompareResult:
     aggregated: Any  # DataFrame, one row per variant
     conditions: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    command: str | None = None  # the line that makes it again, where its plan is known
 
 
 def make_launcher(config: CompareConfig, folder: Path, callbacks: Callable[[Job], Callbacks] | None,
@@ -300,6 +301,7 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
         aggregate(tidy, plan.baseline, plan.config.price_per_gpu_hour),
         conditions,
         notes,
+        plan.config.command_line(),
     )
     if write:
         from cnnbench.report.outputs import write_outputs
@@ -342,6 +344,10 @@ def render(source: Path, baseline: str | None = None, notes: list[str] | None = 
         from cnnbench.report.outputs import write_outputs
 
         write_outputs(result)
+    elif not (result.folder / "report.html").is_file():  # a comparison made before there were reports
+        from cnnbench.report.html import write_report
+
+        write_report(result, result.command)
     return result
 
 
@@ -534,7 +540,19 @@ def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
         baseline = meta.get("baseline")
     price = meta.get("price_per_gpu_hour")
     return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline, price), meta.get("conditions", {}),
-                         meta.get("notes", []))  # fmt: skip
+                         meta.get("notes", []), recorded_command(folder))  # fmt: skip
+
+
+def recorded_command(folder: Path) -> str | None:
+    """The command that made the comparison in ``folder``: from its plan.json, else its command.txt (a
+    folder put together by hand), else None."""
+    if (folder / "plan.json").is_file():
+        try:
+            return Plan.load(folder).config.command_line()
+        except CnnbenchError:
+            return None  # a plan this version cannot read: the tables still render
+    text = folder / "command.txt"
+    return text.read_text(encoding="utf-8").strip() or None if text.is_file() else None
 
 
 def add_notes(result: CompareResult, notes: list[str]) -> None:

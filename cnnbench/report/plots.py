@@ -119,24 +119,54 @@ def compare_figures(result: Any) -> list[tuple[Callable[..., None], dict[str, An
     )
     if len(measured):
         figures.append((_energy_plot, {"agg": measured}))
+    timed = valid.dropna(subset=["total_train_s"]) if "total_train_s" in valid else valid.iloc[:0]
+    if len(timed):
+        figures.append((_accuracy_vs_plot, {"valid": timed, "column": "total_train_s",
+                                            "label": "training time (s)", "stem": "accuracy_vs_time"}))  # fmt: skip
     figures.append((_epoch_time_plot, {"agg": agg}))
     return [
         (function, {**arguments, "subtitle": subtitle, "folder": folder}) for function, arguments in figures
     ]
 
 
+# Okabe and Ito's palette, told apart by colour-blind readers; each variant also has its own marker and
+# line style, so a greyscale print tells them apart too.
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+LINESTYLES = ("-", "--", "-.", ":")
+
+
+def variant_style(index: int) -> dict[str, Any]:
+    """The colour, marker and line style of the ``index``-th variant, the same in every figure."""
+    return {"color": PALETTE[index % len(PALETTE)], "marker": MARKERS[index % len(MARKERS)],
+            "linestyle": LINESTYLES[index % len(LINESTYLES)]}  # fmt: skip
+
+
+def pareto_front(x: Any, y: Any) -> list[int]:
+    """Positions of the points no other beats on both (smaller ``x``, larger ``y``), by increasing x."""
+    order = sorted(range(len(x)), key=lambda i: (x[i], -y[i]))
+    front, best = [], float("-inf")
+    for i in order:
+        if y[i] > best:
+            front.append(i)
+            best = y[i]
+    return front
+
+
 def _accuracy_per_epoch_plot(epochs: Any, subtitle: str, folder: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
     fig, ax = _pyplot().subplots(figsize=(7, 4.5))
-    for variant, group in epochs.groupby("variant", sort=False):
+    for index, (variant, group) in enumerate(epochs.groupby("variant", sort=False)):
         stats = group.groupby("epoch").test_acc.agg(["mean", "min", "max"])
-        line = ax.plot(stats.index, stats["mean"], marker="o", markersize=3, label=variant)[0]
+        style = variant_style(index)
+        ax.plot(stats.index, stats["mean"], markersize=4, label=variant, **style)
         if group.seed.nunique() > 1:
-            ax.fill_between(stats.index, stats["min"], stats["max"], color=line.get_color(), alpha=0.2)
+            ax.fill_between(stats.index, stats["min"], stats["max"], color=style["color"], alpha=0.2)
     last = int(epochs.epoch.max())
     ax.set_xlim(0.5, last + 0.5)  # one epoch is a point at 1, not a range around it
-    ax.set(xlabel="epoch", ylabel="test accuracy (%)", title=f"Test accuracy per epoch ({subtitle})")
+    ax.set(xlabel="epoch", ylabel="test accuracy (%); band: min-max over seeds",
+           title=f"Test accuracy per epoch ({subtitle})")  # fmt: skip
     # Epochs are whole numbers: each one marked while they fit, whole-number ticks beyond.
     ax.xaxis.set_major_locator(MaxNLocator(integer=True, nbins=min(last, 10), min_n_ticks=1))
     ax.grid(alpha=0.3)
@@ -145,19 +175,27 @@ def _accuracy_per_epoch_plot(epochs: Any, subtitle: str, folder: Path) -> None:
 
 
 def _accuracy_vs_plot(valid: Any, column: str, label: str, stem: str, subtitle: str, folder: Path) -> None:
+    """Final accuracy (std over seeds as bars) against a cost, each variant in its own style, the Pareto
+    front (no variant cheaper and more accurate) joined."""
     fig, ax = _pyplot().subplots(figsize=(6, 4.5))
-    ax.errorbar(valid[column], valid.final_test_acc_mean, yerr=valid.final_test_acc_std.fillna(0), fmt="o")
-    for _, r in valid.iterrows():
-        ax.annotate(
-            r.variant,
-            (r[column], r.final_test_acc_mean),
-            fontsize=7,
-            xytext=(4, 4),
-            textcoords="offset points",
+    valid = valid.dropna(subset=[column])
+    spread = valid.final_test_acc_std.fillna(0).tolist()
+    for index, (_, r) in enumerate(valid.iterrows()):
+        style = variant_style(index)
+        ax.errorbar(r[column], r.final_test_acc_mean, yerr=spread[index], fmt=style["marker"], color=style["color"],
+                    capsize=3)  # fmt: skip
+        ax.annotate(r.variant, (r[column], r.final_test_acc_mean), fontsize=7, xytext=(4, 4),
+                    textcoords="offset points")  # fmt: skip
+    x, y = valid[column].tolist(), valid.final_test_acc_mean.tolist()
+    front = pareto_front(x, y)
+    if len(front) > 1:
+        ax.plot(
+            [x[i] for i in front], [y[i] for i in front], color="#555555", linestyle=":", label="Pareto front"
         )
+        ax.legend(fontsize=8)
     ax.set_xscale("log")
     ax.margins(x=0.2, y=0.1)
-    ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%)",
+    ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%); bars: std over seeds",
            title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
     ax.grid(alpha=0.3)
     _save(fig, folder, stem)

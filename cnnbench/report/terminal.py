@@ -266,7 +266,7 @@ def print_compare(result: Any, wide: bool = False) -> None:
     for note in [*footnotes(result), *result.notes]:
         console.print(note, style="dim", highlight=False, markup=False)
     console.print(
-        f"files: {result.folder}/ (tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
+        f"files: {result.folder}/ (report.html, tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
         highlight=False, soft_wrap=True,  # a path is never cut by a line end: it is copied whole
     )  # fmt: skip
 
