@@ -13,8 +13,8 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_API = ("Comparison", "Profile", "Run", "Summary", "compare", "create_model", "list_models", "profile", "runs",
-        "summary", "train")  # fmt: skip
+_API = ("Comparison", "Profile", "Run", "Summary", "compare", "create_model", "list_models", "make_report", "profile",
+        "runs", "summary", "train")  # fmt: skip
 __all__ = ["__version__", *_API]
 
 

@@ -22,6 +22,7 @@ The command line calls the same functions (``run_summary``, ``run_train``, ``run
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Any
 
 from cnnbench.errors import InvalidArgumentError, ResultsError
 
-__all__ = ["Comparison", "Profile", "Run", "Summary", "compare", "create_model", "list_models", "profile", "runs",
+__all__ = ["Comparison", "Profile", "Run", "Summary", "compare", "create_model", "list_models", "make_report", "profile", "runs",
            "summary", "train"]  # fmt: skip
 
 
@@ -420,3 +421,49 @@ def runs(out: Any = None, **filters: Any) -> Any:
             keep = frame[column] == wanted
         frame = frame[keep]
     return pd.DataFrame(frame).reset_index(drop=True)
+
+
+def make_report(path: str | Path, output: str | Path | None = None) -> Path:
+    """``cnnbench report``: the HTML report of a comparison folder (its report.html), a training run's
+    folder (its report.html) or a profile table (profile.html beside it), written to ``output`` if given.
+    Returns the file written."""
+    import pandas as pd
+
+    from cnnbench.comparison.run import load_compare
+    from cnnbench.fields import typed_options
+    from cnnbench.recipe import read_job
+    from cnnbench.report import html
+    from cnnbench.store.tables import read_frame, read_json, write_text_atomic
+
+    path = Path(path)
+    if path.is_dir() and (path / "tidy.csv").is_file():
+        result = load_compare(path)
+        target = Path(output) if output else path / html.REPORT
+        text = html.comparison_html(result, result.command)
+    elif path.is_dir() and (path / "config.json").is_file():
+        config = read_json(path / "config.json")
+        epochs = read_frame(path / "epochs.csv") if (path / "epochs.csv").is_file() else pd.DataFrame()
+        recipe = read_job(path / "config.json")
+        command = shlex.join(["cnnbench", "train", recipe.model, *typed_options(recipe, "train")])
+        target = Path(output) if output else path / html.REPORT
+        runs_table = path.parent.parent / "runs.csv"  # OUT/runs/RUN_ID/ -> OUT/runs.csv
+        summary = None
+        if runs_table.is_file():
+            rows = read_frame(runs_table)
+            mine = rows[rows.run_id.astype(str) == path.name] if "run_id" in rows else rows.iloc[:0]
+            summary = mine.iloc[-1].to_dict() if len(mine) else None
+        text = html.run_html(path, config, epochs, summary, command)
+    else:
+        table = path / "profile.csv" if path.is_dir() else path
+        if not table.is_file() or table.suffix != ".csv":
+            raise InvalidArgumentError(
+                "expected a comparison folder (tidy.csv), a run's folder (config.json) or a profile table "
+                f"(profile.csv), got {str(path)!r}"
+            )
+        rows = read_frame(table)
+        if "step_ms_median" not in rows:
+            raise InvalidArgumentError(f"expected a profile table with step_ms_median, got {str(table)!r}")
+        target = Path(output) if output else table.with_suffix(".html")
+        text = html.profile_html(table, rows)
+    write_text_atomic(target, text)
+    return target

@@ -293,6 +293,23 @@ def profile(
     raise typer.Exit(profile_command(ProfileConfig(model=model, **given), gpus, repair, fmt.value, wide))
 
 
+@app.command("report", cls=GroupedCommand)
+def report_command(
+    path: Annotated[
+        Path, typer.Argument(metavar="PATH", help="A comparison folder, a run's folder or a profile.csv.")
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", metavar="FILE", help="Write here (default: beside PATH's tables)."),
+    ] = None,
+) -> None:
+    """One HTML page of a saved comparison, run or profile table, readable offline and printable."""
+    from cnnbench.api import make_report
+    from cnnbench.report.terminal import console
+
+    console.print(f"report: {make_report(path, output)}", highlight=False, soft_wrap=True)
+
+
 def main() -> None:
     try:
         app()

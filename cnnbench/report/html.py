@@ -306,18 +306,22 @@ def comparison_html(result: Any, command: str | None) -> str:
     return _page(f"{result.name}: cnnbench comparison", sections)
 
 
-def run_html(run_dir: Path, config: dict[str, Any], epochs: Any, command: str | None) -> str:
-    """The report of one training run: its recipe, per-epoch table and curves, environment."""
+def run_html(run_dir: Path, config: dict[str, Any], epochs: Any, summary: dict[str, Any] | None,
+             command: str | None) -> str:  # fmt: skip
+    """The report of one training run: its result (its row of runs.csv, where found), curves, per-epoch
+    table, recipe and conditions, environment."""
     title = run_dir.name
-    recipe = {
-        k: v
-        for k, v in config.items()
-        if k not in ("config", "class_names") and not isinstance(v, (dict, list))
-    }
-    sections = [f"<h1>{e(title)}</h1>",
-                f"<p>{e(config.get('model'))} on {e(config.get('dataset'))}, seed {e(config.get('seed'))}; device "
-                f"{e(config.get('gpu_name') or config.get('device') or 'not recorded')}.</p>",
-                "<h2>Recipe and conditions</h2><dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in recipe.items()) + "</dl>"]  # fmt: skip
+    device = config.get("gpu_name") or config.get("device") or "not recorded"
+    sections = [f"<h1>{e(title)} <span class=muted style=\"font-weight:400\">· cnnbench run</span></h1>",
+                f"<p>{e(config.get('model'))} ({e(config.get('options') or 'default options')}) on "
+                f"{e(config.get('dataset'))}, seed {e(config.get('seed'))}; device {e(device)}.</p>"]  # fmt: skip
+    if summary:
+        shown = [(k, summary.get(k)) for k in ("status", "final_test_acc", "best_test_acc", "test_at_best_val",
+                                                 "median_epoch_s", "total_train_s", "energy_train_J")
+                 if not missing(summary.get(k))]  # fmt: skip
+        sections.append(
+            "<h2>Result</h2><dl>" + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in shown) + "</dl>"
+        )
     if not epochs.empty:
         plot = epochs.assign(variant=title)
         sections.append("<h2>Curves</h2><div class=curves>"
@@ -328,6 +332,13 @@ def run_html(run_dir: Path, config: dict[str, Any], epochs: Any, command: str | 
             [_cell(r[c], "d" if c == "epoch" else ".4g") for c in columns] for r in epochs.to_dict("records")
         ]
         sections.append("<h2>Epochs</h2>" + _table(columns, rows, caption="epochs.csv"))
+    recipe = {
+        k: v
+        for k, v in config.items()
+        if k not in ("config", "class_names") and not isinstance(v, (dict, list))
+    }
+    sections.append("<h2>Recipe and conditions</h2><dl>"
+                    + "".join(f"<dt>{e(k)}</dt><dd>{e(v)}</dd>" for k, v in recipe.items()) + "</dl>")  # fmt: skip
     sections.append(f"<h2>Environment</h2>{_environment(config)}")
     sections.append(
         "<h2>Reproduce</h2>" + (f"<pre>{e(command)}</pre>" if command else "<p class=muted>not recorded</p>")
