@@ -101,7 +101,7 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
         out["options"] = {
             str(k): str(v).lower() if isinstance(v, bool) else str(v) for k, v in out["options"].items()
         }
-    for key in ("out", "data_dir", "trace"):
+    for key in ("out", "data_dir", "trace", "tensorboard"):
         if out.get(key) is not None:
             out[key] = Path(out[key])
     return out

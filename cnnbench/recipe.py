@@ -241,6 +241,11 @@ class TrainConfig:
         1, Opt(("--jobs-per-gpu",), "Runs at once on each GPU (recorded: it moves epoch times).", "K"),
         shared=True, label="runs at once per GPU",
     )  # fmt: skip
+    tensorboard: Path | None = _bookkeeping(
+        None,
+        Opt(("--tensorboard",), "Also log each run's epoch scalars and hparams for TensorBoard under DIR "
+            '(pip install "cnnbench[tensorboard]").', "DIR", kind=Path),
+    )  # fmt: skip  # DIR/VARIANT/seedN, one TensorBoard run per variant and seed
 
     def __post_init__(self) -> None:
         # Recipes written before --augment took a name said true (the chapter's crop and flip) or false.
@@ -254,8 +259,8 @@ class TrainConfig:
         are (``out``, ``data_dir``), as a run's config.json keeps it."""
         record = {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
         if not location:
-            record.pop("out")
-            record.pop("data_dir")
+            for key in ("out", "data_dir", "tensorboard"):
+                record.pop(key)
         return record
 
     @classmethod
@@ -270,7 +275,7 @@ class TrainConfig:
         if "model" not in data:
             raise InvalidArgumentError(f"expected a model in {source}, got none")
         values = dict(data)
-        for key in ("out", "data_dir"):
+        for key in ("out", "data_dir", "tensorboard"):
             if values.get(key) is not None:
                 values[key] = Path(values[key])
         if values.get("out") is None:
@@ -361,6 +366,10 @@ class TrainConfig:
             from cnnbench.store.runs import plain_name
 
             plain_name(self.run_name, "a run name")
+        if self.tensorboard is not None:
+            from cnnbench.store.tensorboard import check_writer
+
+            check_writer()
         from cnnbench.models import get_model_info
 
         get_model_info(self.model).parse_options(self.options)

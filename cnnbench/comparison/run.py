@@ -303,11 +303,41 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
         notes,
         plan.config.command_line(),
     )
+    if plan.config.base.tensorboard is not None:
+        _log_reused_runs(plan, tidy, epochs_df)
     if write:
         from cnnbench.report.outputs import write_outputs
 
         write_outputs(result, workers)
     return result
+
+
+def _log_reused_runs(plan: Plan, tidy: Any, epochs: Any) -> None:
+    """``--tensorboard``: the runs this comparison reused trained before it (and logged nothing to this
+    folder); their logs are written from their epochs, beside those of the runs it trained."""
+    from cnnbench.store.tensorboard import log_run, logged_runs
+
+    root = Path(plan.config.base.tensorboard)
+    done = logged_runs(root)
+    for row in tidy.to_dict("records"):
+        if not row.get("reused") or not row.get("run_id") or row["run_id"] in done:
+            continue
+        config_path = Path(plan.config.base.out) / "runs" / str(row["run_id"]) / "config.json"
+        recipe = read_json(config_path).get("config", {}) if config_path.is_file() else {}
+        mine = (
+            epochs[(epochs.variant == row["variant"]) & (epochs.seed == row["seed"])]
+            if len(epochs)
+            else epochs
+        )
+        log_run(
+            root,
+            str(row["variant"]),
+            int(row["seed"]),
+            str(row["run_id"]),
+            mine.to_dict("records"),
+            recipe,
+            row,
+        )
 
 
 def render(source: Path, baseline: str | None = None, notes: list[str] | None = None,

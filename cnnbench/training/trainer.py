@@ -294,6 +294,12 @@ class Trainer:
         self._setup()
         c = self.config
         store = self.opened = self._open_store()
+        board = None
+        if c.tensorboard is not None:
+            from cnnbench.store.tensorboard import TensorBoardLog, variant_label
+
+            board = TensorBoardLog(c.tensorboard, variant_label(get_model_info(c.model).name, c.options), c.seed,
+                                   store.run_id)  # fmt: skip
         self.cb.on_run(store.run_id, c)
         rows: list[EpochRow] = []
         status, warmup_s, new_epochs = "running", 0.0, 0
@@ -317,6 +323,8 @@ class Trainer:
                 if self.store is not None and not new_epochs:  # a continued run records its new epochs
                     store.write_config(self._continued_record)
                 store.append_epoch(dataclasses.asdict(row))
+                if board is not None:
+                    board.epoch(dataclasses.asdict(row))
                 new_epochs += 1
                 self.cb.on_epoch(row)
                 if self.input_bound is None:
@@ -355,6 +363,8 @@ class Trainer:
                 summary = self._summary(store, status, rows, warmup_s, time.perf_counter() - wall0)
                 if self.store is None or new_epochs:
                     store.finish(summary)
+                if board is not None:
+                    board.finish(c.to_dict(), summary)
         return RunResult(store.run_id, store.dir, status, summary, rows)
 
     def _probe_batches(self) -> int:
