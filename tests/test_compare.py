@@ -84,7 +84,13 @@ def test_two_models_two_seeds_files_match_their_runs(tmp_path):
     assert md.index("final test acc (%)") < md.index("best test acc (%, chosen on test)")
     tex = (folder / "table.tex").read_text()
     assert r"\toprule" in tex and r"\bottomrule" in tex and "$\\pm$" in tex
-    for stem in ("accuracy_per_epoch", "accuracy_vs_params", "accuracy_vs_macs", "accuracy_vs_time", "epoch_time"):
+    for stem in (
+        "accuracy_per_epoch",
+        "accuracy_vs_params",
+        "accuracy_vs_macs",
+        "accuracy_vs_time",
+        "epoch_time",
+    ):
         for ext in ("png", "svg"):
             assert (folder / f"{stem}.{ext}").stat().st_size > 1000
     assert "lenet5" in result.output and "cnn_dropout:dropout=0.3" in result.output
