@@ -92,7 +92,7 @@ def test_the_readmes_commands_leave_a_clone_as_git_has_it(tmp_path, monkeypatch)
         comparisons = sorted((clone / "results" / "local" / "compare").glob("*"))
         if comparisons:
             found["NAME"] = f"results/local/compare/{comparisons[0].name}"
-    assert {"summary", "train", "compare", "profile", "list", "pool"} <= set(ran)
+    assert {"summary", "train", "compare", "profile", "list", "pool", "report"} <= set(ran)
     status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], capture_output=True,
                             text=True, check=True).stdout  # fmt: skip
     assert status == "", status
