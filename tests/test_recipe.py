@@ -27,7 +27,7 @@ NON_DEFAULT = {
     "synthetic_size": 640, "deterministic": True, "skip_bad_images": True, "val_split": 0.2, "target_acc": 55.0,
     "world_size": 2, "run_name": "my-run",
     "jobs_per_gpu": 3, "aux_loss": 0.3, "cache_size": 40, "placement": "host",
-    "cudnn_autotune": True,
+    "cudnn_autotune": True, "tensorboard": Path("/tmp/tb-elsewhere"),
 }  # fmt: skip
 
 
@@ -45,11 +45,11 @@ def test_every_field_survives_json_with_its_conditions_hash():
     back = TrainConfig.from_dict(json.loads(text))
     assert back == recipe
     assert planned_conditions(back)["conditions_hash"] == planned_conditions(recipe)["conditions_hash"]
-    # as a run's config.json keeps it: without where its files and data are
+    # as a run's config.json keeps it: without where its files, data and logs are
     record = recipe.to_dict(location=False)
-    assert "out" not in record and "data_dir" not in record
+    assert "out" not in record and "data_dir" not in record and "tensorboard" not in record
     assert TrainConfig.from_dict(record) == dataclasses.replace(
-        recipe, out=DEFAULT_RESULTS_DIR, data_dir=None
+        recipe, out=DEFAULT_RESULTS_DIR, data_dir=None, tensorboard=None
     )
 
 

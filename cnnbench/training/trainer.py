@@ -35,8 +35,9 @@ from cnnbench.energy import EnergyMeter, idle_power, nvml_index, open_meter
 from cnnbench.errors import InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import get_model_info
 from cnnbench.recipe import TrainConfig
+from cnnbench.store.manifest import key_fields, manifest
 from cnnbench.store.runs import Replica, RunStore, epoch_summary, restore_into, validate_runs_table
-from cnnbench.store.tables import CACHE_ENV, check_table, ensure_dir, environment
+from cnnbench.store.tables import CACHE_ENV, check_table, ensure_dir, environment, to_json, write_text_atomic
 from cnnbench.training.conditions import data_options, planned_conditions
 from cnnbench.training.distributed import (
     World,
@@ -239,6 +240,7 @@ class Trainer:
             "idle_power_W": idle.watts() if world.is_main else None,
             "cudnn_autotuned": self.step.autotune,
             **environment(self.device),
+            **key_fields(manifest()),
         }
 
     def _open_store(self) -> RunStore:
@@ -249,7 +251,9 @@ class Trainer:
             run_id = c.run_name or new_run_id(c)
             if not self.world.is_main:
                 return Replica.create(c.out, f"rank{self.world.rank}", record)
-            return RunStore.create(c.out, run_id, record)
+            store = RunStore.create(c.out, run_id, record)
+            write_text_atomic(store.dir / "environment.json", to_json(manifest()))
+            return store
         saved = self.store.read_config()
         if saved["conditions_hash"] != self.conditions["conditions_hash"] and not _only_epochs_changed(
             saved, c
