@@ -248,9 +248,18 @@ def compare(
         typer.Argument(metavar="VARIANT...", help="MODEL[:key=v1,v2...], e.g. cnn_dropout:dropout=0,0.5."),
     ] = None,
     from_: Annotated[
-        Path | None,
-        typer.Option("--from", metavar="DIR", help="Render a saved comparison (folder or tidy.csv)."),
+        list[Path] | None,
+        typer.Option(
+            "--from",
+            metavar="DIR",
+            help="Render a saved comparison (folder or tidy.csv); given "
+            "several times, join comparisons made on other machines into one table.",
+        ),
     ] = None,
+    apart: Annotated[
+        bool,
+        typer.Option("--apart", help="With several --from: join comparisons whose recipes differ, unpooled."),
+    ] = False,
     repair: RepairOpt = False,
     wide: WideOpt = False,
     quiet: QuietOpt = False,
@@ -262,7 +271,7 @@ def compare(
     from cnnbench.comparison.command import compare_command
 
     raise typer.Exit(compare_command(models or [], recipe or {}, compare or {}, scheduler or {}, from_, repair, wide,
-                                     quiet))  # fmt: skip
+                                     quiet, apart))  # fmt: skip
 
 
 @app.command(cls=GroupedCommand)
@@ -291,6 +300,22 @@ def profile(
     if gpus is not None:
         given.setdefault("batch_sizes", [128])  # per GPU
     raise typer.Exit(profile_command(ProfileConfig(model=model, **given), gpus, repair, fmt.value, wide))
+
+
+@app.command("diff", cls=GroupedCommand)
+def diff_command(
+    run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="A run id (of --out) or a run's folder.")],
+    run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Another, in the same store or another.")],
+    out: Annotated[
+        Path,
+        typer.Option("--out", metavar="DIR", help="The results store of run ids (default: ./results/local)."),
+    ] = Path("results/local"),
+) -> None:
+    """Why two runs differ: recipe and environment fields, and the measured differences against seeds' spread."""
+    from cnnbench.report.terminal import print_diff
+    from cnnbench.store.diff import diff
+
+    print_diff(diff(run_a, run_b, out))
 
 
 @app.command("report", cls=GroupedCommand)

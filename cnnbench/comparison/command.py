@@ -58,17 +58,48 @@ def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None)
             f"the finished runs and trains the rest: {shlex.join(argv)}")  # fmt: skip
 
 
+def _join_command(sources: list[Path], variants: list[str], recipe: dict[str, Any], compare: dict[str, Any],
+                  scheduler: dict[str, Any], apart: bool, wide: bool) -> int:  # fmt: skip
+    """``--from A --from B ...``: the comparisons joined into OUT/compare/NAME; nothing else is honoured."""
+    from cnnbench.comparison.join import join
+    from cnnbench.fields import option_names
+    from cnnbench.report.terminal import print_joined
+    from cnnbench.store.tables import DEFAULT_RESULTS_DIR
+
+    ignored = [*option_names(TrainConfig, "compare", [k for k in recipe if k != "out"]),
+               *option_names(CompareConfig, "compare", [k for k in compare if k != "name"]),
+               *option_names(SchedulerOptions, "compare", list(scheduler))]  # fmt: skip
+    if variants:
+        ignored.insert(0, "VARIANT " + " ".join(variants))
+    if ignored:
+        raise InvalidArgumentError(
+            f"expected only --name, --out or --apart beside several --from (they join saved comparisons, "
+            f"nothing trains), got {', '.join(ignored)}"
+        )
+    print_joined(
+        join(sources, Path(recipe.get("out") or DEFAULT_RESULTS_DIR), compare.get("name"), apart), wide
+    )
+    return 0
+
+
 def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any], scheduler: dict[str, Any],
-                    from_: Path | None = None, repair: bool = False, wide: bool = False, quiet: bool = False) -> int:  # fmt: skip
-    """Run or render a comparison, print its table; the exit code (1 when every variant failed)."""
+                    from_: list[Path] | None = None, repair: bool = False, wide: bool = False, quiet: bool = False,
+                    apart: bool = False) -> int:  # fmt: skip
+    """Run, render or join comparisons, print the table; the exit code (1 when every variant failed)."""
     from cnnbench.api import run_compare
     from cnnbench.comparison import run as comparing
     from cnnbench.report.progress import JobsDisplay, TrainProgress
     from cnnbench.report.terminal import console, err_console, print_compare
 
-    if from_ is not None:
+    if from_ and len(from_) > 1:
+        return _join_command(from_, variants, recipe, compare, scheduler, apart, wide)
+    if apart:
+        raise InvalidArgumentError(
+            "expected --apart with several --from (it joins comparisons), got one or none"
+        )
+    if from_:
         _refuse_beside_from(variants, recipe, compare, scheduler)
-        result = comparing.render(from_, compare.get("baseline"), compare.get("notes") or [],
+        result = comparing.render(from_[0], compare.get("baseline"), compare.get("notes") or [],
                                   compare.get("price_per_gpu_hour"))  # fmt: skip
         print_compare(result, wide=wide)
         return 0

@@ -121,7 +121,7 @@ def conditions_text(conditions: dict[str, Any]) -> str:
     text = ", ".join(
         label.format(_cell(value)) if "{}" in label else f"{label} {_cell(value)}" for label, value in items
     )
-    return f"{text}; device {device}"
+    return f"{text}; device {device}" if device else text
 
 
 def _cell(value: Any) -> str:

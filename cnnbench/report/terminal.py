@@ -271,6 +271,49 @@ def print_compare(result: Any, wide: bool = False) -> None:
     )  # fmt: skip
 
 
+def print_joined(joined: Any, wide: bool = False) -> None:
+    """Comparisons joined across machines: the recipe, the table (a column group per device), the notes."""
+    from cnnbench.comparison.join import WHERE_IT_RAN, display_rows, joined_notes
+    from cnnbench.report.tables import conditions_text
+
+    shared = {k: v for k, v in joined.sources[0].conditions.items() if k not in WHERE_IT_RAN}
+    console.print(f"[bold]{joined.name}[/]: {conditions_text(shared)}", highlight=False)
+    header, rows = display_rows(joined)
+    print_fitted(
+        *fitted_table("joined: a column group per device", header, rows, priority=header, wide=wide),
+        wide=wide,
+    )
+    for note in joined_notes(joined):
+        console.print(note, style="dim", highlight=False, markup=False)
+    console.print(f"files: {joined.folder}/ (report.html, joined.csv, tidy.csv, table.md, sources.json)",
+                  highlight=False, soft_wrap=True)  # fmt: skip
+
+
+def print_diff(result: Any) -> None:
+    """``cnnbench diff``: what differs between two runs (recipe, environment) and by how much they differ."""
+    from rich.table import Table as RichTable
+
+    console.print(f"[bold]{result.a.run_id}[/] (A) vs [bold]{result.b.run_id}[/] (B)", highlight=False)
+    for title, items in (("recipe", result.recipe), ("environment", result.environment)):
+        if not items:
+            console.print(f"{title}: the same", highlight=False)
+            continue
+        table = RichTable(
+            title=f"{title}: {len(items)} field{'s' if len(items) != 1 else ''} differ", title_justify="left"
+        )
+        for column in ("field", "A", "B"):
+            table.add_column(column, overflow="fold")
+        for key, x, y in items:
+            table.add_row(key, str(x), str(y))
+        console.print(table)
+    table = RichTable(title="measured (B - A)", title_justify="left")
+    for column in ("measure", "A", "B", "B - A", "reading"):
+        table.add_column(column, overflow="fold")
+    for label, x, y, delta, unit, reading in result.measured:
+        table.add_row(label, f"{x:.4g} {unit}", f"{y:.4g} {unit}", f"{delta:+.3g} {unit}", reading)
+    console.print(table)
+
+
 def print_profile(result: Any, fmt: str = "table", wide: bool = False) -> None:
     import pandas as pd
 

@@ -1,0 +1,255 @@
+"""``compare --from A --from B ...``: comparisons of one recipe made on different machines, joined into one
+table with a column group per device.
+
+Each folder is read as ``--from`` reads one (checked, never written): a merge writes only its own folder,
+OUT/compare/NAME. Rows keep the folder they came from, so run ids that collide across machines stay
+apart. The recipes must match, field by field, except where a run ran (the device and what follows from
+it: channels-last, CUDA graphs, cuDNN autotuning, the data's placement, the software's versions); a
+field that differs is named, unless ``apart`` shows such comparisons side by side anyway, their
+accuracy then unpooled.
+
+Per variant: accuracy pooled over every device's seeds (where the recipes match), and for each device
+after the first the difference from the first with its Welch interval (Holm-adjusted p over the
+variants: did the device change the accuracy?); per device: epoch time, images/s, energy per epoch and
+per image, GPU-hours, cost; and each device's epoch time as a ratio to the first device's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnbench.errors import InvalidArgumentError
+from cnnbench.store.tables import format_number, missing, to_json, write_frame_atomic, write_text_atomic
+
+# Where a run ran, and what follows from it: these may differ between the joined comparisons.
+WHERE_IT_RAN = {
+    "device", "gpu_name", "torch_version", "cuda_version", "cudnn_version", "cnnbench_version", "data_source",
+    "cuda_mps", "driver_version", "python_version", "cpu_model", "gpu_power_limit_W", "mig_mode",
+    "cnnbench_commit", "channels_last", "cuda_graphs", "cudnn_autotune", "placement", "jobs_per_gpu",
+    "world_size",
+}  # fmt: skip
+
+
+@dataclass
+class Joined:
+    name: str
+    folder: Path
+    devices: list[str]  # one label per source, in order
+    sources: list[Any]  # their CompareResults
+    tidy: Any  # every source's rows, with source and device columns
+    table: Any  # one row per variant (numbers)
+    recipe_matches: bool
+    differences: list[str] = field(default_factory=list)
+
+
+def recipe_differences(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
+    """The recipe fields (not where it ran) in which two comparisons' conditions differ, as "field (a vs b)"."""
+    keys = sorted((set(first) | set(other)) - WHERE_IT_RAN)
+    return [f"{k} ({first.get(k)!r} vs {other.get(k)!r})" for k in keys if first.get(k) != other.get(k)]
+
+
+def _device_labels(sources: list[Any]) -> list[str]:
+    labels: list[str] = []
+    for result in sources:
+        c = result.conditions
+        label = str(c.get("gpu_name") or c.get("cpu_model") or c.get("device") or result.folder.name)
+        if c.get("device") == "cpu" or (not c.get("gpu_name") and str(c.get("device", "")).startswith("cpu")):
+            label = f"CPU ({c['cpu_model']})" if c.get("cpu_model") else "CPU"
+        while label in labels:  # two machines with the same GPU: told apart by their order
+            label += f" #{sum(1 for x in labels if x.startswith(label)) + 1}"
+        labels.append(label)
+    return labels
+
+
+def _mean(values: list[float]) -> float:
+    values = [v for v in values if not missing(v)]
+    return statistics.fmean(values) if values else math.nan
+
+
+def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = False) -> Joined:
+    """Join the comparisons in ``sources`` into OUT/compare/NAME (see the module's docstring)."""
+    import pandas as pd
+
+    from cnnbench.comparison.aggregate import holm
+    from cnnbench.comparison.run import load_compare
+    from cnnbench.stats import welch_interval, welch_p
+
+    results = [load_compare(Path(s)) for s in sources]  # each checked before anything is written
+    differences = []
+    for result in results[1:]:
+        differing = recipe_differences(results[0].conditions, result.conditions)
+        if differing:
+            differences.append(f"{results[0].folder} and {result.folder} differ in {', '.join(differing)}")
+    if differences and not apart:
+        raise InvalidArgumentError(
+            f"expected comparisons of one recipe to join, got {differences[0]}; --apart shows them side by side "
+            "without pooling their accuracy"
+        )
+    devices = _device_labels(results)
+    rows = []
+    for index, (result, device) in enumerate(zip(results, devices, strict=True)):
+        tidy = result.tidy.copy()
+        tidy.insert(0, "device", device)
+        tidy.insert(0, "source", f"{index + 1}:{result.folder}")
+        rows.append(tidy)
+    tidy = pd.concat(rows, ignore_index=True)
+    images_per_s = {}
+    for result, device in zip(results, devices, strict=True):
+        epochs = result.epochs
+        if not epochs.empty and "images_per_s" in epochs:
+            for variant, group in epochs.groupby("variant"):
+                images_per_s[(device, variant)] = float(group.images_per_s.median())
+    variants = list(dict.fromkeys(tidy.variant))
+    first = devices[0]
+    table = []
+    p_values: list[tuple[int, str, float]] = []
+    for variant in variants:
+        mine = tidy[tidy.variant == variant]
+        ok = mine[mine.status.astype(str) == "ok"]
+        row: dict[str, Any] = {"variant": variant, "params": _mean(mine.params.tolist()),
+                               "forward_MACs_per_sample": _mean(mine.forward_MACs_per_sample.tolist())}  # fmt: skip
+        if not differences:
+            accs = ok.final_test_acc.dropna().tolist()
+            row.update({"final_test_acc_mean": _mean(accs),
+                        "final_test_acc_std": statistics.stdev(accs) if len(accs) > 1 else math.nan,
+                        "seeds": len(accs)})  # fmt: skip
+        base = ok[ok.device == first].final_test_acc.dropna().tolist()
+        for device in devices:
+            d = mine[mine.device == device]
+            row[f"{device}|seeds"] = int((d.status.astype(str) == "ok").sum())
+            row[f"{device}|final_test_acc_mean"] = _mean(
+                d[d.status.astype(str) == "ok"].final_test_acc.tolist()
+            )
+            row[f"{device}|median_epoch_s"] = (
+                float(d.median_epoch_s.dropna().median()) if d.median_epoch_s.notna().any() else math.nan
+            )
+            row[f"{device}|images_per_s"] = images_per_s.get((device, variant), math.nan)
+            row[f"{device}|energy_per_epoch_J"] = _mean(
+                d.get("energy_per_epoch_J", pd.Series(dtype=float)).tolist()
+            )
+            row[f"{device}|J_per_image"] = _mean(d.get("J_per_image", pd.Series(dtype=float)).tolist())
+            row[f"{device}|gpu_hours"] = _mean(d.get("gpu_hours", pd.Series(dtype=float)).tolist())
+            if device != first:
+                first_time = row[f"{first}|median_epoch_s"]
+                row[f"{device}|epoch_time_ratio"] = (
+                    row[f"{device}|median_epoch_s"] / first_time if first_time else math.nan
+                )
+                if not differences:
+                    other = ok[ok.device == device].final_test_acc.dropna().tolist()
+                    delta, low, high = welch_interval(other, base)
+                    row[f"{device}|delta_acc"], row[f"{device}|delta_low"], row[f"{device}|delta_high"] = (
+                        delta,
+                        low,
+                        high,
+                    )
+                    p_values.append((len(table), device, welch_p(other, base)))
+        table.append(row)
+    for device in devices[1:]:
+        mine = [(i, p) for i, d, p in p_values if d == device]
+        adjusted = holm([p for _, p in mine]) if mine else []
+        for (i, _p), q in zip(mine, adjusted, strict=True):
+            table[i][f"{device}|delta_p_holm"] = q
+    frame = pd.DataFrame(table)
+    label = (
+        name
+        or "join-" + hashlib.sha1("\n".join(str(Path(s).resolve()) for s in sources).encode()).hexdigest()[:8]
+    )
+    from cnnbench.store.runs import plain_name
+
+    plain_name(label, "a comparison's name")
+    folder = Path(out) / "compare" / label
+    for source in results:
+        if folder.resolve() == source.folder.resolve():
+            raise InvalidArgumentError(f"expected a --name other than the joined folders', got {label!r}")
+    folder.mkdir(parents=True, exist_ok=True)
+    joined = Joined(label, folder, devices, results, tidy, frame, not differences, differences)
+    write_frame_atomic(tidy, folder / "tidy.csv")
+    write_frame_atomic(frame, folder / "joined.csv")
+    write_text_atomic(folder / "sources.json", to_json({
+        "sources": [{"folder": str(r.folder.resolve()), "device": d, "conditions": r.conditions}
+                    for r, d in zip(results, devices, strict=True)],
+        "recipe_matches": not differences, "differences": differences,
+    }))  # fmt: skip
+    write_text_atomic(folder / "table.md", joined_markdown(joined))
+    from cnnbench.report.html import write_joined_report
+
+    write_joined_report(joined)
+    return joined
+
+
+def display_rows(joined: Joined) -> tuple[list[str], list[list[str]]]:
+    """The joined table as text: per variant, pooled accuracy, then a group of columns per device."""
+    header = ["variant", "params"]
+    if joined.recipe_matches:
+        header.append("final test acc (%, all devices)")
+    for device in joined.devices:
+        header += [f"{device}: epoch time (s)", f"{device}: images/s", f"{device}: energy/epoch (J)",
+                   f"{device}: energy (mJ/image)", f"{device}: GPU-hours"]  # fmt: skip
+        if device != joined.devices[0]:
+            header.append(f"{device}: epoch time / {joined.devices[0]}'s")
+            if joined.recipe_matches:
+                header.append(f"{device}: Δ final acc vs {joined.devices[0]} (pp, 95% CI)")
+        else:
+            header.append(f"{device}: final test acc (%)")
+    rows = []
+    for r in joined.table.to_dict("records"):
+        row = [str(r["variant"]), format_number(r["params"], ",.0f")]
+        if joined.recipe_matches:
+            std = r["final_test_acc_std"]
+            row.append(
+                f"{format_number(r['final_test_acc_mean'], '.2f')} ± {format_number(std, '.2f')} (n={r['seeds']})"
+            )
+        for device in joined.devices:
+            row += [format_number(r[f"{device}|median_epoch_s"], ".3f"), format_number(r[f"{device}|images_per_s"], ",.0f"),
+                    format_number(r[f"{device}|energy_per_epoch_J"], ",.0f"),
+                    format_number(r[f"{device}|J_per_image"] * 1e3, ".2f"), format_number(r[f"{device}|gpu_hours"], ".4f")]  # fmt: skip
+            if device != joined.devices[0]:
+                row.append(format_number(r[f"{device}|epoch_time_ratio"], ".2f") + "x")
+                if joined.recipe_matches:
+                    delta, low, high = (r.get(f"{device}|delta_acc"), r.get(f"{device}|delta_low"),
+                                        r.get(f"{device}|delta_high"))  # fmt: skip
+                    if missing(delta) or missing(low):
+                        row.append("- (fewer than 2 seeds)")
+                    else:
+                        q = r.get(f"{device}|delta_p_holm")
+                        mark = " *" if not missing(q) and q < 0.05 else ""
+                        row.append(f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]{mark}")
+            else:
+                row.append(format_number(r[f"{device}|final_test_acc_mean"], ".2f"))
+        rows.append(row)
+    return header, rows
+
+
+def joined_notes(joined: Joined) -> list[str]:
+    notes = [
+        f"Devices: {', '.join(f'{d} ({r.folder})' for d, r in zip(joined.devices, joined.sources, strict=True))}."
+    ]
+    if joined.recipe_matches:
+        notes.append(
+            "Accuracy pooled over every device's seeds (the recipes match field by field). Δ: a device's mean "
+            f"final test accuracy minus {joined.devices[0]}'s, 95% Welch interval; * where the Holm-adjusted p "
+            "over the variants is below 0.05: the device changed the accuracy."
+        )
+    else:
+        notes.append("Shown apart (--apart): " + "; ".join(joined.differences) + ". Accuracy is not pooled.")
+    notes.append("Epoch time: median over seeds of each run's median epoch; images/s: median over epochs and "
+                 "seeds; energy per epoch and per image of training, mean over seeds; ratio: epoch time over "
+                 f"{joined.devices[0]}'s.")  # fmt: skip
+    return notes
+
+
+def joined_markdown(joined: Joined) -> str:
+    import pandas as pd
+
+    from cnnbench.report.tables import conditions_text, escape_markdown, markdown_table
+
+    header, rows = display_rows(joined)
+    shared = {k: v for k, v in joined.sources[0].conditions.items() if k not in WHERE_IT_RAN}
+    notes = "".join(f"- {escape_markdown(n)}\n" for n in joined_notes(joined))
+    return (f"# {escape_markdown(joined.name)}\n\nRecipe: {escape_markdown(conditions_text(shared))}\n\n"
+            f"{markdown_table(pd.DataFrame(rows, columns=header))}\n\nNotes:\n{notes}")  # fmt: skip
