@@ -101,7 +101,8 @@ def _same(value: Any, wanted: Any) -> bool:
 
 def _seed_spread(records: list[RunRecord], column: str) -> tuple[float, int]:
     """The standard deviation over seeds of ``column`` among the runs in the stores of ``records`` that
-    share their model, options, dataset, epochs and device (the recipe but its seed), and how many."""
+    share their recipe (every condition but the seed) and device, and how many."""
+    from cnnbench.recipe import CONDITION_FIELDS
     from cnnbench.training.status import FINISHED
 
     values: dict[str, float] = {}
@@ -111,7 +112,7 @@ def _seed_spread(records: list[RunRecord], column: str) -> tuple[float, int]:
             continue
         rows = read_frame(table)
         same = rows
-        for key in ("model", "options", "dataset", "epochs", "batch_size", "precision", "gpu_name", "device"):
+        for key in (*(k for k in CONDITION_FIELDS if k != "seed"), "gpu_name", "device"):
             if key in rows and key in record.config:
                 wanted = record.config[key]
                 same = same[same[key].map(lambda v, w=wanted: _same(v, w)).astype(bool)]
