@@ -17,6 +17,7 @@ from conftest import cli, compare_tiny, one_line_error, tiny_argv
 
 from cnnbench.stats import welch_interval
 
+pytestmark = pytest.mark.xdist_group("machines")  # its fixtures train once, in one worker
 ROOT = Path(__file__).resolve().parent.parent
 
 

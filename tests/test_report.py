@@ -15,6 +15,8 @@ import pandas as pd
 import pytest
 from conftest import cli, compare_tiny, one_line_error
 
+pytestmark = pytest.mark.xdist_group("report")  # its fixture trains once, in one worker
+
 HOSTILE = "<img src=x onerror=alert(1)>"
 HOSTILE_NOTE = '</table><script>alert(2)</script> & "quotes"'
 OWN_MODEL = """
