@@ -18,22 +18,19 @@ from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signa
 FROM_TAKES = ("baseline", "notes", "price_per_gpu_hour")
 
 
-def _refuse_beside_from(variants: list[str], recipe: dict[str, Any], compare: dict[str, Any],
-                        scheduler: dict[str, Any]) -> None:  # fmt: skip
-    """``--from`` trains nothing: an option that would change what is trained is refused, not dropped."""
+def _refuse_others(expected: str, variants: list[str], recipe: dict[str, Any], compare: dict[str, Any],
+                   scheduler: dict[str, Any], takes: tuple[str, ...]) -> None:  # fmt: skip
+    """``--from`` trains nothing: an option beside it other than those it ``takes`` (fields of the recipe or
+    the comparison) would change what is trained, and is refused, not dropped."""
     from cnnbench.fields import option_names
 
-    ignored = [*option_names(TrainConfig, "compare", list(recipe)),
-               *option_names(CompareConfig, "compare", [k for k in compare if k not in FROM_TAKES]),
+    ignored = [*option_names(TrainConfig, "compare", [k for k in recipe if k not in takes]),
+               *option_names(CompareConfig, "compare", [k for k in compare if k not in takes]),
                *option_names(SchedulerOptions, "compare", list(scheduler))]  # fmt: skip
     if variants:
         ignored.insert(0, "VARIANT " + " ".join(variants))
     if ignored:
-        raise InvalidArgumentError(
-            f"expected only --baseline, --note or --price-per-gpu-hour beside --from (it renders a saved "
-            f"comparison, nothing trains), got {', '.join(ignored)}"
-        )
-    check_price(compare.get("price_per_gpu_hour"))
+        raise InvalidArgumentError(f"expected {expected}, got {', '.join(ignored)}")
 
 
 def _stopped_line(exc: BaseException, config: CompareConfig, run_id: str | None) -> str:
@@ -62,20 +59,11 @@ def _join_command(sources: list[Path], variants: list[str], recipe: dict[str, An
                   scheduler: dict[str, Any], apart: bool, wide: bool) -> int:  # fmt: skip
     """``--from A --from B ...``: the comparisons joined into OUT/compare/NAME; nothing else is honoured."""
     from cnnbench.comparison.join import join
-    from cnnbench.fields import option_names
     from cnnbench.report.terminal import print_joined
     from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 
-    ignored = [*option_names(TrainConfig, "compare", [k for k in recipe if k != "out"]),
-               *option_names(CompareConfig, "compare", [k for k in compare if k != "name"]),
-               *option_names(SchedulerOptions, "compare", list(scheduler))]  # fmt: skip
-    if variants:
-        ignored.insert(0, "VARIANT " + " ".join(variants))
-    if ignored:
-        raise InvalidArgumentError(
-            f"expected only --name, --out or --apart beside several --from (they join saved comparisons, "
-            f"nothing trains), got {', '.join(ignored)}"
-        )
+    _refuse_others("only --name, --out or --apart beside several --from (they join saved comparisons, nothing "
+                   "trains)", variants, recipe, compare, scheduler, takes=("name", "out"))  # fmt: skip
     print_joined(
         join(sources, Path(recipe.get("out") or DEFAULT_RESULTS_DIR), compare.get("name"), apart), wide
     )
@@ -98,7 +86,9 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
             "expected --apart with several --from (it joins comparisons), got one or none"
         )
     if from_:
-        _refuse_beside_from(variants, recipe, compare, scheduler)
+        _refuse_others("only --baseline, --note or --price-per-gpu-hour beside --from (it renders a saved "
+                       "comparison, nothing trains)", variants, recipe, compare, scheduler, takes=FROM_TAKES)  # fmt: skip
+        check_price(compare.get("price_per_gpu_hour"))
         result = comparing.render(from_[0], compare.get("baseline"), compare.get("notes") or [],
                                   compare.get("price_per_gpu_hour"))  # fmt: skip
         print_compare(result, wide=wide)
