@@ -81,6 +81,18 @@ class SummaryConfig(ModelInput):
             raise InvalidArgumentError(f"expected --precision {'|'.join(PRECISIONS)}, got {self.precision!r}")
 
 
+BACKENDS = ("eager", "compile", "onnxruntime", "aotinductor")
+
+
+def parse_backends(text: str) -> list[str]:
+    """``"eager,onnxruntime"`` -> ["eager", "onnxruntime"]; an unknown name is refused in one line."""
+    names = [n.strip() for n in str(text).split(",") if n.strip()]
+    unknown = [n for n in names if n not in BACKENDS]
+    if not names or unknown:
+        raise InvalidArgumentError(f"expected --backend of {', '.join(BACKENDS)}, got {text!r}")
+    return list(dict.fromkeys(names))
+
+
 def _profile(decls: tuple[str, ...], help: str, metavar: str | None = None, **kw: Any) -> Opt:
     return Opt(decls, help, metavar, commands=("profile",), **kw)
 
@@ -116,9 +128,34 @@ class ProfileConfig(ModelInput):
         False,
         option=_profile(("--grads",), "Only the per-layer gradient norms of one batch at initialisation."),
     )
+    latency: bool = declared(
+        False, option=_profile(("--latency",), "Per-request inference latency (p50, p90, p99, max) by backend, "
+                               "batch 1 unless --batch-sizes; rows to latency.csv.")
+    )  # fmt: skip
+    backends: list[str] = declared(
+        default_factory=lambda: ["eager"],
+        option=_profile(("--backend",), f"With --latency: {', '.join(BACKENDS)} (comma-separated; default eager).",
+                        "NAME,...", kind=str, parse=parse_backends),
+    )  # fmt: skip
+    threads: int | None = declared(
+        None, option=_profile(("--threads",), "With --latency: CPU threads (default: the usable cores).", "N")
+    )  # fmt: skip
+    requests: int = declared(
+        300, option=_profile(("--requests",), "With --latency: timed requests after --warmup.", "N")
+    )  # fmt: skip
+    weights: str | None = declared(
+        None, option=_profile(("--weights",), "With --latency: a trained run (its id under --out, or its folder): "
+                              "its weights, and its test accuracy through each backend.", "RUN")
+    )  # fmt: skip
     out: Path = declared(DEFAULT_RESULTS_DIR, option=OUT_OPTION)
 
     def validate(self) -> None:
+        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
+            raise InvalidArgumentError(f"expected --threads >= 1, got {self.threads}")
+        if self.requests < 1:
+            raise InvalidArgumentError(f"expected --requests >= 1, got {self.requests}")
+        if not self.latency and (self.weights is not None or self.backends != ["eager"]):
+            raise InvalidArgumentError("expected --latency with --backend or --weights, got neither")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise InvalidArgumentError(f"expected --batch-sizes of positive integers, got {self.batch_sizes}")
         if any(m not in MODES for m in self.modes):

@@ -218,6 +218,7 @@ class ProfileResult:
     top_ops: list[dict[str, Any]] = field(default_factory=list)
     grads: list[dict[str, Any]] = field(default_factory=list)
     csv_path: Path | None = None
+    latency: bool = False  # rows of profile --latency (latency.csv), not of the throughput sweep
 
 
 def profile(config: ProfileConfig, repair: bool = False,
@@ -230,6 +231,12 @@ def profile(config: ProfileConfig, repair: bool = False,
     config.validate()
     device = resolve_device(config.device)
     config = dataclasses.replace(config, channels_last=use_channels_last(config.channels_last, device))
+    if config.latency:
+        from cnnbench.measure.latency import latency
+
+        return ProfileResult(
+            latency(config, device, say), csv_path=Path(config.out) / "latency.csv", latency=True
+        )
     info = get_model_info(config.model)
     shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
     if config.grads:

@@ -314,6 +314,32 @@ def print_diff(result: Any) -> None:
     console.print(table)
 
 
+def _print_latency_rows(rows: list[dict[str, Any]], wide: bool) -> None:
+    first = rows[0]
+    console.print(
+        f"{first['model']} at {first['input_size']}, fp32, eval mode without autograd, {first['threads']} CPU threads; "
+        f"{first['timed_requests']} timed requests after {first['warmup_requests']} untimed; "
+        f"{first.get('gpu_name') or first.get('device')}", highlight=False)  # fmt: skip
+    trained = "test_acc" in first or any("test_acc" in r for r in rows)
+    columns = ["backend", "batch", "p50 ms", "p90 ms", "p99 ms", "max ms", "samples/s", "max |Δ| vs eager",
+               "top-1 agree %", *(["test acc %", "eager acc %"] if trained else []), "prepare s", "status"]  # fmt: skip
+    table_rows = []
+    for r in rows:
+        name = r["backend"] + (f" ({r['provider']})" if r.get("provider") else "")
+        table_rows.append([name, r["batch_size"], *(format_number(r.get(k), ".3f") for k in (
+            "latency_ms_p50", "latency_ms_p90", "latency_ms_p99", "latency_ms_max")),
+            format_number(r.get("samples_per_s"), ",.0f"), format_number(r.get("max_abs_diff"), ".2e"),
+            format_number(r.get("top1_agreement_pct"), ".1f"),
+            *([format_number(r.get("test_acc"), ".2f"), format_number(r.get("eager_test_acc"), ".2f")] if trained else []),
+            format_number(r.get("prepare_s"), ".2f"), r["status"]])  # fmt: skip
+    priority = ["backend", "batch", "p50 ms", "p99 ms", "status", "test acc %", "eager acc %", "max |Δ| vs eager",
+                "p90 ms", "max ms", "top-1 agree %", "samples/s", "prepare s"]  # fmt: skip
+    print_fitted(
+        *fitted_table("latency per request (ms)", columns, table_rows, priority=priority, wide=wide),
+        wide=wide,
+    )
+
+
 def print_profile(result: Any, fmt: str = "table", wide: bool = False) -> None:
     import pandas as pd
 
@@ -324,7 +350,9 @@ def print_profile(result: Any, fmt: str = "table", wide: bool = False) -> None:
     if fmt == "csv":
         print(pd.DataFrame(result.rows).to_csv(index=False), end="")
         return
-    if result.rows:
+    if result.latency:
+        _print_latency_rows(result.rows, wide)
+    elif result.rows:
         _print_profile_rows(result.rows, wide)
     if result.layers:
         total = result.layers[-1]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.errors import InvalidArgumentError
+from cnnbench.store.runs import find_run
 from cnnbench.store.tables import missing, read_frame, read_json
 
 # Recorded per run but not a cause: where its files went, when it ran, its name, what is measured anyway.
@@ -62,17 +62,6 @@ def _flat(data: Any, prefix: str = "") -> dict[str, Any]:
             out.update(_flat(value, f"{prefix}{index}."))
         return out
     return {prefix[:-1]: data}
-
-
-def find_run(name: str | Path, out: Path) -> Path:
-    """A run's folder: ``name`` itself where it is one (a folder with config.json), else OUT/runs/NAME."""
-    path = Path(name)
-    for folder in (path, Path(out) / "runs" / str(name)):
-        if folder.is_dir() and (folder / "config.json").is_file():
-            return folder
-    raise InvalidArgumentError(
-        f"expected a run id of {Path(out) / 'runs'} or a run's folder, got {str(name)!r}"
-    )
 
 
 def read_run(folder: Path) -> RunRecord:

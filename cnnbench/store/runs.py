@@ -434,3 +434,14 @@ class RunRecords:
             saved = read_json(store.config_path)
             summary.update({k: v for k, v in saved.items() if k in self.conditions})
         return summary, epochs
+
+
+def find_run(name: str | Path, out: Path) -> Path:
+    """A run's folder: ``name`` itself where it is one (a folder with config.json), else OUT/runs/NAME."""
+    path = Path(name)
+    for folder in (path, Path(out) / "runs" / str(name)):
+        if folder.is_dir() and (folder / "config.json").is_file():
+            return folder
+    raise InvalidArgumentError(
+        f"expected a run id of {Path(out) / 'runs'} or a run's folder, got {str(name)!r}"
+    )
