@@ -124,6 +124,8 @@ def test_weights_of_a_trained_run_give_its_recorded_accuracy_on_eager(tmp_path):
     assert rows.test_acc.tolist() == [recorded.final_test_acc] * 2  # batch 1 and 16 (the last batch padded)
     assert rows.weights_run.tolist() == [recorded.run_id] * 2 and rows.input_size.tolist() == ["3x16x16"] * 2
     assert "test acc %" in output
+    one_line_error(cli("profile", "vgg16", "--latency", "--weights", recorded.run_id, "--out", str(tmp_path)),
+                   f"expected MODEL to be the model of run {recorded.run_id} (lenet5) with --weights, got 'vgg16'")  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -225,6 +225,7 @@ def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[s
     from cnnbench.models import format_options, get_model_info
     from cnnbench.models.build import build, resolve_input
     from cnnbench.models.outputs import logits_of
+    from cnnbench.store.manifest import manifest
     from cnnbench.store.tables import append_row, check_table, ensure_dir, environment
 
     out = ensure_dir(Path(config.out))
@@ -235,6 +236,11 @@ def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[s
         model, test, about = _trained(config)
         shape = tuple(int(v) for v in about["input_size"].split("x"))
         info = get_model_info(about["model"])
+        if get_model_info(config.model).name != info.name:
+            raise InvalidArgumentError(
+                f"expected MODEL to be the model of run {about['weights_run']} ({info.name}) with --weights, "
+                f"got {config.model!r}"
+            )
     else:
         info = get_model_info(config.model)
         shape, classes = resolve_input(info.name, config.input_size, config.dataset, config.num_classes)
@@ -294,6 +300,7 @@ def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[s
                     with contextlib.suppress(NameError):
                         del backend
                 row.update(env)
+                row["cpu_model"] = manifest()["cpu_model"]  # what the CPU threads ran on
                 rows.append(row)
                 append_row(out / "latency.csv", row)
                 if row["status"] == "ok" or row["status"].startswith("disagrees"):
