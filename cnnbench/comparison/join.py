@@ -45,6 +45,11 @@ class Joined:
     table: Any  # one row per variant (numbers)
     recipe_matches: bool
     differences: list[str] = field(default_factory=list)
+    # as shown (terminal, Markdown, HTML): the shared recipe, the table's header and rows, the notes
+    recipe_text: str = ""
+    header: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def recipe_differences(first: dict[str, Any], other: dict[str, Any]) -> list[str]:
@@ -168,6 +173,13 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
             raise InvalidArgumentError(f"expected a --name other than the joined folders', got {label!r}")
     folder.mkdir(parents=True, exist_ok=True)
     joined = Joined(label, folder, devices, results, tidy, frame, not differences, differences)
+    from cnnbench.report.tables import conditions_text
+
+    joined.recipe_text = conditions_text(
+        {k: v for k, v in results[0].conditions.items() if k not in WHERE_IT_RAN}
+    )
+    joined.header, joined.rows = display_rows(joined)
+    joined.notes = joined_notes(joined)
     write_frame_atomic(tidy, folder / "tidy.csv")
     write_frame_atomic(frame, folder / "joined.csv")
     write_text_atomic(folder / "sources.json", to_json({
@@ -178,7 +190,7 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
     write_text_atomic(folder / "table.md", joined_markdown(joined))
     from cnnbench.report.html import write_joined_report
 
-    write_joined_report(joined)
+    write_joined_report(joined)  # from the joined table as shown, and each source's conditions
     return joined
 
 
@@ -246,10 +258,8 @@ def joined_notes(joined: Joined) -> list[str]:
 def joined_markdown(joined: Joined) -> str:
     import pandas as pd
 
-    from cnnbench.report.tables import conditions_text, escape_markdown, markdown_table
+    from cnnbench.report.tables import escape_markdown, markdown_table
 
-    header, rows = display_rows(joined)
-    shared = {k: v for k, v in joined.sources[0].conditions.items() if k not in WHERE_IT_RAN}
-    notes = "".join(f"- {escape_markdown(n)}\n" for n in joined_notes(joined))
-    return (f"# {escape_markdown(joined.name)}\n\nRecipe: {escape_markdown(conditions_text(shared))}\n\n"
-            f"{markdown_table(pd.DataFrame(rows, columns=header))}\n\nNotes:\n{notes}")  # fmt: skip
+    notes = "".join(f"- {escape_markdown(n)}\n" for n in joined.notes)
+    return (f"# {escape_markdown(joined.name)}\n\nRecipe: {escape_markdown(joined.recipe_text)}\n\n"
+            f"{markdown_table(pd.DataFrame(joined.rows, columns=joined.header))}\n\nNotes:\n{notes}")  # fmt: skip

@@ -372,16 +372,13 @@ def write_report(result: Any, command: str | None) -> Path:
 
 
 def write_joined_report(joined: Any) -> Path:
-    """report.html of comparisons joined across machines (:mod:`cnnbench.comparison.join`)."""
-    from cnnbench.comparison.join import WHERE_IT_RAN, display_rows, joined_notes
-
-    header, rows = display_rows(joined)
-    shared = {k: v for k, v in joined.sources[0].conditions.items() if k not in WHERE_IT_RAN}
+    """report.html of comparisons joined across machines (a :class:`cnnbench.comparison.join.Joined`: its
+    table and notes as shown, each source's conditions, every source's rows)."""
     sections = [f"<h1>{e(joined.name)} <span class=muted style=\"font-weight:400\">· cnnbench, joined</span></h1>",
                 "<p>Devices: " + ", ".join(f"<strong>{e(d)}</strong>" for d in joined.devices) + ".</p>",
-                f"<h2>Recipe</h2><p>{e(conditions_text(shared))}</p>",
-                "<h2>Results</h2>" + _table(header, rows, caption="One row per variant; a group of columns per device."),
-                "<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in joined_notes(joined)) + "</ul>"]  # fmt: skip
+                f"<h2>Recipe</h2><p>{e(joined.recipe_text)}</p>",
+                "<h2>Results</h2>" + _table(joined.header, joined.rows, caption="One row per variant; a group of columns per device."),
+                "<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in joined.notes) + "</ul>"]  # fmt: skip
     for device, result in zip(joined.devices, joined.sources, strict=True):
         sections.append(f"<h2>Environment: {e(device)}</h2>{_environment(result.conditions)}"
                         f"<p class=muted>from {e(result.folder)}</p>")  # fmt: skip

@@ -273,17 +273,11 @@ def print_compare(result: Any, wide: bool = False) -> None:
 
 def print_joined(joined: Any, wide: bool = False) -> None:
     """Comparisons joined across machines: the recipe, the table (a column group per device), the notes."""
-    from cnnbench.comparison.join import WHERE_IT_RAN, display_rows, joined_notes
-    from cnnbench.report.tables import conditions_text
-
-    shared = {k: v for k, v in joined.sources[0].conditions.items() if k not in WHERE_IT_RAN}
-    console.print(f"[bold]{joined.name}[/]: {conditions_text(shared)}", highlight=False)
-    header, rows = display_rows(joined)
-    print_fitted(
-        *fitted_table("joined: a column group per device", header, rows, priority=header, wide=wide),
-        wide=wide,
-    )
-    for note in joined_notes(joined):
+    console.print(f"[bold]{joined.name}[/]: {joined.recipe_text}", highlight=False)
+    table, hidden = fitted_table("joined: a column group per device", joined.header, joined.rows,
+                                 priority=joined.header, wide=wide)  # fmt: skip
+    print_fitted(table, hidden, wide=wide)
+    for note in joined.notes:
         console.print(note, style="dim", highlight=False, markup=False)
     console.print(f"files: {joined.folder}/ (report.html, joined.csv, tidy.csv, table.md, sources.json)",
                   highlight=False, soft_wrap=True)  # fmt: skip
