@@ -50,11 +50,16 @@ RUN_COLUMNS = (  # tidy.csv's column, its heading, its format
 ENVIRONMENT = (  # conditions' key, its label
     ("gpu_name", "GPU"),
     ("device", "device"),
-    ("cpu", "CPU"),
+    ("cpu_model", "CPU"),
+    ("driver_version", "driver"),
+    ("gpu_power_limit_W", "GPU power limit (W)"),
+    ("mig_mode", "MIG"),
+    ("python_version", "Python"),
     ("torch_version", "torch"),
     ("cuda_version", "CUDA"),
     ("cudnn_version", "cuDNN"),
     ("cnnbench_version", "cnnbench"),
+    ("cnnbench_commit", "cnnbench commit"),
     ("data_source", "data"),
 )
 
