@@ -152,7 +152,7 @@ def test_report_command_renders_a_comparison_a_run_and_a_profile(comparison, tmp
 
     assert shown(copy) == shown(folder)
 
-    run_dir = next((folder.parent.parent / "runs").iterdir())
+    run_dir = next(p for p in (folder.parent.parent / "runs").iterdir() if p.name.startswith("lenet5-"))
     done = cli("report", str(run_dir), "--output", str(tmp_path / "run.html"))
     assert done.exit_code == 0, done.output
     page = (tmp_path / "run.html").read_text()
