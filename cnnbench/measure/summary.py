@@ -20,7 +20,7 @@ from cnnbench.data.specs import format_input_size
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import build_for_counting, check_fits, resolve_input, shared_meta
-from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis
+from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis, headline_macs
 from cnnbench.models.outputs import tensors_only
 from cnnbench.settings import SummaryConfig
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
@@ -56,6 +56,8 @@ class ModelSummary:
     flops: int
     train_flops: int
     flop_counter_macs: int
+    fvcore_macs: int  # fvcore's own total: ``macs`` where it skipped no MAC-bearing op
+    macs_source: str  # which counter gave ``macs``, family by family
     crosscheck_diff_pct: float
     crosscheck_warning: str | None
     uncounted_ops: dict[str, int]
@@ -82,6 +84,8 @@ class ModelSummary:
             "forward_FLOPs_per_sample": self.flops,
             "train_FLOPs_per_sample": self.train_flops,
             "flopcounter_forward_MACs_per_sample": self.flop_counter_macs,
+            "fvcore_forward_MACs_per_sample": self.fvcore_macs,
+            "MACs_source": self.macs_source,
             "mac_crosscheck_diff_pct": round(self.crosscheck_diff_pct, 3),
             **{f"memory_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in self.memory.items()},
             "uncounted_ops": ";".join(f"{k}:{v}" for k, v in sorted(self.uncounted_ops.items())),
@@ -123,6 +127,11 @@ def summarize(config: SummaryConfig) -> ModelSummary:
 
     counts = count_by_family(info.name, tuple(sorted(config.options.items())), shape, num_classes)
     diff, warning = crosscheck(by_operator, dict(counts.families))
+    fvcore_macs = total_macs
+    headline = headline_macs(by_operator, dict(counts.families), dict(Counter(analysis.unsupported_ops())))
+    total_macs = headline.macs  # layers keep fvcore's per-module counts; the totals cover every op
+    if warning and headline.taken:
+        warning += f"; the headline takes {' and '.join(headline.taken)} from FlopCounterMode, which counts what fvcore skipped"
 
     layers = []
     for name in execution_order(meta, order):
@@ -156,6 +165,8 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         flops=2 * total_macs,
         train_flops=counts.train,
         flop_counter_macs=counts.forward // 2,
+        fvcore_macs=fvcore_macs,
+        macs_source=headline.source,
         crosscheck_diff_pct=diff,
         crosscheck_warning=warning,
         uncounted_ops=uncounted,

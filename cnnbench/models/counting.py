@@ -38,9 +38,13 @@ FVCORE_OFF = (
 
 # Operator families for the cross-check: fvcore's and PyTorch's names of one kind of work.
 FAMILIES = {"conv": "convolution", "_convolution": "convolution", "convolution": "convolution",
+            "_convolution_mode": "convolution",  # a convolution with padding="same" or "valid"
             "addmm": "matrix product", "mm": "matrix product", "matmul": "matrix product",
             "linear": "matrix product", "bmm": "matrix product", "baddbmm": "matrix product",
-            "einsum": "matrix product"}  # fmt: skip
+            "einsum": "matrix product",
+            # recurrent layers: their gates are matrix products (PyTorch decomposes them as such on meta)
+            "lstm": "matrix product", "gru": "matrix product", "rnn_tanh": "matrix product",
+            "rnn_relu": "matrix product", "lstm_cell": "matrix product", "gru_cell": "matrix product"}  # fmt: skip
 
 
 def family(op: str) -> str:
@@ -172,11 +176,35 @@ def count_by_family(
     except CnnbenchError:
         raise
     except Exception as exc:
-        raise InputSizeError(
-            f"{model_name} cannot be counted at input {'x'.join(map(str, shape))}: {first_line(exc)}"
-        ) from None
+        size = "x".join(map(str, shape))
+        if _runs_without_counter(model_name, options, shape, num_classes):
+            raise CountingError(
+                f"expected PyTorch's FLOP counter to count {model_name}, got a failure inside the counter (the "
+                f"model itself runs at input {size}): {first_line(exc)}"
+            ) from None
+        raise InputSizeError(f"{model_name} cannot be counted at input {size}: {first_line(exc)}") from None
     cache.put(key, {**counted._asdict(), "families": [list(item) for item in counted.families]})
     return counted
+
+
+class CountingError(CnnbenchError):
+    """The counter failed where the model itself runs: not the input's fault."""
+
+
+def _runs_without_counter(model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int],
+                          num_classes: int) -> bool:  # fmt: skip
+    """Whether the model's forward and backward run on the meta device at ``shape`` with no counter: if so,
+    a failure under the counter is the counter's, not the input size's."""
+    import torch
+
+    try:
+        model = shared_meta(model_name, dict(options), shape, num_classes)
+        model.train()
+        logits_of(model(torch.empty(2, *shape, device="meta")), model_name).sum().backward()
+        model.zero_grad(set_to_none=True)
+        return True
+    except Exception:  # noqa: BLE001  (any failure: the size may be the cause)
+        return False
 
 
 def forget_counts() -> None:
@@ -198,7 +226,10 @@ def _count(
 
     model = shared_meta(model_name, dict(options), shape, num_classes)
     model.eval()
-    with flop_counter() as counter, torch.no_grad(), largest_layer(model) as peak:
+    # With autograd on: models that hand a copy of a tensor to a sub-module in forward (PiT, CaiT) fail
+    # under no_grad inside the FLOP counter ("Expected gradient function to be set"). On the meta device
+    # the graph it keeps costs nothing.
+    with flop_counter() as counter, largest_layer(model) as peak:
         model(torch.empty(1, *shape, device="meta"))
     forward = counter.get_total_flops()
     families: Counter[str] = Counter()
@@ -253,6 +284,36 @@ def saved_for_backward(model: Any) -> Iterator[dict[int, int]]:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         yield saved
+
+
+class Headline(NamedTuple):
+    """The forward MACs a summary states, and where each part came from."""
+
+    macs: int
+    source: str  # "fvcore", or which families FlopCounterMode gave, and the ops fvcore skipped
+    taken: tuple[str, ...]  # the families taken from FlopCounterMode
+
+
+def headline_macs(fvcore_by_op: dict[str, int], counter_flops_by_family: dict[str, int],
+                  fvcore_skipped: dict[str, int]) -> Headline:  # fmt: skip
+    """fvcore's MACs, except in the families of the MAC-bearing ops fvcore skipped (a convolution with
+    ``padding="same"``, an LSTM): there FlopCounterMode's count, which covers them, where it is larger.
+    The headline never undercounts an op that either counter knows."""
+    fv: Counter[str] = Counter()
+    for op, macs in fvcore_by_op.items():
+        fv[family(op)] += int(macs)
+    fc: Counter[str] = Counter()
+    for op, flops in counter_flops_by_family.items():
+        fc[family(op)] += int(flops) // 2
+    skipped = {family(op) for op in fvcore_skipped} & set(FAMILIES.values())
+    taken = tuple(sorted(f for f in skipped if fc[f] > fv[f]))
+    total = sum(fc[f] if f in taken else fv[f] for f in set(fv) | set(taken))
+    if not taken:
+        return Headline(total, "fvcore", ())
+    ops = ", ".join(f"{op} x{n}" for op, n in sorted(fvcore_skipped.items()) if family(op) in taken)
+    return Headline(
+        total, f"fvcore, with {' and '.join(taken)} from FlopCounterMode (fvcore skipped {ops})", taken
+    )
 
 
 def crosscheck(

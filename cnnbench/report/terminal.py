@@ -170,7 +170,7 @@ def summary_totals(summary: Any) -> Table:
         (
             "forward MACs / sample",
             f"{count(summary.macs)} ({si(summary.macs)})",
-            "fvcore; 1 MAC = 1 multiply-add",
+            f"{summary.macs_source}; 1 MAC = 1 multiply-add",
         ),
         ("forward FLOPs / sample", f"{count(summary.flops)} ({si(summary.flops)})", "= 2 x MACs"),
         (
