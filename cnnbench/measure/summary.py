@@ -58,6 +58,7 @@ class ModelSummary:
     flop_counter_macs: int
     fvcore_macs: int  # fvcore's own total: ``macs`` where it skipped no MAC-bearing op
     macs_source: str  # which counter gave ``macs``, family by family
+    count_note: str  # the registry's word on what the MACs are of (AlexNet: one tower), or ""
     crosscheck_diff_pct: float
     crosscheck_warning: str | None
     uncounted_ops: dict[str, int]
@@ -86,6 +87,7 @@ class ModelSummary:
             "flopcounter_forward_MACs_per_sample": self.flop_counter_macs,
             "fvcore_forward_MACs_per_sample": self.fvcore_macs,
             "MACs_source": self.macs_source,
+            "MACs_note": self.count_note,
             "mac_crosscheck_diff_pct": round(self.crosscheck_diff_pct, 3),
             **{f"memory_{k}": (round(v, 3) if isinstance(v, float) else v) for k, v in self.memory.items()},
             "uncounted_ops": ";".join(f"{k}:{v}" for k, v in sorted(self.uncounted_ops.items())),
@@ -167,6 +169,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         flop_counter_macs=counts.forward // 2,
         fvcore_macs=fvcore_macs,
         macs_source=headline.source,
+        count_note=info.count_note,
         crosscheck_diff_pct=diff,
         crosscheck_warning=warning,
         uncounted_ops=uncounted,

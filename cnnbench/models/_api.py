@@ -46,8 +46,10 @@ def register_model(
     aliases: Iterable[str] = (),
     options: Mapping[str, Option] | None = None,
     defaults: Mapping[str, Any] | None = None,
+    count_note: str = "",
 ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Register a builder ``fn(input_shape, num_classes, **options) -> nn.Module``."""
+    """Register a builder ``fn(input_shape, num_classes, **options) -> nn.Module``; ``count_note`` says what
+    its MACs are of where a paper's figure for the model differs (summary shows it)."""
 
     def wrapper(fn: Callable[..., Any]) -> Callable[..., Any]:
         key = name or fn.__name__
@@ -62,6 +64,7 @@ def register_model(
             supported_inputs=tuple(supported_inputs),
             options=dict(options or {}),
             defaults=dict(defaults or {}),
+            count_note=count_note,
         )
         _REGISTRY[key] = info
         for alias in info.aliases:

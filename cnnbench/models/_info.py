@@ -78,6 +78,7 @@ class ModelInfo:
     default_input: tuple[int, int, int] | None = (
         None  # its own input size where it has one (torchvision's weights)
     )
+    count_note: str = ""  # what its MACs are of, where papers cite another figure for "the same" model
 
     @property
     def description(self) -> str:

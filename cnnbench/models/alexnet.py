@@ -72,6 +72,11 @@ class AlexNet(nn.Module):
     default_dataset="imagenet",
     supported_inputs=((3, 224, 224), (3, 32, 32), (1, 28, 28)),
     options={"dropout": DROPOUT, "stem": STEM},
+    count_note=(
+        "one tower at the paper's widths: 1.135 G MACs at 3x224x224, 1.6x the 0.7 G papers cite for the "
+        "two-tower network, where conv2, conv4 and conv5 each see half the channels (counted that way: "
+        "0.724 G MACs, 61.0 M parameters)"
+    ),
 )
 def alexnet(
     input_shape: tuple[int, int, int], num_classes: int, dropout: float = 0.5, stem: str = "auto"

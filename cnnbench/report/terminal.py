@@ -184,6 +184,7 @@ def summary_totals(summary: Any) -> Table:
             f"FlopCounterMode forward: {count(summary.flop_counter_macs)} MACs",
         ),
         ("MACs count", "", summary.mac_convention),
+        *([("MACs are of", "", summary.count_note)] if summary.count_note else []),
         (
             f"training memory, batch {m['batch_size']}",
             f"{m['total_train_MiB']:,.1f} MiB",
