@@ -62,8 +62,28 @@ def test_ops_fvcore_skips_are_counted_by_the_other_counter_and_named(tmp_path):
 
 def test_a_model_fvcore_counts_whole_keeps_fvcores_count(tmp_path):
     counted = _summary("lenet5", "-i", "3x32x32", tmp_path=tmp_path)
-    assert counted["macs"] == counted["fvcore_macs"] == counted["flop_counter_macs"] == 651_720  # as runs record it
-    assert counted["macs_source"] == "fvcore"
+    assert (
+        counted["macs"] == counted["fvcore_macs"] == counted["flop_counter_macs"] == 651_720
+    )  # as runs record it
+    assert counted["macs_source"] == "fvcore" and counted["count_note"] == ""
+
+
+def test_alexnets_summary_says_its_macs_are_one_towers(tmp_path):
+    counted = _summary("alexnet", tmp_path=tmp_path)
+    assert (counted["macs"], counted["params"]) == (1_135_256_096, 62_378_344)
+    assert counted["count_note"].startswith(
+        "one tower at the paper's widths: 1.135 G MACs at 3x224x224, 1.6x the 0.7 G"
+    )
+
+
+@pytest.mark.slow
+def test_a_reparameterisable_model_says_which_form_was_counted(tmp_path):
+    pytest.importorskip("timm")
+    counted = _summary("timm:ghostnetv3_050", tmp_path=tmp_path)
+    assert counted["macs"] == pytest.approx(0.1175e9, rel=0.01)
+    assert counted["count_note"].startswith(
+        "the model as built (its training form): 48 of its modules reparameterise"
+    )
 
 
 @pytest.mark.slow

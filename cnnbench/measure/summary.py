@@ -99,6 +99,22 @@ class ModelSummary:
         return row
 
 
+def _form_counted(model: Any) -> str:
+    """Where the model can be reparameterised for inference (RepVGG-style branches, conv + BN fusion: the
+    modules timm's ``reparameterize_model`` fuses), which form the counts are of."""
+    fusable = sum(
+        1
+        for m in model.modules()
+        if any(hasattr(m, a) for a in ("fuse", "reparameterize", "switch_to_deploy"))
+    )
+    if not fusable:
+        return ""
+    return (
+        f"the model as built (its training form): {fusable} of its modules reparameterise for inference "
+        "(timm's reparameterize_model), and published tables count that deploy form, which has fewer MACs"
+    )
+
+
 def summarize(config: SummaryConfig) -> ModelSummary:
     """The model's summary, counted on its shapes alone: the model on the meta device for the layer
     table, the parameters, FlopCounterMode's counts and the memory estimate, and with zero weights on
@@ -169,7 +185,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         flop_counter_macs=counts.forward // 2,
         fvcore_macs=fvcore_macs,
         macs_source=headline.source,
-        count_note=info.count_note,
+        count_note=info.count_note or _form_counted(meta),
         crosscheck_diff_pct=diff,
         crosscheck_warning=warning,
         uncounted_ops=uncounted,
