@@ -71,6 +71,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--backends", default="eager,compile,onnxruntime,aotinductor")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--models", default=",".join(MODELS), help="Comma-separated, of the five above.")
     args = parser.parse_args()
     try:
         import onnxruntime as ort
@@ -80,7 +81,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(args.threads)
     rows, hand = [], []
-    for name, shape in MODELS.items():
+    for name in args.models.split(","):
+        shape = MODELS[name]
         classes = 1000 if name.startswith("torchvision:") else 10
         torch.manual_seed(0)
         model = cnnbench.create_model(name, input_size=shape, num_classes=classes).eval()
