@@ -393,6 +393,9 @@ CONDITION_FIELDS = tuple(name for name, f in _FIELDS.items() if f.metadata["cond
 ENVIRONMENT_CONDITIONS = {
     "data_source": "data", "cuda_mps": "CUDA MPS", "device": "device", "gpu_name": "GPU",
     "torch_version": "torch", "cuda_version": "CUDA", "cudnn_version": "cuDNN", "cnnbench_version": "cnnbench",
+    # from the run's environment.json (cnnbench.store.manifest.KEY_FIELDS): what else two machines differ by
+    "driver_version": "driver", "python_version": "Python", "cpu_model": "CPU", "gpu_power_limit_W": "GPU power limit W",
+    "mig_mode": "MIG", "cnnbench_commit": "cnnbench commit",
 }  # fmt: skip
 SHARED_CONDITIONS = (
     *(name for name, f in _FIELDS.items() if f.metadata["shared"]),

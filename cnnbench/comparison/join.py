@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import InvalidArgumentError
+from cnnbench.store.manifest import KEY_FIELDS
 from cnnbench.store.tables import format_number, missing, to_json, write_frame_atomic, write_text_atomic
 
 # Where a run ran, and what follows from it: these may differ between the joined comparisons.
@@ -32,7 +33,7 @@ WHERE_IT_RAN = {
     "cuda_mps", "driver_version", "python_version", "cpu_model", "gpu_power_limit_W", "mig_mode",
     "cnnbench_commit", "channels_last", "cuda_graphs", "cudnn_autotune", "placement", "jobs_per_gpu",
     "world_size",
-}  # fmt: skip
+} | set(KEY_FIELDS.values())  # fmt: skip
 
 
 @dataclass
@@ -56,6 +57,28 @@ def recipe_differences(first: dict[str, Any], other: dict[str, Any]) -> list[str
     """The recipe fields (not where it ran) in which two comparisons' conditions differ, as "field (a vs b)"."""
     keys = sorted((set(first) | set(other)) - WHERE_IT_RAN)
     return [f"{k} ({first.get(k)!r} vs {other.get(k)!r})" for k in keys if first.get(k) != other.get(k)]
+
+
+def _with_machine(result: Any) -> Any:
+    """The comparison with the machine's fields its conditions lack (a comparison made before they were
+    recorded there) taken from its runs' rows in the store beside it, where all its runs agree."""
+    from cnnbench.store.tables import read_frame
+
+    table = result.folder.parent.parent / "runs.csv"
+    wanted = [k for k in KEY_FIELDS.values() if missing(result.conditions.get(k))]
+    if not wanted or not table.is_file():
+        return result
+    rows = read_frame(table)
+    mine = (
+        rows[rows.run_id.astype(str).isin(set(result.tidy.run_id.astype(str)))]
+        if "run_id" in rows
+        else rows.iloc[:0]
+    )
+    for key in wanted:
+        values = {str(v) for v in mine.get(key, []) if not missing(v)}
+        if len(values) == 1:
+            result.conditions[key] = values.pop()
+    return result
 
 
 def _device_labels(sources: list[Any]) -> list[str]:
@@ -83,8 +106,11 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
     from cnnbench.comparison.aggregate import holm
     from cnnbench.comparison.run import load_compare
     from cnnbench.stats import welch_interval, welch_p
+    from cnnbench.training.status import FINISHED
 
-    results = [load_compare(Path(s)) for s in sources]  # each checked before anything is written
+    results = [
+        _with_machine(load_compare(Path(s))) for s in sources
+    ]  # each checked before anything is written
     differences = []
     for result in results[1:]:
         differing = recipe_differences(results[0].conditions, result.conditions)
@@ -115,7 +141,7 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
     p_values: list[tuple[int, str, float]] = []
     for variant in variants:
         mine = tidy[tidy.variant == variant]
-        ok = mine[mine.status.astype(str) == "ok"]
+        ok = mine[mine.status.astype(str).isin(FINISHED)]  # runs that ended whole, learning or not
         row: dict[str, Any] = {"variant": variant, "params": _mean(mine.params.tolist()),
                                "forward_MACs_per_sample": _mean(mine.forward_MACs_per_sample.tolist())}  # fmt: skip
         if not differences:
@@ -126,9 +152,9 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
         base = ok[ok.device == first].final_test_acc.dropna().tolist()
         for device in devices:
             d = mine[mine.device == device]
-            row[f"{device}|seeds"] = int((d.status.astype(str) == "ok").sum())
+            row[f"{device}|seeds"] = int(d.status.astype(str).isin(FINISHED).sum())
             row[f"{device}|final_test_acc_mean"] = _mean(
-                d[d.status.astype(str) == "ok"].final_test_acc.tolist()
+                d[d.status.astype(str).isin(FINISHED)].final_test_acc.tolist()
             )
             row[f"{device}|median_epoch_s"] = (
                 float(d.median_epoch_s.dropna().median()) if d.median_epoch_s.notna().any() else math.nan
@@ -220,7 +246,9 @@ def display_rows(joined: Joined) -> tuple[list[str], list[list[str]]]:
             row += [format_number(r[f"{device}|median_epoch_s"], ".3f"), format_number(r[f"{device}|images_per_s"], ",.0f"),
                     format_number(r[f"{device}|energy_per_epoch_J"], ",.0f"),
                     format_number(r[f"{device}|J_per_image"] * 1e3, ".2f"), format_number(r[f"{device}|gpu_hours"], ".4f")]  # fmt: skip
-            if device != joined.devices[0]:
+            if device != joined.devices[0] and not r[f"{device}|seeds"]:
+                row += ["-", "- (not run on this device)"] if joined.recipe_matches else ["-"]
+            elif device != joined.devices[0]:
                 row.append(format_number(r[f"{device}|epoch_time_ratio"], ".2f") + "x")
                 if joined.recipe_matches:
                     delta, low, high = (r.get(f"{device}|delta_acc"), r.get(f"{device}|delta_low"),

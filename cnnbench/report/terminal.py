@@ -294,7 +294,8 @@ def print_diff(result: Any) -> None:
             console.print(f"{title}: the same", highlight=False)
             continue
         table = RichTable(
-            title=f"{title}: {len(items)} field{'s' if len(items) != 1 else ''} differ", title_justify="left"
+            title=f"{title}: {len(items)} field{'s differ' if len(items) != 1 else ' differs'}",
+            title_justify="left",
         )
         for column in ("field", "A", "B"):
             table.add_column(column, overflow="fold")

@@ -136,6 +136,10 @@ def diff(a: str | Path, b: str | Path, out: Path) -> RunDiff:
         x, y = first.measured[key], second.measured[key]
         if missing(x) and missing(y):
             continue
+        if missing(x) or missing(y):
+            where = " and ".join(n for n, v in (("A", x), ("B", y)) if missing(v))
+            result.measured.append((label, x, y, math.nan, unit, f"not measured on {where}"))
+            continue
         delta = y - x
         std, seeds = _seed_spread([first, second] if same_recipe else [first], column)
         if missing(std) or missing(delta):
