@@ -286,6 +286,18 @@ def saved_for_backward(model: Any) -> Iterator[dict[int, int]]:
         yield saved
 
 
+def _macs_by_family(fvcore_by_op: dict[str, int],
+                    counter_flops_by_family: dict[str, int]) -> tuple[Counter[str], Counter[str]]:  # fmt: skip
+    """fvcore's MACs and FlopCounterMode's (its FLOPs / 2), each by operator family."""
+    fv: Counter[str] = Counter()
+    for op, macs in fvcore_by_op.items():
+        fv[family(op)] += int(macs)
+    fc: Counter[str] = Counter()
+    for op, flops in counter_flops_by_family.items():
+        fc[family(op)] += int(flops) // 2
+    return fv, fc
+
+
 class Headline(NamedTuple):
     """The forward MACs a summary states, and where each part came from."""
 
@@ -299,12 +311,7 @@ def headline_macs(fvcore_by_op: dict[str, int], counter_flops_by_family: dict[st
     """fvcore's MACs, except in the families of the MAC-bearing ops fvcore skipped (a convolution with
     ``padding="same"``, an LSTM): there FlopCounterMode's count, which covers them, where it is larger.
     The headline never undercounts an op that either counter knows."""
-    fv: Counter[str] = Counter()
-    for op, macs in fvcore_by_op.items():
-        fv[family(op)] += int(macs)
-    fc: Counter[str] = Counter()
-    for op, flops in counter_flops_by_family.items():
-        fc[family(op)] += int(flops) // 2
+    fv, fc = _macs_by_family(fvcore_by_op, counter_flops_by_family)
     skipped = {family(op) for op in fvcore_skipped} & set(FAMILIES.values())
     taken = tuple(sorted(f for f in skipped if fc[f] > fv[f]))
     total = sum(fc[f] if f in taken else fv[f] for f in set(fv) | set(taken))
@@ -321,12 +328,7 @@ def crosscheck(
 ) -> tuple[float, str | None]:
     """(difference in %, a warning naming the operator families responsible, or None) between fvcore's
     MACs and FlopCounterMode's forward FLOPs / 2 over the operators both count."""
-    fv: Counter[str] = Counter()
-    for op, macs in fvcore_by_op.items():
-        fv[family(op)] += int(macs)
-    fc: Counter[str] = Counter()
-    for op, flops in counter_flops_by_family.items():
-        fc[family(op)] += int(flops) // 2
+    fv, fc = _macs_by_family(fvcore_by_op, counter_flops_by_family)
     both = set(fv) & set(fc)
     a, b = sum(fv[k] for k in both), sum(fc[k] for k in both)
     diff = abs(a - b) / max(a, b, 1) * 100
