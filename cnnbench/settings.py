@@ -70,6 +70,10 @@ class SummaryConfig(ModelInput):
         1, option=Opt(("--batch-size", "-b"), "Batch of the memory estimate.", "N", commands=("summary",))
     )
     precision: str = declared("fp32", option=PRECISION_OPTION)
+    deploy_form: bool = declared(
+        False, option=Opt(("--deploy-form",), "Count the model reparameterised for inference (timm's "
+                          "reparameterize_model: fused branches and BN), as published tables do.", commands=("summary",))
+    )  # fmt: skip
     out: Path = declared(DEFAULT_RESULTS_DIR, option=OUT_OPTION)
 
     def validate(self) -> None:

@@ -20,7 +20,7 @@ from cnnbench.data.specs import format_input_size
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import build_for_counting, check_fits, resolve_input, shared_meta
-from cnnbench.models.counting import count_by_family, crosscheck, fvcore_analysis, headline_macs
+from cnnbench.models.counting import count_by_family, crosscheck, deploy_form, fvcore_analysis, headline_macs
 from cnnbench.models.outputs import tensors_only
 from cnnbench.settings import SummaryConfig
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
@@ -126,8 +126,12 @@ def summarize(config: SummaryConfig) -> ModelSummary:
     parsed = info.parse_options(config.options)
     check_fits(info.name, config.options, shape, num_classes, 1, "cpu")
     meta = shared_meta(info.name, config.options, shape, num_classes)
-    params = sum(p.numel() for p in meta.parameters())
     model = build_for_counting(info.name, config.options, shape, num_classes).eval()
+    as_built = _form_counted(meta)
+    if config.deploy_form:  # the form published tables count: fused branches and BN (on the CPU: fusing
+        model = deploy_form(model, info.name)  # computes weights from weights, which the meta device cannot)
+        meta = model
+    params = sum(p.numel() for p in meta.parameters())
     # The fast path of nn.MultiheadAttention is one fused op that neither counters nor hooks see into.
     fastpath = torch.backends.mha.get_fastpath_enabled()
     torch.backends.mha.set_fastpath_enabled(False)
@@ -143,7 +147,9 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         traceable.remove()
         torch.backends.mha.set_fastpath_enabled(fastpath)
 
-    counts = count_by_family(info.name, tuple(sorted(config.options.items())), shape, num_classes)
+    counts = count_by_family(
+        info.name, tuple(sorted(config.options.items())), shape, num_classes, config.deploy_form
+    )
     diff, warning = crosscheck(by_operator, dict(counts.families))
     fvcore_macs = total_macs
     headline = headline_macs(by_operator, dict(counts.families), dict(Counter(analysis.unsupported_ops())))
@@ -185,7 +191,12 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         flop_counter_macs=counts.forward // 2,
         fvcore_macs=fvcore_macs,
         macs_source=headline.source,
-        count_note=info.count_note or _form_counted(meta),
+        count_note=info.count_note
+        or (
+            "the deploy form: reparameterised for inference (timm's reparameterize_model)"
+            if config.deploy_form
+            else as_built
+        ),
         crosscheck_diff_pct=diff,
         crosscheck_warning=warning,
         uncounted_ops=uncounted,

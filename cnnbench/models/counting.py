@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from cnnbench.errors import CnnbenchError, InputSizeError, first_line
+from cnnbench.errors import CnnbenchError, InputSizeError, InvalidArgumentError, first_line
 from cnnbench.models.build import shared_meta
 from cnnbench.models.outputs import aux_logits_of, logits_of
 
@@ -146,6 +146,23 @@ def count_flops(
     return counted.forward, counted.train
 
 
+def deploy_form(model: Any, name: str) -> Any:
+    """``model`` reparameterised in place for inference by timm's ``reparameterize_model`` (each module's
+    ``fuse``, ``reparameterize`` or ``switch_to_deploy``); a model with no such module is refused."""
+    if not any(
+        hasattr(m, a) for m in model.modules() for a in ("fuse", "reparameterize", "switch_to_deploy")
+    ):
+        raise InvalidArgumentError(f"expected a reparameterisable model for --deploy-form, got {name} (it has no "
+                                   "module that fuses for inference)")  # fmt: skip
+    try:
+        from timm.utils import reparameterize_model
+    except ImportError:
+        raise InvalidArgumentError(
+            'expected timm for --deploy-form, got none installed: pip install "cnnbench[timm]"'
+        ) from None
+    return reparameterize_model(model, inplace=True)
+
+
 class Counts(NamedTuple):
     """What the meta device tells of a model at one input size, per sample (fp32 bytes)."""
 
@@ -158,13 +175,19 @@ class Counts(NamedTuple):
 
 
 def count_by_family(
-    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+    model_name: str,
+    options: tuple[tuple[str, str], ...],
+    shape: tuple[int, int, int],
+    num_classes: int,
+    deploy: bool = False,
 ) -> Counts:
     """The model's counts per sample, from the user's cache of counts where it holds them; a model whose
     forward cannot run at this size (in train mode: an auxiliary head too small for it) is one line."""
     from cnnbench.models import cache
 
-    key = cache.key("counts", model_name, dict(options), shape, num_classes)
+    key = cache.key(
+        "counts" if not deploy else "counts-deploy-form", model_name, dict(options), shape, num_classes
+    )
     found = cache.get(key)
     if found is not None:
         try:
@@ -172,7 +195,7 @@ def count_by_family(
         except (TypeError, ValueError):  # another version's entry: counted again
             pass
     try:
-        counted = _count(model_name, options, shape, num_classes)
+        counted = _count(model_name, options, shape, num_classes, deploy)
     except CnnbenchError:
         raise
     except Exception as exc:
@@ -218,26 +241,37 @@ def forget_counts() -> None:
 
 @functools.cache
 def _count(
-    model_name: str, options: tuple[tuple[str, str], ...], shape: tuple[int, int, int], num_classes: int
+    model_name: str,
+    options: tuple[tuple[str, str], ...],
+    shape: tuple[int, int, int],
+    num_classes: int,
+    deploy: bool = False,
 ) -> Counts:
     """One forward in eval mode and one training step, on the meta device, under the FLOP counter:
-    what each computes, and the activations each holds."""
+    what each computes, and the activations each holds (``deploy``: of the model reparameterised)."""
     import torch
 
-    model = shared_meta(model_name, dict(options), shape, num_classes)
+    model, device = shared_meta(model_name, dict(options), shape, num_classes), "meta"
+    if deploy:  # fusing computes new weights from the old, which the meta device cannot: zeros on the CPU
+        from cnnbench.models.build import build_for_counting
+
+        model = deploy_form(
+            build_for_counting(model_name, dict(options), shape, num_classes).eval(), model_name
+        )
+        device = "cpu"
     model.eval()
     # With autograd on: models that hand a copy of a tensor to a sub-module in forward (PiT, CaiT) fail
     # under no_grad inside the FLOP counter ("Expected gradient function to be set"). On the meta device
     # the graph it keeps costs nothing.
     with flop_counter() as counter, largest_layer(model) as peak:
-        model(torch.empty(1, *shape, device="meta"))
+        model(torch.zeros(1, *shape, device=device))
     forward = counter.get_total_flops()
     families: Counter[str] = Counter()
     for op, flops in counter.get_flop_counts().get("Global", {}).items():
         families[family(str(op))] += int(flops)
     # Batch of 2: BatchNorm in training mode needs more than one value per channel.
     model.train()
-    x = torch.empty(2, *shape, device="meta")
+    x = torch.zeros(2, *shape, device=device)
     with flop_counter() as counter:
         with saved_for_backward(model) as saved:
             out = model(x)
