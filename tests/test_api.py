@@ -151,7 +151,7 @@ def test_profile_writes_the_rows_profile_writes(tmp_path):
      (lambda: cnnbench.train("lenet5", image_size=64), "got unknown 'image_size' (--image-size on the command line sets input_size)"),
      (lambda: cnnbench.compare(["lenet5"], time=30), "got unknown 'time' (--time on the command line sets time_min)"),
      (lambda: cnnbench.profile("lenet5", mode="train"), "got unknown 'mode' (--mode on the command line sets modes)"),
-     (lambda: cnnbench.summary("lenet5", batch=2), "expected keywords of cnnbench.summary: batch_size, dataset, depth"),
+     (lambda: cnnbench.summary("lenet5", batch=2), "expected keywords of cnnbench.summary: batch_size, dataset, deploy_form, depth"),
      (lambda: cnnbench.compare(["lenet5"], seed_count=2), "expected keywords of cnnbench.compare:"),
      (lambda: cnnbench.profile("lenet5", iterations=3), "(did you mean iters?)"),
      (lambda: cnnbench.summary("lenet6"), "unknown model 'lenet6'; did you mean lenet, lenet5"),
