@@ -191,7 +191,7 @@ class Comparison(_Shown):
     """``cnnbench compare``: ``table`` (one row per variant, aggregated.csv), ``tidy`` (one per variant and
     seed), ``epochs`` (one per variant, seed and epoch), its ``folder`` and ``conditions``."""
 
-    result: Any  # cnnbench.comparison.run.CompareResult
+    result: Any  # cnnbench.comparison.saved.CompareResult
 
     table = property(lambda self: self.result.aggregated)
     tidy = property(lambda self: self.result.tidy)
@@ -429,7 +429,7 @@ def make_report(path: str | Path, output: str | Path | None = None) -> Path:
     Returns the file written."""
     import pandas as pd
 
-    from cnnbench.comparison.run import load_compare
+    from cnnbench.comparison.saved import load_compare
     from cnnbench.fields import typed_options
     from cnnbench.recipe import read_job
     from cnnbench.report import html

@@ -144,7 +144,7 @@ def test_time_to_accuracy_for_a_run_that_reaches_it_and_one_that_does_not(tmp_pa
 
 
 def test_an_old_comparison_still_renders_final_first(tmp_path):
-    from cnnbench.comparison.run import load_compare
+    from cnnbench.comparison.saved import load_compare
     from cnnbench.report.tables import FINAL, display_table
 
     folder = tmp_path / "old"

@@ -191,7 +191,7 @@ def test_plot_workers_draw_the_figures_a_comparison_draws_itself(tmp_path):
     same figures, pixel for pixel, as drawn in-process; a figure's error is raised in the comparison."""
     import dataclasses
 
-    from cnnbench.comparison.run import load_compare
+    from cnnbench.comparison.saved import load_compare
     from cnnbench.report.plots import PlotWorkers, compare_plots
 
     result = compare(tmp_path, "lenet", "cnn_dropout", "--name", "t")

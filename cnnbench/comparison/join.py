@@ -104,7 +104,7 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
     import pandas as pd
 
     from cnnbench.comparison.aggregate import holm
-    from cnnbench.comparison.run import load_compare
+    from cnnbench.comparison.saved import load_compare
     from cnnbench.stats import welch_interval, welch_p
     from cnnbench.training.status import FINISHED
 

@@ -3,20 +3,21 @@
 :func:`run_compare` reads top-down: checks that every variant would share (device, data, the results
 table, the name) -> the plan (a reused run or a new job per variant x seed, saved as plan.json) -> the
 launcher trains the jobs -> the rows, found in the store by run id -> aggregation -> the outputs
-(:mod:`cnnbench.report`). :func:`collect` does the last three for a saved plan (``compare --from``).
+(:mod:`cnnbench.report`). :func:`collect` does the last three for a saved plan (``compare --from``);
+reading a saved folder back is :mod:`cnnbench.comparison.saved`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cnnbench.comparison.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBERS, aggregate, tidy_row
+from cnnbench.comparison.aggregate import LEGACY_NAMES, aggregate, tidy_row
 from cnnbench.comparison.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
+from cnnbench.comparison.saved import CompareResult, add_notes, load_compare, write_meta
 from cnnbench.comparison.variants import Variant, parse_variants, resolve_baseline
-from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
+from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.launchers.base import Job, JobView, Launcher, Outcome
 from cnnbench.launchers.slurm_states import slurm_jobs_alive
 from cnnbench.recipe import SHARED_CONDITIONS
@@ -28,7 +29,6 @@ from cnnbench.store.tables import (
     hold,
     read_frame,
     read_json,
-    to_json,
     write_frame_atomic,
     write_text_atomic,
 )
@@ -43,18 +43,6 @@ NOT_STARTED = "not started"  # a run the comparison was stopped before it began
 def is_pending(status: str | None) -> bool:
     """A run's status while its job waits: pending, or pending (and why)."""
     return status is not None and (status == PENDING or status.startswith(f"{PENDING} ("))
-
-
-@dataclass
-class CompareResult:
-    name: str
-    folder: Path
-    tidy: Any  # DataFrame, one row per variant and seed
-    epochs: Any  # DataFrame, one row per variant, seed and epoch
-    aggregated: Any  # DataFrame, one row per variant
-    conditions: dict[str, Any]
-    notes: list[str] = field(default_factory=list)
-    command: str | None = None  # the line that makes it again, where its plan is known
 
 
 def make_launcher(config: CompareConfig, folder: Path, callbacks: Callable[[Job], Callbacks] | None,
@@ -286,7 +274,7 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
         conditions = conditions or recorded.conditions
         epochs_df = recorded.with_epochs_of(kept, epochs_df)
     if not tidy.empty:
-        _write_meta(plan.folder, conditions, notes, plan.baseline, plan.config.price_per_gpu_hour)
+        write_meta(plan.folder, conditions, notes, plan.baseline, plan.config.price_per_gpu_hour)
         if recorded is not None and kept:
             write_text_atomic(plan.folder / "tidy.csv", recorded.merged_text(tidy, kept, "tidy"))
             write_text_atomic(plan.folder / "epochs.csv", recorded.merged_text(epochs_df, kept, "epochs"))
@@ -530,78 +518,3 @@ class Recorded:
                 mine = [r for r in recorded_rows if _label(dict(zip(table.header, r, strict=True))) == label]
                 rows += [r + [""] * (len(header) - len(r)) for r in mine]
         return Table(header, rows).to_text()
-
-
-def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
-    """A comparison from its folder (or its tidy.csv) without training; every file it reads is checked
-    before anything is written."""
-    import pandas as pd
-
-    source = Path(source)
-    folder = source.parent if source.suffix == ".csv" else source
-    tidy_path = source if source.suffix == ".csv" else folder / "tidy.csv"
-    if not tidy_path.is_file():
-        raise InvalidArgumentError(f"expected a compare folder or its tidy.csv, got {str(source)!r}")
-    tidy = read_frame(tidy_path).rename(columns=LEGACY_NAMES)
-    absent = [c for c in TIDY_COLUMNS if c not in tidy.columns]
-    if tidy.empty or absent:
-        raise ResultsError(
-            f"expected a tidy table with {', '.join(absent or TIDY_COLUMNS)} in {tidy_path}, got none"
-        )
-    for column in TIDY_NUMBERS:
-        if column in tidy.columns and not pd.api.types.is_numeric_dtype(tidy[column]):
-            bad = tidy[column][pd.to_numeric(tidy[column], errors="coerce").isna() & tidy[column].notna()]
-            raise ResultsError(
-                f"expected numbers in column {column} of {tidy_path}, got {str(bad.iloc[0])!r} on line {bad.index[0] + 2}"
-            )
-    tidy["options"] = tidy["options"].astype(object).fillna("").astype(str)
-    tidy["run_id"] = tidy["run_id"].astype(object).fillna("").astype(str)
-    epochs_path = folder / "epochs.csv"
-    epochs = read_frame(epochs_path) if epochs_path.is_file() else pd.DataFrame()
-    meta_path = folder / "conditions.json"
-    meta = read_json(meta_path) if meta_path.is_file() else {}
-    if baseline is not None:
-        labels = list(dict.fromkeys(tidy.variant))
-        if baseline not in labels:
-            raise InvalidArgumentError(
-                f"expected --baseline to be one of {', '.join(labels)}, got {baseline!r}"
-            )
-    else:
-        baseline = meta.get("baseline")
-    price = meta.get("price_per_gpu_hour")
-    return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline, price), meta.get("conditions", {}),
-                         meta.get("notes", []), recorded_command(folder))  # fmt: skip
-
-
-def recorded_command(folder: Path) -> str | None:
-    """The command that made the comparison in ``folder``: from its plan.json, else its command.txt (a
-    folder put together by hand), else None."""
-    if (folder / "plan.json").is_file():
-        try:
-            return Plan.load(folder).config.command_line()
-        except CnnbenchError:
-            return None  # a plan this version cannot read: the tables still render
-    text = folder / "command.txt"
-    return text.read_text(encoding="utf-8").strip() or None if text.is_file() else None
-
-
-def add_notes(result: CompareResult, notes: list[str]) -> None:
-    """Append notes not already there and save them with the conditions (for ``--from --note``)."""
-    new = [n for n in dict.fromkeys(notes) if n not in result.notes]
-    if new:
-        result.notes.extend(new)
-    baseline = result.aggregated.baseline.iloc[0] if "baseline" in result.aggregated else None
-    price = result.aggregated.attrs.get("price_per_gpu_hour")
-    _write_meta(result.folder, result.conditions, result.notes, baseline, price)
-
-
-def _write_meta(folder: Path, conditions: dict[str, Any], notes: list[str], baseline: str | None = None,
-                price_per_gpu_hour: float | None = None) -> None:  # fmt: skip
-    """conditions.json: what ``--from`` reads back besides the CSVs."""
-    meta = {
-        "conditions": conditions,
-        "notes": notes,
-        "baseline": baseline,
-        "price_per_gpu_hour": price_per_gpu_hour,
-    }
-    write_text_atomic(folder / "conditions.json", to_json(meta))

@@ -255,7 +255,7 @@ def _cell(value: Any, spec: str | None) -> str:
 
 
 def comparison_html(result: Any, command: str | None) -> str:
-    """The report of a comparison (a :class:`~cnnbench.comparison.run.CompareResult`); ``command`` is the
+    """The report of a comparison (a :class:`~cnnbench.comparison.saved.CompareResult`); ``command`` is the
     line that reproduces it, where it is known."""
     agg, tidy, epochs, conditions = result.aggregated, result.tidy, result.epochs, result.conditions
     variants = list(dict.fromkeys(tidy.variant))
