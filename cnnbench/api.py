@@ -433,6 +433,7 @@ def make_report(path: str | Path, output: str | Path | None = None) -> Path:
     from cnnbench.fields import typed_options
     from cnnbench.recipe import read_job
     from cnnbench.report import html
+    from cnnbench.store.runs import RunRecords
     from cnnbench.store.tables import read_frame, read_json, write_text_atomic
 
     path = Path(path)
@@ -446,12 +447,7 @@ def make_report(path: str | Path, output: str | Path | None = None) -> Path:
         recipe = read_job(path / "config.json")
         command = shlex.join(["cnnbench", "train", recipe.model, *typed_options(recipe, "train")])
         target = Path(output) if output else path / html.REPORT
-        runs_table = path.parent.parent / "runs.csv"  # OUT/runs/RUN_ID/ -> OUT/runs.csv
-        summary = None
-        if runs_table.is_file():
-            rows = read_frame(runs_table)
-            mine = rows[rows.run_id.astype(str) == path.name] if "run_id" in rows else rows.iloc[:0]
-            summary = mine.iloc[-1].to_dict() if len(mine) else None
+        summary = RunRecords(path.parent.parent).rows.get(path.name)  # its row of OUT/runs.csv, if any
         text = html.run_html(path, config, epochs, summary, command)
     else:
         table = path / "profile.csv" if path.is_dir() else path

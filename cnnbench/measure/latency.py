@@ -188,11 +188,11 @@ def _accuracy(backend: Backend, loader: Any, batch: int, device: str) -> float:
     return 100.0 * correct / total
 
 
-def _trained(config: Any) -> tuple[Any, Any, dict[str, Any]]:
+def _trained(config: Any) -> tuple[Any, Any, tuple[int, int, int], dict[str, Any]]:
     """The run ``config.weights`` names: its model with its last weights, its test split (as the run
     evaluated it) and what the rows say of it."""
     from cnnbench.data.readers import load_split
-    from cnnbench.data.specs import get_dataset_spec
+    from cnnbench.data.specs import get_dataset_spec, parse_input_size
     from cnnbench.models.build import build
     from cnnbench.recipe import read_job
     from cnnbench.store.runs import RunStore, find_run
@@ -207,13 +207,13 @@ def _trained(config: Any) -> tuple[Any, Any, dict[str, Any]]:
         )
     recipe = read_job(folder / "config.json")
     recorded = store.read_config()
-    shape = tuple(int(v) for v in str(recorded["input_size"]).split("x"))
+    shape = parse_input_size(str(recorded["input_size"]))
     model, _ = build(recipe.model, recipe.options, shape, int(recorded["num_classes"]))
     model.load_state_dict(checkpoint.state["model"])
     spec = get_dataset_spec(recipe.dataset)
     test = load_split(spec.name, "test", recipe.data_dir, **data_options(recipe))
-    return model, test, {"weights_run": folder.name, "weights_epoch": checkpoint.epoch, "model": recipe.model,
-                           "input_size": recorded["input_size"], "num_classes": int(recorded["num_classes"])}  # fmt: skip
+    return model, test, shape, {"weights_run": folder.name, "weights_epoch": checkpoint.epoch, "model": recipe.model,
+                                  "input_size": recorded["input_size"], "num_classes": int(recorded["num_classes"])}  # fmt: skip
 
 
 def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -233,8 +233,7 @@ def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[s
     threads = config.threads or usable_cpus()
     torch.set_num_threads(threads)
     if config.weights is not None:
-        model, test, about = _trained(config)
-        shape = tuple(int(v) for v in about["input_size"].split("x"))
+        model, test, shape, about = _trained(config)
         info = get_model_info(about["model"])
         if get_model_info(config.model).name != info.name:
             raise InvalidArgumentError(
