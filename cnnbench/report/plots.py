@@ -153,6 +153,19 @@ def pareto_front(x: Any, y: Any) -> list[int]:
     return front
 
 
+def _log_x(ax: Any, values: Any) -> None:
+    """A log x axis labelled in plain numbers: 1, 2 and 5 per decade where the points span less than two
+    decades (matplotlib's own labels then run its minor ticks' 3x10^0 and 4x10^0 into each other)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    positive = [float(v) for v in values if v == v and float(v) > 0]
+    if positive and max(positive) / min(positive) < 100:
+        ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:,g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def _accuracy_per_epoch_plot(epochs: Any, subtitle: str, folder: Path) -> None:
     from matplotlib.ticker import MaxNLocator
 
@@ -193,7 +206,7 @@ def _accuracy_vs_plot(valid: Any, column: str, label: str, stem: str, subtitle: 
             [x[i] for i in front], [y[i] for i in front], color="#555555", linestyle=":", label="Pareto front"
         )
         ax.legend(fontsize=8)
-    ax.set_xscale("log")
+    _log_x(ax, x)
     ax.margins(x=0.2, y=0.1)
     ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%); bars: std over seeds",
            title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
@@ -227,7 +240,7 @@ def _energy_plot(agg: Any, subtitle: str, folder: Path) -> None:
     for _, r in agg.iterrows():
         ax.annotate(r.variant, (r.energy_train_J_mean / 1e3, r.final_test_acc_mean), fontsize=7, xytext=(4, 4),
                     textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
+    _log_x(ax, kj.tolist())
     ax.margins(x=0.2, y=0.1)
     ax.set(xlabel="energy of the training (kJ, log scale)", ylabel="final test accuracy (%)",
            title=f"Accuracy vs energy ({subtitle})")  # fmt: skip
