@@ -1,13 +1,14 @@
 #!/bin/bash
 # On the GPU machine, from the repository root, with .whl/ carried: batch-1 latency of five models by
-# backend against a hand loop with CUDA events (benchmarks/latency.py). Rows and logs go to $OUT.
+# backend, then cnnbench's eager and ONNX Runtime figures checked against hand loops with CUDA events in
+# interleaved rounds (benchmarks/latency.py). Rows and logs go to $OUT.
 set -u
 OUT=${OUT:?}
 python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl
 export PYTHONPATH=/tmp/site:$PWD
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader > "$OUT/gpu.txt"
-python -c "import onnxruntime" 2>/dev/null && echo "onnxruntime installed" >> "$OUT/gpu.txt" \
+python -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())" >> "$OUT/gpu.txt" 2>&1 \
   || echo "onnxruntime not installed on this machine: its rows say so" >> "$OUT/gpu.txt"
-python benchmarks/latency.py --device cuda --requests 300 --out "$OUT/latency_gpu" > "$OUT/latency_gpu.log" 2>&1
+python benchmarks/latency.py --device cuda --requests 300 --rounds 5 --out "$OUT/latency_gpu" > "$OUT/latency_gpu.log" 2>&1
 echo "exit $?" >> "$OUT/latency_gpu.log"
 find "$OUT" -name "*.lock" -delete
