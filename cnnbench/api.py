@@ -104,6 +104,10 @@ def _typed(values: dict[str, Any]) -> dict[str, Any]:
     for key in ("out", "data_dir", "trace", "tensorboard"):
         if out.get(key) is not None:
             out[key] = Path(out[key])
+    if isinstance(out.get("backends"), str):  # "eager,onnxruntime", as --backend reads it
+        from cnnbench.settings import parse_backends
+
+        out["backends"] = parse_backends(out["backends"])
     return out
 
 

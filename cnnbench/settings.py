@@ -97,6 +97,35 @@ def parse_backends(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_latency(latency: bool, backends: list[str], threads: int | None, requests: int,
+                  weights: str | None = None) -> None:  # fmt: skip
+    """The latency settings of ``profile`` and ``compare``: a whole number of threads and requests, and
+    --backend or --weights only with --latency (without it they would be dropped)."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise InvalidArgumentError(f"expected --threads >= 1, got {threads}")
+    if isinstance(requests, bool) or not isinstance(requests, int) or requests < 1:
+        raise InvalidArgumentError(f"expected --requests >= 1, got {requests}")
+    unknown = [b for b in backends if b not in BACKENDS]
+    if not backends or unknown:
+        raise InvalidArgumentError(
+            f"expected --backend of {', '.join(BACKENDS)}, got {','.join(map(str, backends))!r}"
+        )
+    if not latency:
+        given = [o for o, on in (("--backend", backends != ["eager"]), ("--weights", weights is not None),
+                                 ("--threads", threads is not None), ("--requests", requests != 300)) if on]  # fmt: skip
+        if given:
+            raise InvalidArgumentError(f"expected --latency with {', '.join(given)}, got no --latency")
+
+
+LATENCY_COMMANDS = ("profile", "compare")  # the commands that measure latency, and its options
+BACKEND_OPTION = Opt(("--backend",), f"With --latency: {', '.join(BACKENDS)} (comma-separated; default eager).",
+                     "NAME,...", kind=str, parse=parse_backends, commands=LATENCY_COMMANDS)  # fmt: skip
+THREADS_OPTION = Opt(("--threads",), "With --latency: CPU threads (default: the usable cores).", "N",
+                     commands=LATENCY_COMMANDS)  # fmt: skip
+REQUESTS_OPTION = Opt(("--requests",), "With --latency: timed requests after the untimed warm-up.", "N",
+                      commands=LATENCY_COMMANDS)  # fmt: skip
+
+
 def _profile(decls: tuple[str, ...], help: str, metavar: str | None = None, **kw: Any) -> Opt:
     return Opt(decls, help, metavar, commands=("profile",), **kw)
 
@@ -136,17 +165,9 @@ class ProfileConfig(ModelInput):
         False, option=_profile(("--latency",), "Per-request inference latency (p50, p90, p99, max) by backend, "
                                "batch 1 unless --batch-sizes; rows to latency.csv.")
     )  # fmt: skip
-    backends: list[str] = declared(
-        default_factory=lambda: ["eager"],
-        option=_profile(("--backend",), f"With --latency: {', '.join(BACKENDS)} (comma-separated; default eager).",
-                        "NAME,...", kind=str, parse=parse_backends),
-    )  # fmt: skip
-    threads: int | None = declared(
-        None, option=_profile(("--threads",), "With --latency: CPU threads (default: the usable cores).", "N")
-    )  # fmt: skip
-    requests: int = declared(
-        300, option=_profile(("--requests",), "With --latency: timed requests after --warmup.", "N")
-    )  # fmt: skip
+    backends: list[str] = declared(default_factory=lambda: ["eager"], option=BACKEND_OPTION)
+    threads: int | None = declared(None, option=THREADS_OPTION)
+    requests: int = declared(300, option=REQUESTS_OPTION)
     weights: str | None = declared(
         None, option=_profile(("--weights",), "With --latency: a trained run (its id under --out, or its folder): "
                               "its weights, and its test accuracy through each backend.", "RUN")
@@ -154,12 +175,7 @@ class ProfileConfig(ModelInput):
     out: Path = declared(DEFAULT_RESULTS_DIR, option=OUT_OPTION)
 
     def validate(self) -> None:
-        if self.threads is not None and (isinstance(self.threads, bool) or self.threads < 1):
-            raise InvalidArgumentError(f"expected --threads >= 1, got {self.threads}")
-        if self.requests < 1:
-            raise InvalidArgumentError(f"expected --requests >= 1, got {self.requests}")
-        if not self.latency and (self.weights is not None or self.backends != ["eager"]):
-            raise InvalidArgumentError("expected --latency with --backend or --weights, got neither")
+        check_latency(self.latency, self.backends, self.threads, self.requests, self.weights)
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise InvalidArgumentError(f"expected --batch-sizes of positive integers, got {self.batch_sizes}")
         if any(m not in MODES for m in self.modes):

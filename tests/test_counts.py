@@ -60,6 +60,88 @@ def test_ops_fvcore_skips_are_counted_by_the_other_counter_and_named(tmp_path):
     assert row.MACs_source.startswith("fvcore, with convolution and matrix product")
 
 
+# Matrix products that neither counter knew as shipped (fvcore has no handle, FlopCounterMode no formula):
+# per sample, a matrix-vector product, one with an added vector, a dot product and a batched sum of
+# products; the tensordot variant adds one op that fvcore skips and FlopCounterMode sees as a matrix product.
+PRODUCTS = """
+import torch
+import torch.nn as nn
+
+
+class Products(nn.Module):
+    def __init__(self, num_classes, tensordot=False):
+        super().__init__()
+        self.w1 = nn.Parameter(torch.randn(32, 48))
+        self.w2, self.b2 = nn.Parameter(torch.randn(32, 32)), nn.Parameter(torch.randn(32))
+        self.u = nn.Parameter(torch.randn(32))
+        self.c, self.p, self.q = (nn.Parameter(torch.randn(*s)) for s in ((5, 4), (2, 5, 3), (2, 3, 4)))
+        self.t = nn.Parameter(torch.randn(num_classes, 32))
+        self.tensordot = tensordot
+
+    def forward(self, x):
+        out = []
+        for f in x.flatten(1):
+            h = torch.addmv(self.b2, self.w2, torch.mv(self.w1, f))
+            s = torch.dot(h, self.u) + torch.addbmm(self.c, self.p, self.q).sum()
+            o = torch.tensordot(self.t, h, dims=1) if self.tensordot else (self.t * h).sum(1)
+            out.append(o + s)
+        return torch.stack(out)
+
+
+def make(num_classes):
+    return Products(num_classes)
+
+
+def make_tensordot(num_classes):
+    return Products(num_classes, tensordot=True)
+"""
+PRODUCT_MACS = 32 * 48 + 32 * 32 + 32 + 2 * 5 * 3 * 4  # mv, addmv, dot, addbmm: 2,712
+TENSORDOT_MACS = 10 * 32
+
+
+def test_matrix_products_neither_counter_knew_are_counted_exactly(tmp_path):
+    (tmp_path / "products.py").write_text(PRODUCTS)
+    counted = _summary(
+        f"{tmp_path / 'products.py'}:make", "-i", "3x4x4", "--num-classes", "10", tmp_path=tmp_path
+    )
+    assert counted["macs"] == counted["fvcore_macs"] == counted["flop_counter_macs"] == PRODUCT_MACS == 2_712
+    assert counted["macs_source"] == "fvcore" and counted["crosscheck_warning"] in (None, "")
+    with_tensordot = _summary(f"{tmp_path / 'products.py'}:make_tensordot", "-i", "3x4x4", "--num-classes", "10",
+                              tmp_path=tmp_path / "t")  # fmt: skip
+    assert with_tensordot["macs"] == with_tensordot["flop_counter_macs"] == PRODUCT_MACS + TENSORDOT_MACS
+    assert with_tensordot["fvcore_macs"] == PRODUCT_MACS
+    assert with_tensordot["macs_source"] == (
+        "fvcore, with matrix product from FlopCounterMode (fvcore skipped aten::tensordot x1)"
+    )
+
+
+NORMED = """
+import torch.nn as nn
+
+
+def make(num_classes):
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1, bias=False), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+"""
+
+
+def test_what_fvcores_defaults_add_is_counted_apart(tmp_path):
+    """Normalisation and pooling carry no MACs here; fvcore's own handles (the convention of timm's table)
+    count BatchNorm at 2 per element and adaptive pooling at 1 per input element: said apart."""
+    (tmp_path / "normed.py").write_text(NORMED)
+    counted = _summary(
+        f"{tmp_path / 'normed.py'}:make", "-i", "3x8x8", "--num-classes", "10", tmp_path=tmp_path
+    )
+    assert counted["macs"] == 4 * 8 * 8 * 3 * 9 + 4 * 10 == 6_952
+    assert counted["outside_convention"] == {"batch_norm": 2 * 4 * 8 * 8, "adaptive_avg_pool2d": 4 * 8 * 8}
+    assert counted["fvcore_default_macs"] == 6_952 + 512 + 256
+    row = pd.read_csv(tmp_path / "summary.csv").iloc[0]
+    assert row.fvcore_default_forward_MACs_per_sample == 7_720
+    text = cli("summary", f"{tmp_path / 'normed.py'}:make", "-i", "3x8x8", "--num-classes", "10", "--out",
+               str(tmp_path))  # fmt: skip
+    assert "with fvcore's defaults" in text.output and "7,720" in text.output
+
+
 def test_a_model_fvcore_counts_whole_keeps_fvcores_count(tmp_path):
     counted = _summary("lenet5", "-i", "3x32x32", tmp_path=tmp_path)
     assert (
@@ -84,6 +166,17 @@ def test_a_reparameterisable_model_says_which_form_was_counted(tmp_path):
     assert counted["count_note"].startswith(
         "the model as built (its training form): 48 of its modules reparameterise"
     )
+
+
+@pytest.mark.slow
+def test_ghostnetv3s_deploy_form_meets_timms_table_under_fvcores_defaults(tmp_path):
+    """timm's table gives GhostNetV3-050 0.0519 G: its deploy form counted with fvcore's defaults, which add
+    BatchNorm, upsampling and adaptive pooling to the 49.6 M of its convolutions and linear layers."""
+    pytest.importorskip("timm")
+    counted = _summary("timm:ghostnetv3_050", "--deploy-form", tmp_path=tmp_path)
+    assert counted["macs"] == pytest.approx(49.64e6, rel=0.001)
+    assert set(counted["outside_convention"]) == {"batch_norm", "upsample_nearest2d", "adaptive_avg_pool2d"}
+    assert counted["fvcore_default_macs"] == pytest.approx(51.9e6, rel=0.001)
 
 
 @pytest.mark.slow

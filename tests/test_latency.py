@@ -6,7 +6,7 @@ import importlib.util
 
 import pandas as pd
 import pytest
-from conftest import cli, one_line_error, tiny_argv
+from conftest import cli, compare_tiny, one_line_error, tiny_argv
 
 pytestmark = pytest.mark.xdist_group("latency")
 
@@ -133,11 +133,76 @@ def test_weights_of_a_trained_run_give_its_recorded_accuracy_on_eager(tmp_path):
     [(["--latency", "--threads", "0"], "expected --threads >= 1, got 0"),
      (["--latency", "--backend", "tvm"], "expected --backend of eager, compile, onnxruntime, aotinductor, got 'tvm'"),
      (["--latency", "--weights", "no-such-run"], "expected a run id of"),
-     (["--backend", "onnxruntime"], "expected --latency with --backend or --weights"),
+     (["--backend", "onnxruntime"], "expected --latency with --backend, got no --latency"),
      (["--latency", "--requests", "0"], "expected --requests >= 1, got 0")],
 )  # fmt: skip
 def test_bad_latency_input_is_one_line(tmp_path, args, message):
     one_line_error(cli("profile", "lenet5", "--device", "cpu", "--out", str(tmp_path), *args), message)
+
+
+# The FFT model at the tiny recipe's input (3x16x16): ONNX cannot export it, eager runs it.
+FFT16 = FFT.replace("3 * 8 * 8", "3 * 16 * 16")
+
+
+@pytest.mark.skipif(not HAS_ORT, reason='onnxruntime is not installed (pip install "cnnbench[deploy]")')
+def test_compare_latency_gives_each_variant_its_columns_figure_and_note(tmp_path):
+    (tmp_path / "fft.py").write_text(FFT16)
+    fft = f"{tmp_path / 'fft.py'}:make"
+    out = str(tmp_path / "out")
+    done = compare_tiny(out, "lenet5", fft, "--name", "lat", "--latency", "--backend", "eager,onnxruntime",
+                        "--requests", "10", "--threads", "1")  # fmt: skip
+    assert done.exit_code == 0, done.output
+    folder = tmp_path / "out" / "compare" / "lat"
+    rows = pd.read_csv(folder / "latency.csv")
+    assert len(rows) == 4 and set(rows.threads) == {1} and set(rows.timed_requests) == {10}
+    by = rows.set_index(["variant", "backend"])
+    assert by.status["lenet5", "onnxruntime"] == "ok" and by.status[fft, "eager"] == "ok"
+    assert by.status[fft, "onnxruntime"].startswith("failed: ")
+    agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
+    for variant in ("lenet5", fft):  # the table's number is the row's, to the last digit
+        assert agg.latency_ms_p50_eager[variant] == by.latency_ms_p50[variant, "eager"]
+        assert agg.latency_ms_p99_eager[variant] == by.latency_ms_p99[variant, "eager"]
+    assert agg.latency_ms_p50_onnxruntime["lenet5"] == by.latency_ms_p50["lenet5", "onnxruntime"]
+    assert pd.isna(agg.latency_ms_p50_onnxruntime[fft])  # failed: no number, and the note says why
+    assert agg.latency_status_onnxruntime[fft].startswith("failed: ")
+    table = (folder / "table.md").read_text()
+    assert "latency p50 (ms, batch 1, eager)" in table and "latency p99 (ms, batch 1, onnxruntime)" in table
+    lenet_line = next(line for line in table.splitlines() if line.startswith("| lenet5 "))
+    assert f"| {by.latency_ms_p50['lenet5', 'eager']:.3f} |" in lenet_line
+    assert (
+        "Latency: per-request inference at batch 1 (eager, onnxruntime), p50 and p99 in ms over 10 requests"
+        in table
+    )
+    assert f"{fft} onnxruntime: failed: " in table.replace("\\", "")
+    assert (folder / "accuracy_vs_latency.svg").is_file() and (folder / "accuracy_vs_latency.png").is_file()
+    assert "against inference latency at batch 1" in (folder / "report.html").read_text()
+    assert "eager p50 ms" in done.output  # the terminal's short name
+    command = (folder / "report.html").read_text()
+    assert "--latency --backend eager,onnxruntime --threads 1 --requests 10" in command
+
+    # --from reads the rows back (timing nothing); --from --latency times the variants again, here
+    again = cli("compare", "--from", str(folder), "--wide")
+    assert again.exit_code == 0, again.output
+    assert len(pd.read_csv(folder / "latency.csv")) == 4 and "eager p50 ms" in again.output
+    timed = cli("compare", "--from", str(folder), "--latency", "--requests", "5", "--device", "cpu")
+    assert timed.exit_code == 0, timed.output
+    rows = pd.read_csv(folder / "latency.csv")
+    assert len(rows) == 6 and list(rows.timed_requests[-2:]) == [5, 5]  # eager only, both variants
+    agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
+    assert agg.latency_ms_p50_eager["lenet5"] == rows[rows.variant == "lenet5"].latency_ms_p50.iloc[-1]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [(["--backend", "onnxruntime"], "expected --latency with --backend, got no --latency"),
+     (["--latency", "--threads", "0"], "expected --threads >= 1, got 0"),
+     (["--latency", "--launcher", "slurm", "--no-wait"], "expected --latency with runs trained and waited for on "
+      "this machine, got --launcher slurm --no-wait"),
+     (["--latency", "--backend", "tvm"], "expected --backend of eager, compile, onnxruntime, aotinductor, got 'tvm'")],
+)  # fmt: skip
+def test_bad_compare_latency_input_is_one_line(tmp_path, args, message):
+    one_line_error(compare_tiny(str(tmp_path), "lenet5", *args), message)
+    assert not (tmp_path / "compare").exists()  # refused before anything is written
 
 
 @pytest.mark.slow

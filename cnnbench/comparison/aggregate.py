@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from cnnbench.comparison.latency import add_latency
 from cnnbench.comparison.variants import Variant
 from cnnbench.stats import welch_interval, welch_p
 
@@ -83,8 +84,10 @@ def tidy_row(variant: Variant, seed: int, summary: dict[str, Any] | None, epochs
     }
 
 
-def aggregate(tidy: Any, baseline: str | None = None, price_per_gpu_hour: float | None = None) -> Any:
+def aggregate(tidy: Any, baseline: str | None = None, price_per_gpu_hour: float | None = None,
+              latency: Any = None) -> Any:  # fmt: skip
     """One row per variant: mean and std over seeds, epoch time as median and IQR over seeds' medians;
+    with ``latency`` (the rows of ``compare --latency``), each variant's p50 and p99 per backend;
     time to the target accuracy over the seeds that reached it, and how many did; with two or more
     seeds, each variant's difference in final test accuracy from ``baseline`` (the first variant by
     default) with its 95% confidence interval and p-value (Welch's t), Holm-adjusted across the
@@ -175,7 +178,7 @@ def aggregate(tidy: Any, baseline: str | None = None, price_per_gpu_hour: float 
         frame["delta_final_p_holm"] = holm(p) if len(frame) >= 3 else [math.nan] * len(p)
         marked = frame.delta_final_p_holm if len(frame) >= 3 else frame.delta_final_p
         frame["delta_final_significant"] = [bool(m < ALPHA) if math.isfinite(m) else False for m in marked]
-    return frame
+    return add_latency(frame, latency)
 
 
 def pareto_front(accuracy: list[float], energy: list[float]) -> list[bool]:

@@ -12,10 +12,21 @@ from cnnbench.comparison.plan import CompareConfig, check_price, make_config
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
+from cnnbench.settings import check_latency
 from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signals
 
-# What --from honours: it renders a saved comparison, with another baseline, more notes or a price.
-FROM_TAKES = ("baseline", "notes", "price_per_gpu_hour")
+# What --from honours: it renders a saved comparison, with another baseline, more notes, a price, or its
+# variants' latency timed here (on --device).
+FROM_TAKES = (
+    "baseline",
+    "notes",
+    "price_per_gpu_hour",
+    "latency",
+    "backends",
+    "threads",
+    "requests",
+    "device",
+)
 
 
 def _refuse_others(expected: str, variants: list[str], recipe: dict[str, Any], compare: dict[str, Any],
@@ -86,11 +97,17 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
             "expected --apart with several --from (it joins comparisons), got one or none"
         )
     if from_:
-        _refuse_others("only --baseline, --note or --price-per-gpu-hour beside --from (it renders a saved "
-                       "comparison, nothing trains)", variants, recipe, compare, scheduler, takes=FROM_TAKES)  # fmt: skip
+        _refuse_others("only --baseline, --note, --price-per-gpu-hour or --latency (with --backend, --threads, "
+                       "--requests, --device) beside --from (it renders a saved comparison, nothing trains)",
+                       variants, recipe, compare, scheduler, takes=FROM_TAKES)  # fmt: skip
         check_price(compare.get("price_per_gpu_hour"))
+        timing = {k: compare.get(k) for k in ("latency", "backends", "threads", "requests")}
+        check_latency(bool(timing["latency"]), timing["backends"] or ["eager"], timing["threads"],
+                      timing["requests"] or 300)  # fmt: skip
         result = comparing.render(from_[0], compare.get("baseline"), compare.get("notes") or [],
-                                  compare.get("price_per_gpu_hour"))  # fmt: skip
+                                  compare.get("price_per_gpu_hour"),
+                                  {**timing, "device": recipe.get("device")} if timing["latency"] else None,
+                                  lambda m: console.print(m, highlight=False))  # fmt: skip
         print_compare(result, wide=wide)
         return 0
     config = make_config(variants, recipe, compare, scheduler, repair)

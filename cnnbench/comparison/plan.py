@@ -19,6 +19,7 @@ from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.fields import Opt, declared
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig, without_added_defaults
+from cnnbench.settings import BACKEND_OPTION, REQUESTS_OPTION, THREADS_OPTION, check_latency
 from cnnbench.store.tables import read_json, to_json, write_text_atomic
 
 _COMPARE = ("compare",)
@@ -98,6 +99,14 @@ class CompareConfig:
         None, option=Opt(("--price-per-gpu-hour",), "A cost column: GPU-hours times this price.", "X",
                          commands=_COMPARE),
     )  # fmt: skip
+    latency: bool = declared(
+        False, option=Opt(("--latency",), "Also time each variant's inference at batch 1 (p50, p99) by --backend, "
+                          "here after training: a column per backend, and accuracy against latency.",
+                          commands=_COMPARE),
+    )  # fmt: skip
+    backends: list[str] = declared(default_factory=lambda: ["eager"], option=BACKEND_OPTION)
+    threads: int | None = declared(None, option=THREADS_OPTION)
+    requests: int = declared(300, option=REQUESTS_OPTION)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
 
@@ -142,6 +151,13 @@ class CompareConfig:
                     f"{','.join(map(str, self.seed_list))})"
                 )
         check_price(self.price_per_gpu_hour)
+        check_latency(self.latency, self.backends, self.threads, self.requests)
+        if self.latency and not (self.launcher_kind.on_this_machine and self.wait):
+            raise InvalidArgumentError(
+                f"expected --latency with runs trained and waited for on this machine, got --launcher {self.launcher}"
+                f"{'' if self.wait else ' --no-wait'} (latency is timed where the comparison runs, after its runs); "
+                "time it later with compare --from OUT/compare/NAME --latency"
+            )
         if self.name is not None:
             from cnnbench.store.runs import plain_name
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.comparison.aggregate import LEGACY_NAMES, aggregate, tidy_row
+from cnnbench.comparison.latency import measure_variants, read_latency
 from cnnbench.comparison.plan import CompareConfig, Plan, PlannedRun, default_name, recipe_of
 from cnnbench.comparison.saved import CompareResult, add_notes, load_compare, write_meta
 from cnnbench.comparison.variants import Variant, parse_variants, resolve_baseline
@@ -109,7 +110,7 @@ def run_compare(config: CompareConfig, callbacks: Callable[[Job], Callbacks] | N
         _refuse_live_slurm_jobs(folder, name)
         plan = Plan(config, name, folder, [], baseline)
         return _run_plan(
-            plan, _plan_runs(plan, variants, launcher, planning_device, log), launcher, device, view
+            plan, _plan_runs(plan, variants, launcher, planning_device, log), launcher, device, view, log
         )
     finally:
         lock.release()
@@ -127,11 +128,11 @@ def _refuse_live_slurm_jobs(folder: Path, name: str) -> None:
         )
 
 
-def _run_plan(
-    plan: Plan, jobs: list[Job], launcher: Launcher, device: str, view: JobView | None
-) -> CompareResult:
-    """The planned jobs run by ``launcher``, then the comparison's files; a Ctrl-C keeps what was measured:
-    the rows so far are written before it propagates."""
+def _run_plan(plan: Plan, jobs: list[Job], launcher: Launcher, device: str, view: JobView | None,
+              log: Callable[[str], None] = lambda _m: None) -> CompareResult:  # fmt: skip
+    """The planned jobs run by ``launcher``, each variant's latency timed after them (``--latency``), then
+    the comparison's files; a Ctrl-C keeps what was measured: the rows so far are written before it
+    propagates (a Ctrl-C while latency is timed writes the tables with the latencies timed so far)."""
     plan.save()
     outcomes: dict[str, Outcome] = {}
     finished = False
@@ -139,6 +140,8 @@ def _run_plan(
     try:
         launcher.run(jobs, view or JobView(), outcomes)
         finished = True
+        if plan.config.latency:
+            measure_variants(plan, device, log)
     finally:
         try:
             # Written even when interrupted: whatever was measured stays measured.
@@ -281,15 +284,17 @@ def collect(plan: Plan, outcomes: dict[str, Outcome] | None = None, started: boo
         else:
             write_frame_atomic(tidy, plan.folder / "tidy.csv")
             write_frame_atomic(epochs_df, plan.folder / "epochs.csv")
+    latency = read_latency(plan.folder)
     result = CompareResult(
         plan.name,
         plan.folder,
         tidy,
         epochs_df,
-        aggregate(tidy, plan.baseline, plan.config.price_per_gpu_hour),
+        aggregate(tidy, plan.baseline, plan.config.price_per_gpu_hour, latency),
         conditions,
         notes,
         plan.config.command_line(),
+        latency,
     )
     if plan.config.base.tensorboard is not None:
         _log_reused_runs(plan, tidy, epochs_df)
@@ -329,16 +334,20 @@ def _log_reused_runs(plan: Plan, tidy: Any, epochs: Any) -> None:
 
 
 def render(source: Path, baseline: str | None = None, notes: list[str] | None = None,
-           price_per_gpu_hour: float | None = None) -> CompareResult:  # fmt: skip
+           price_per_gpu_hour: float | None = None, latency: dict[str, Any] | None = None,
+           log: Callable[[str], None] = lambda _m: None) -> CompareResult:  # fmt: skip
     """``compare --from``: a saved comparison rendered without training. One whose plan still has runs
     that had not ended (pending: a scheduler's, or a comparison's whose process is gone) is collected from
     the store again, every row the folder holds kept unless the store holds that run's row; otherwise its
-    files are rewritten only when ``baseline``, ``notes`` or the price change what they say, or when its
+    files are rewritten only when ``baseline``, ``notes``, the price or ``latency`` (its variants timed on
+    this machine now: ``backends``, ``threads``, ``requests``, ``device``) change what they say, or when its
     tables or figures are missing, so a published comparison renders without being rewritten."""
     source = Path(source)
     folder = source.parent if source.suffix == ".csv" else source
     if price_per_gpu_hour is not None:
         _refuse_price_without_gpu_hours(folder)
+    if latency is not None:
+        _time_saved(folder, latency, log)
     if (folder / "plan.json").is_file() and source.suffix != ".csv":
         recorded = Recorded.read(folder)
         if recorded is None or recorded.unsettled:
@@ -350,12 +359,12 @@ def render(source: Path, baseline: str | None = None, notes: list[str] | None = 
             plan.config.notes = [*plan.config.notes, *[n for n in notes or [] if n not in plan.config.notes]]
             return collect(plan, _outcomes_so_far(plan), recorded=recorded)
     result = load_compare(source, baseline)
-    changed = baseline is not None or any(n not in result.notes for n in notes or [])
+    changed = baseline is not None or latency is not None or any(n not in result.notes for n in notes or [])
     if price_per_gpu_hour is not None and price_per_gpu_hour != result.aggregated.attrs.get(
         "price_per_gpu_hour"
     ):
         chosen = result.aggregated.baseline.iloc[0] if "baseline" in result.aggregated else None
-        result.aggregated = aggregate(result.tidy, chosen, price_per_gpu_hour)
+        result.aggregated = aggregate(result.tidy, chosen, price_per_gpu_hour, result.latency)
         changed = True
     if changed or _outputs_missing(result.folder):
         add_notes(result, notes or [])
@@ -367,6 +376,22 @@ def render(source: Path, baseline: str | None = None, notes: list[str] | None = 
 
         write_report(result, result.command)
     return result
+
+
+def _time_saved(folder: Path, latency: dict[str, Any], log: Callable[[str], None]) -> None:
+    """``compare --from DIR --latency``: the saved comparison's variants timed here, now (a comparison whose
+    runs trained elsewhere, a Slurm cluster's, or one made before it timed latency)."""
+    from cnnbench.device import resolve_device
+
+    if not (folder / "plan.json").is_file():
+        raise InvalidArgumentError(
+            f"expected a comparison folder with its plan.json for --from with --latency (it names each variant's "
+            f"model and input), got {str(folder)!r}"
+        )
+    plan = Plan.load(folder)
+    plan.config.backends = latency.get("backends") or ["eager"]
+    plan.config.threads, plan.config.requests = latency.get("threads"), latency.get("requests") or 300
+    measure_variants(plan, resolve_device(latency.get("device") or "auto"), log)
 
 
 def _refuse_price_without_gpu_hours(folder: Path) -> None:

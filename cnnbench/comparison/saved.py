@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.comparison.aggregate import LEGACY_NAMES, TIDY_COLUMNS, TIDY_NUMBERS, aggregate
+from cnnbench.comparison.latency import read_latency
 from cnnbench.comparison.plan import Plan
 from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.store.tables import read_frame, read_json, to_json, write_text_atomic
@@ -24,6 +25,7 @@ class CompareResult:
     conditions: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     command: str | None = None  # the line that makes it again, where its plan is known
+    latency: Any = None  # DataFrame: the rows of compare --latency (its latency.csv), where it timed them
 
 
 def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
@@ -63,8 +65,9 @@ def load_compare(source: Path, baseline: str | None = None) -> CompareResult:
     else:
         baseline = meta.get("baseline")
     price = meta.get("price_per_gpu_hour")
-    return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline, price), meta.get("conditions", {}),
-                         meta.get("notes", []), recorded_command(folder))  # fmt: skip
+    latency = read_latency(folder)
+    return CompareResult(folder.name, folder, tidy, epochs, aggregate(tidy, baseline, price, latency),
+                         meta.get("conditions", {}), meta.get("notes", []), recorded_command(folder), latency)  # fmt: skip
 
 
 def recorded_command(folder: Path) -> str | None:

@@ -216,8 +216,11 @@ def _trained(config: Any) -> tuple[Any, Any, tuple[int, int, int], dict[str, Any
                                   "input_size": recorded["input_size"], "num_classes": int(recorded["num_classes"])}  # fmt: skip
 
 
-def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[str, Any]]:
-    """The rows of ``profile --latency`` (see the module's docstring), each appended to OUT/latency.csv."""
+def latency(
+    config: Any, device: str, say: Callable[[str], None], tags: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    """The rows of ``profile --latency`` (see the module's docstring), each appended to OUT/latency.csv;
+    ``tags`` lead each row (``compare --latency``: the variant)."""
     import torch
 
     from cnnbench.data.specs import format_input_size
@@ -265,7 +268,7 @@ def latency(config: Any, device: str, say: Callable[[str], None]) -> list[dict[s
                 )
             for name in config.backends:
                 row: dict[str, Any] = {
-                    "model": info.name, "options": format_options(info.parse_options(config.options)),
+                    **(tags or {}), "model": info.name, "options": format_options(info.parse_options(config.options)),
                     "input_size": format_input_size(shape), "batch_size": batch, "backend": name,
                     "backend_version": "", "provider": "", "precision": "fp32", "threads": threads,
                     "eval_mode": True, "autograd": False, "warmup_requests": config.warmup,

@@ -12,7 +12,7 @@ import contextlib
 import math
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,9 +68,17 @@ class ModelSummary:
     mac_convention: str = MAC_CONVENTION
     # Auxiliary heads (GoogLeNet's, Inception's): in the parameters or not; MACs are the main path's.
     aux_heads: str = "none"
+    # What fvcore's default handles count outside the convention (normalisation, upsampling, adaptive
+    # pooling), by op: tables counted with fvcore's defaults (timm's) hold these too.
+    outside_convention: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def fvcore_default_macs(self) -> int:
+        """fvcore's total under its own defaults, the convention of timm's published table."""
+        return self.fvcore_macs + sum(self.outside_convention.values())
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "fvcore_default_macs": self.fvcore_default_macs}
 
     def csv_row(self) -> dict[str, Any]:
         row = {
@@ -86,6 +94,7 @@ class ModelSummary:
             "train_FLOPs_per_sample": self.train_flops,
             "flopcounter_forward_MACs_per_sample": self.flop_counter_macs,
             "fvcore_forward_MACs_per_sample": self.fvcore_macs,
+            "fvcore_default_forward_MACs_per_sample": self.fvcore_default_macs,
             "MACs_source": self.macs_source,
             "MACs_note": self.count_note,
             "mac_crosscheck_diff_pct": round(self.crosscheck_diff_pct, 3),
@@ -143,6 +152,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
         by_module = analysis.by_module()
         by_operator = dict(analysis.by_operator())
         uncounted = dict(Counter(analysis.unsupported_ops()) + analysis.counted_as_zero)
+        outside = dict(analysis.outside_convention)
     finally:
         traceable.remove()
         torch.backends.mha.set_fastpath_enabled(fastpath)
@@ -211,6 +221,7 @@ def summarize(config: SummaryConfig) -> ModelSummary:
             counts,
         ),
         aux_heads=aux_heads(counts.aux_heads, info.name),
+        outside_convention=outside,
     )
 
 

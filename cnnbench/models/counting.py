@@ -41,7 +41,8 @@ FAMILIES = {"conv": "convolution", "_convolution": "convolution", "convolution":
             "_convolution_mode": "convolution",  # a convolution with padding="same" or "valid"
             "addmm": "matrix product", "mm": "matrix product", "matmul": "matrix product",
             "linear": "matrix product", "bmm": "matrix product", "baddbmm": "matrix product",
-            "einsum": "matrix product",
+            "einsum": "matrix product", "tensordot": "matrix product", "mv": "matrix product",
+            "addmv": "matrix product", "dot": "matrix product", "vdot": "matrix product", "addbmm": "matrix product",
             # recurrent layers: their gates are matrix products (PyTorch decomposes them as such on meta)
             "lstm": "matrix product", "gru": "matrix product", "rnn_tanh": "matrix product",
             "rnn_relu": "matrix product", "lstm_cell": "matrix product", "gru_cell": "matrix product"}  # fmt: skip
@@ -83,13 +84,35 @@ def grouped_conv_backward_flop(grad_out_shape: Any, x_shape: Any, w_shape: Any, 
     return grad_input + grad_weight // max(int(groups), 1)
 
 
+# Matrix products neither counter knows as shipped (fvcore has no handle; FlopCounterMode no formula):
+# their MACs from their operands' shapes, given to both. A matrix-vector product is what matmul becomes
+# for a vector, and an einsum or tensordot may become any of them.
+EXTRA_MACS = {
+    "mv": lambda mat, vec, *_a, **_k: mat[0] * mat[1],
+    "addmv": lambda _self, mat, vec, *_a, **_k: mat[0] * mat[1],
+    "dot": lambda a, _b, *_a, **_k: a[0],
+    "vdot": lambda a, _b, *_a, **_k: a[0],
+    "addbmm": lambda _self, b1, b2, *_a, **_k: b1[0] * b1[1] * b1[2] * b2[2],
+    "baddbmm": lambda _self, b1, b2, *_a, **_k: b1[0] * b1[1] * b1[2] * b2[2],  # fvcore lacks it
+}
+
+
+def _extra_flops(name: str) -> Any:
+    def flops(*shapes: Any, out_shape: Any = None, **kwargs: Any) -> int:
+        return 2 * EXTRA_MACS[name](*shapes, **kwargs)
+
+    return flops
+
+
 def flop_counter() -> Any:
-    """PyTorch's FlopCounterMode with the grouped-convolution correction."""
+    """PyTorch's FlopCounterMode with the grouped-convolution correction and the matrix products it lacks."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    extra = {getattr(torch.ops.aten, name): _extra_flops(name) for name in EXTRA_MACS if name != "baddbmm"}
     return FlopCounterMode(
-        display=False, custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop}
+        display=False,
+        custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop, **extra},
     )
 
 
@@ -101,6 +124,15 @@ def sdpa_macs(inputs: list[Any], outputs: list[Any]) -> int:
     *batch, length, embed = q
     source, value = k[-2], v[-1]
     return math.prod(batch) * length * source * (embed + value)
+
+
+def _fvcore_extra(name: str) -> Any:
+    from fvcore.nn.jit_handles import get_shape
+
+    def handle(inputs: list[Any], _outputs: list[Any]) -> int:
+        return int(EXTRA_MACS[name](*(get_shape(v) or () for v in inputs)))
+
+    return handle
 
 
 def fvcore_analysis(model: Any, x: Any) -> Any:
@@ -118,16 +150,25 @@ def fvcore_analysis(model: Any, x: Any) -> Any:
     analysis.set_op_handle("aten::scaled_dot_product_attention", sdpa_macs)
     # Ops outside the convention count zero, and are listed with the ops fvcore cannot count.
     analysis.counted_as_zero = Counter()
+    # What fvcore's own handles would have counted for them (timm's table counts with its defaults).
+    analysis.outside_convention = Counter()
+    from fvcore.nn.flop_count import _DEFAULT_SUPPORTED_OPS
 
     def zero(name: str) -> Any:
-        def handle(_inputs: Any, _outputs: Any) -> int:
+        default = _DEFAULT_SUPPORTED_OPS.get(name)
+
+        def handle(inputs: Any, outputs: Any) -> int:
             analysis.counted_as_zero[name] += 1
+            if default is not None:
+                analysis.outside_convention[name.removeprefix("aten::")] += int(default(inputs, outputs))
             return 0
 
         return handle
 
     for op in FVCORE_OFF:
         analysis.set_op_handle(op, zero(op))
+    for name in EXTRA_MACS:
+        analysis.set_op_handle(f"aten::{name}", _fvcore_extra(name))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis

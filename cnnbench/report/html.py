@@ -31,6 +31,10 @@ FIGURES = (  # stem, caption; those present in the folder are shown in this orde
     ("accuracy_vs_params", "Final test accuracy against parameters; dotted: the Pareto front."),
     ("accuracy_vs_energy", "Final test accuracy against the training's energy; the Pareto front joined."),
     ("accuracy_vs_time", "Final test accuracy against training time; dotted: the Pareto front."),
+    (
+        "accuracy_vs_latency",
+        "Final test accuracy against inference latency at batch 1 (p50); dotted: the Pareto front.",
+    ),
     ("epoch_time", "Epoch time, median over epochs; bars: the interquartile range."),
 )
 RUN_COLUMNS = (  # tidy.csv's column, its heading, its format

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnbench.errors import InvalidArgumentError
-from cnnbench.report.tables import swept_option
+from cnnbench.report.tables import latency_columns, swept_option
 from cnnbench.store.tables import atomic_path
 
 
@@ -123,6 +123,11 @@ def compare_figures(result: Any) -> list[tuple[Callable[..., None], dict[str, An
     if len(timed):
         figures.append((_accuracy_vs_plot, {"valid": timed, "column": "total_train_s",
                                             "label": "training time (s)", "stem": "accuracy_vs_time"}))  # fmt: skip
+    backends = latency_columns(valid)
+    if backends:  # compare --latency: the first backend's p50, the cost of using each variant
+        column = f"latency_ms_p50_{backends[0]}"
+        figures.append((_accuracy_vs_plot, {"valid": valid, "column": column, "stem": "accuracy_vs_latency",
+                                            "label": f"latency p50 at batch 1, {backends[0]} (ms)"}))  # fmt: skip
     figures.append((_epoch_time_plot, {"agg": agg}))
     return [
         (function, {**arguments, "subtitle": subtitle, "folder": folder}) for function, arguments in figures

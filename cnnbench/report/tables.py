@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnbench.comparison.latency import latency_note
 from cnnbench.recipe import condition_items
 from cnnbench.store.tables import format_number, missing
 
@@ -61,6 +62,11 @@ def display_table(aggregated: Any) -> Any:
             row["GPU-hours"] = format_number(r.gpu_hours_mean, ".4f")
         if _has(aggregated, "cost_mean"):
             row["cost"] = format_number(r.cost_mean, ",.4f")
+        for backend in latency_columns(aggregated):
+            for stat in ("p50", "p99"):
+                row[f"latency {stat} (ms, batch 1, {backend})"] = format_number(
+                    r[f"latency_ms_{stat}_{backend}"], ".3f"
+                )
         row.update({
             "epochs to 95% of best": format_number(r.epochs_to_95pct_of_best, ".1f"),
             "train-test gap (pp)": format_number(r.train_test_gap_pct_points, ".2f"),
@@ -71,6 +77,20 @@ def display_table(aggregated: Any) -> Any:
             row[DELTA] = _fmt_delta(r)
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def latency_columns(aggregated: Any) -> list[str]:
+    """The backends whose batch-1 latency the aggregated table holds (``compare --latency``), in order."""
+    prefix = "latency_ms_p50_"
+    return [c.removeprefix(prefix) for c in aggregated.columns if c.startswith(prefix)]
+
+
+def terminal_header(column: str) -> str:
+    """A column's short name in the terminal: ``latency p50 (ms, batch 1, eager)`` is ``eager p50 ms``."""
+    if column.startswith("latency p") and column.endswith(")"):
+        stat, _, rest = column.removeprefix("latency ").partition(" ")
+        return f"{rest.rsplit(', ', 1)[-1].rstrip(')')} {stat} ms"
+    return TERMINAL_HEADERS.get(column, column)
 
 
 def _fmt_delta(r: Any) -> str:
@@ -174,6 +194,9 @@ def footnotes(result: Any) -> list[str]:
             f"(validation where there is one, else test) first reached {target}%, mean ± std over the seeds that did."
         )
     notes.append(energy_note(result))
+    latency = latency_note(getattr(result, "latency", None))
+    if latency:
+        notes.append(latency)
     if (
         "train_acc_basis" in result.tidy.columns
         and (result.tidy.train_acc_basis == "running, train mode").any()

@@ -184,6 +184,18 @@ def summary_totals(summary: Any) -> Table:
             f"FlopCounterMode forward: {count(summary.flop_counter_macs)} MACs",
         ),
         ("MACs count", "", summary.mac_convention),
+        *(
+            [
+                (
+                    "with fvcore's defaults",
+                    f"{count(summary.fvcore_default_macs)} ({si(summary.fvcore_default_macs)})",
+                    "as timm's table counts: fvcore's total with "
+                    + ", ".join(f"{op} {si(v)}" for op, v in sorted(summary.outside_convention.items()) if v),
+                )
+            ]
+            if any(summary.outside_convention.values())
+            else []
+        ),
         *([("MACs are of", "", summary.count_note)] if summary.count_note else []),
         (
             f"training memory, batch {m['batch_size']}",
@@ -244,22 +256,26 @@ def print_run(result: Any) -> None:
 
 def print_compare(result: Any, wide: bool = False) -> None:
     from cnnbench.report.tables import (
-        TERMINAL_HEADERS,
         TERMINAL_PRIORITY,
         conditions_text,
         display_table,
         footnotes,
+        terminal_header,
     )
 
     console.print(f"[bold]{result.name}[/]: {conditions_text(result.conditions)}", highlight=False)
-    table = display_table(result.aggregated).rename(columns=TERMINAL_HEADERS)
+    table = display_table(result.aggregated).rename(columns=terminal_header)
     print_fitted(
         *fitted_table(
             "per sample: MACs forward, FLOPs forward+backward; epoch time median and IQR; "
             "conv. ep = epochs to 95% of best; gap = final train - final test accuracy",
             list(table.columns),
             table.itertuples(index=False),
-            priority=TERMINAL_PRIORITY,
+            priority=[
+                *TERMINAL_PRIORITY[:5],
+                *(c for c in table.columns if c.endswith(" p50 ms")),
+                *TERMINAL_PRIORITY[5:],
+            ],  # fmt: skip
             wide=wide,
         ),
         wide=wide,
