@@ -20,3 +20,5 @@ timeout 420 python benchmarks/latency.py --device cuda --requests 300 --rounds 5
   > "$OUT/latency_gpu.log" 2>&1
 echo "exit $?" >> "$OUT/latency_gpu.log"
 find "$OUT" -name "*.lock" -delete
+# What comes back is a few files: the folders travel as one archive.
+(cd "$OUT" && tar czf gpu_latency.tgz architectures latency_gpu && rm -rf architectures latency_gpu)
