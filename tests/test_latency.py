@@ -170,8 +170,8 @@ def test_compare_latency_gives_each_variant_its_columns_figure_and_note(tmp_path
     lenet_line = next(line for line in table.splitlines() if line.startswith("| lenet5 "))
     assert f"| {by.latency_ms_p50['lenet5', 'eager']:.3f} |" in lenet_line
     assert (
-        "Latency: per-request inference at batch 1 (eager, onnxruntime), p50 and p99 in ms over 10 requests"
-        in table
+        "Latency: per-request inference at batch 1 (eager, onnxruntime (CPUExecutionProvider)), p50 and p99 in "
+        "ms over 10 requests after 10 untimed, on cpu (" in table
     )
     assert f"{fft} onnxruntime: failed: " in table.replace("\\", "")
     assert (folder / "accuracy_vs_latency.svg").is_file() and (folder / "accuracy_vs_latency.png").is_file()
@@ -190,6 +190,13 @@ def test_compare_latency_gives_each_variant_its_columns_figure_and_note(tmp_path
     assert len(rows) == 6 and list(rows.timed_requests[-2:]) == [5, 5]  # eager only, both variants
     agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
     assert agg.latency_ms_p50_eager["lenet5"] == rows[rows.variant == "lenet5"].latency_ms_p50.iloc[-1]
+    # timed where the runs trained: nothing to flag; elsewhere (rows read against a GPU's conditions): said
+    from cnnbench.comparison.latency import latency_note
+
+    assert "NOT the device" not in (folder / "table.md").read_text()
+    assert latency_note(rows, {"gpu_name": "NVIDIA H200"}).endswith(
+        f"; NOT the device the runs trained on (NVIDIA H200); {fft} onnxruntime: {by.status[fft, 'onnxruntime']}."
+    )
 
 
 @pytest.mark.parametrize(

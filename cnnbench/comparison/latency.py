@@ -81,27 +81,41 @@ def add_latency(aggregated: Any, rows: Any) -> Any:
     return frame
 
 
-def latency_note(rows: Any) -> str | None:
-    """How the latency columns were measured (device, threads, requests, what was timed), and which
+def latency_note(rows: Any, conditions: dict[str, Any] | None = None) -> str | None:
+    """How the latency columns were measured (device, threads, requests, what was timed, the provider that
+    ran ONNX Runtime), whether that device is not the one the runs trained on (``conditions``), and which
     variants' rows are not plainly ok."""
     if rows is None or rows.empty:
         return None
-    first = rows.iloc[-1]
-    gpu, cpu = first.get("gpu_name"), first.get("cpu_model")
-    device = (
-        gpu
-        if isinstance(gpu, str) and gpu
-        else f"{first.device} ({cpu})"
-        if isinstance(cpu, str)
-        else first.device
-    )
-    text = (f"Latency: per-request inference at batch 1 ({', '.join(latency_backends(rows))}), p50 and p99 in ms over "
-            f"{int(first.timed_requests)} requests after {int(first.warmup_requests)} untimed, on {device} with "
-            f"{int(first.threads)} CPU threads, fp32, eval mode without autograd; the architecture as built (its "
+    newest = _newest(rows)
+    last = newest.iloc[-1]
+    gpu, cpu = last.get("gpu_name"), last.get("cpu_model")
+    device = gpu if _text(gpu) else f"{last.device} ({cpu})" if _text(cpu) else str(last.device)
+    backends = []
+    for backend in latency_backends(rows):
+        providers = sorted(
+            {str(p) for p in newest[newest.backend == backend].get("provider", []) if _text(p)}
+        )
+        backends.append(f"{backend} ({', '.join(providers)})" if providers else backend)
+    text = (f"Latency: per-request inference at batch 1 ({', '.join(backends)}), p50 and p99 in ms over "
+            f"{_values(newest.timed_requests)} requests after {_values(newest.warmup_requests)} untimed, on {device} "
+            f"with {_values(newest.threads)} CPU threads, fp32, eval mode without autograd; the architecture as built (its "
             "weights do not change an fp32 forward's time); preparation (export, compilation) timed apart in "
             "latency.csv")  # fmt: skip
-    newest = _newest(rows)
+    trained = (conditions or {}).get("gpu_name") or (conditions or {}).get("device")
+    if _text(trained) and str(trained) != str(gpu if _text(gpu) else last.device):
+        text += f"; NOT the device the runs trained on ({trained})"
     odd = newest[newest.status.astype(str) != "ok"]
     if len(odd):
         text += "; " + "; ".join(f"{r.variant} {r.backend}: {r.status}" for r in odd.itertuples())
     return text + "."
+
+
+def _values(column: Any) -> str:
+    """A setting's value, or the values it took where the variants were timed at different times."""
+    values = sorted({int(v) for v in column.dropna()})
+    return " or ".join(map(str, values)) if len(values) > 1 else str(values[0]) if values else "?"
+
+
+def _text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value)

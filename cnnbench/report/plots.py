@@ -125,9 +125,14 @@ def compare_figures(result: Any) -> list[tuple[Callable[..., None], dict[str, An
                                             "label": "training time (s)", "stem": "accuracy_vs_time"}))  # fmt: skip
     backends = latency_columns(valid)
     if backends:  # compare --latency: the first backend's p50, the cost of using each variant
-        column = f"latency_ms_p50_{backends[0]}"
-        figures.append((_accuracy_vs_plot, {"valid": valid, "column": column, "stem": "accuracy_vs_latency",
-                                            "label": f"latency p50 at batch 1, {backends[0]} (ms)"}))  # fmt: skip
+        rows = result.latency
+        timed = rows.gpu_name.dropna().iloc[-1] if "gpu_name" in rows and rows.gpu_name.notna().any() else ""
+        timed = timed or f"{rows.device.iloc[-1]}, {int(rows.threads.iloc[-1])} threads"
+        title = (f"Accuracy vs latency ({', '.join(str(v) for v in (c.get('dataset'), c.get('precision')) if v)})\n"
+                 f"trained on {device}; timed on {timed}, {backends[0]}")  # fmt: skip
+        figures.append((_accuracy_vs_plot, {"valid": valid, "column": f"latency_ms_p50_{backends[0]}",
+                                            "stem": "accuracy_vs_latency", "title": title,
+                                            "label": f"p50 latency at batch 1, {backends[0]} (ms)"}))  # fmt: skip
     figures.append((_epoch_time_plot, {"agg": agg}))
     return [
         (function, {**arguments, "subtitle": subtitle, "folder": folder}) for function, arguments in figures
@@ -192,7 +197,8 @@ def _accuracy_per_epoch_plot(epochs: Any, subtitle: str, folder: Path) -> None:
     _save(fig, folder, "accuracy_per_epoch")
 
 
-def _accuracy_vs_plot(valid: Any, column: str, label: str, stem: str, subtitle: str, folder: Path) -> None:
+def _accuracy_vs_plot(valid: Any, column: str, label: str, stem: str, subtitle: str, folder: Path,
+                      title: str | None = None) -> None:  # fmt: skip
     """Final accuracy (std over seeds as bars) against a cost, each variant in its own style, the Pareto
     front (no variant cheaper and more accurate) joined."""
     fig, ax = _pyplot().subplots(figsize=(6, 4.5))
@@ -214,7 +220,8 @@ def _accuracy_vs_plot(valid: Any, column: str, label: str, stem: str, subtitle: 
     _log_x(ax, x)
     ax.margins(x=0.2, y=0.1)
     ax.set(xlabel=f"{label} (log scale)", ylabel="final test accuracy (%); bars: std over seeds",
-           title=f"Accuracy vs {label} ({subtitle})")  # fmt: skip
+           title=title or f"Accuracy vs {label} ({subtitle})")  # fmt: skip
+    ax.title.set_fontsize(10 if title else ax.title.get_fontsize())
     ax.grid(alpha=0.3)
     _save(fig, folder, stem)
 

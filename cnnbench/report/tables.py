@@ -194,7 +194,7 @@ def footnotes(result: Any) -> list[str]:
             f"(validation where there is one, else test) first reached {target}%, mean ± std over the seeds that did."
         )
     notes.append(energy_note(result))
-    latency = latency_note(getattr(result, "latency", None))
+    latency = latency_note(getattr(result, "latency", None), c)
     if latency:
         notes.append(latency)
     if (
