@@ -184,6 +184,12 @@ def test_compare_latency_gives_each_variant_its_columns_figure_and_note(tmp_path
     again = cli("compare", "--from", str(folder), "--wide")
     assert again.exit_code == 0, again.output
     assert len(pd.read_csv(folder / "latency.csv")) == 4 and "eager p50 ms" in again.output
+    one_line_error(
+        cli("compare", "--from", str(folder), "--device", "cpu"), "expected --latency with --device"
+    )
+    one_line_error(
+        cli("compare", "--from", str(folder), "--threads", "2"), "expected --latency with --threads"
+    )
     timed = cli("compare", "--from", str(folder), "--latency", "--requests", "5", "--device", "cpu")
     assert timed.exit_code == 0, timed.output
     rows = pd.read_csv(folder / "latency.csv")

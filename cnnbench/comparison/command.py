@@ -104,6 +104,9 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
         timing = {k: compare.get(k) for k in ("latency", "backends", "threads", "requests")}
         check_latency(bool(timing["latency"]), timing["backends"] or ["eager"], timing["threads"],
                       timing["requests"] or 300)  # fmt: skip
+        if recipe.get("device") is not None and not timing["latency"]:
+            raise InvalidArgumentError("expected --latency with --device beside --from (where to time the "
+                                       "variants), got no --latency")  # fmt: skip
         result = comparing.render(from_[0], compare.get("baseline"), compare.get("notes") or [],
                                   compare.get("price_per_gpu_hour"),
                                   {**timing, "device": recipe.get("device")} if timing["latency"] else None,
