@@ -94,6 +94,19 @@ def make(num_classes):
 
 def make_tensordot(num_classes):
     return Products(num_classes, tensordot=True)
+
+
+class Bilinear(nn.Module):
+    def __init__(self, num_classes):
+        super().__init__()
+        self.b = nn.Bilinear(48, 48, num_classes)
+
+    def forward(self, x):
+        return self.b(x.flatten(1), x.flatten(1))
+
+
+def make_bilinear(num_classes):
+    return Bilinear(num_classes)
 """
 PRODUCT_MACS = 32 * 48 + 32 * 32 + 32 + 2 * 5 * 3 * 4  # mv, addmv, dot, addbmm: 2,712
 TENSORDOT_MACS = 10 * 32
@@ -113,6 +126,12 @@ def test_matrix_products_neither_counter_knew_are_counted_exactly(tmp_path):
     assert with_tensordot["macs_source"] == (
         "fvcore, with matrix product from FlopCounterMode (fvcore skipped aten::tensordot x1)"
     )
+    # nn.Bilinear as torch computes it: x1 against each output's 48 x 48 matrix, then against x2
+    bilinear = _summary(f"{tmp_path / 'products.py'}:make_bilinear", "-i", "3x4x4", "--num-classes", "10",
+                        tmp_path=tmp_path / "b")  # fmt: skip
+    assert bilinear["macs"] == bilinear["fvcore_macs"] == bilinear["flop_counter_macs"] == 10 * (48 * 48 + 48)
+    # training: the forward and the weight's gradient (48 x 48 x 10 products, plus the sum over x2)
+    assert bilinear["train_flops"] == 2 * (2 * 10 * (48 * 48 + 48))
 
 
 NORMED = """

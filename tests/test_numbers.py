@@ -262,6 +262,9 @@ def test_counts_are_cached_by_model_size_and_source_and_a_bad_cache_is_passed_ov
 
     os.utime(nets, ns=(1, 1))  # the user's file changed: its counts are made again
     assert cache.key("flops", f"{nets}:make", {}, (3,), 10) != before
+    now = cache.key("flops", "lenet5", {}, (3, 32, 32), 10)
+    monkeypatch.setattr(cache, "counting_rules", lambda: "other rules")  # cnnbench counts otherwise now
+    assert cache.key("flops", "lenet5", {}, (3, 32, 32), 10) != now
     (tmp_path / "counts.json").write_text("{not json")
     monkeypatch.undo()
     monkeypatch.setenv("CNNBENCH_CACHE_DIR", str(tmp_path))

@@ -3,14 +3,16 @@ sample), so that a process counts a model at a size once, not at every start (co
 device costs a second or more, most of it PyTorch's first import of its compiler's machinery).
 
 A count is keyed by the model, its options, input size and classes, and by what could change it: the
-torch and cnnbench versions and the source of the model's code (the file and its modification time for
-registry models and your own, the package's version for torchvision and timm). The file is
+torch and cnnbench versions, the source of the model's code (the file and its modification time for
+registry models and your own, the package's version for torchvision and timm) and the rules of counting
+(a hash of :mod:`cnnbench.models.counting`'s source: a count made under other rules is made again). The file is
 ``$XDG_CACHE_HOME/cnnbench/counts.json`` (``~/.cache``), replaced atomically under a lock; one that
 cannot be read or written is passed over, never an error: the count is simply made again.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -51,6 +53,14 @@ def _source(model: str) -> str:
         return f"unknown {__version__}"
 
 
+@functools.cache
+def counting_rules() -> str:
+    """A hash of the counting module's source: what an op counts, and which ops count."""
+    from cnnbench.models import counting
+
+    return hashlib.sha1(Path(inspect.getsourcefile(counting) or "").read_bytes()).hexdigest()[:16]
+
+
 def _module_file(module: str) -> str:
     import importlib.util
 
@@ -71,7 +81,7 @@ def key(
         return None
     name = info.name
     parts = [kind, name, sorted((str(k), str(v)) for k, v in options.items()), list(shape), num_classes,
-             torch.__version__, _source(name)]  # fmt: skip
+             torch.__version__, _source(name), counting_rules()]  # fmt: skip
     return hashlib.sha1(json.dumps(parts, default=str).encode()).hexdigest()
 
 

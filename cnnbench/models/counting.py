@@ -43,6 +43,7 @@ FAMILIES = {"conv": "convolution", "_convolution": "convolution", "convolution":
             "linear": "matrix product", "bmm": "matrix product", "baddbmm": "matrix product",
             "einsum": "matrix product", "tensordot": "matrix product", "mv": "matrix product",
             "addmv": "matrix product", "dot": "matrix product", "vdot": "matrix product", "addbmm": "matrix product",
+            "bilinear": "matrix product", "_trilinear": "matrix product",
             # recurrent layers: their gates are matrix products (PyTorch decomposes them as such on meta)
             "lstm": "matrix product", "gru": "matrix product", "rnn_tanh": "matrix product",
             "rnn_relu": "matrix product", "lstm_cell": "matrix product", "gru_cell": "matrix product"}  # fmt: skip
@@ -94,7 +95,30 @@ EXTRA_MACS = {
     "vdot": lambda a, _b, *_a, **_k: a[0],
     "addbmm": lambda _self, b1, b2, *_a, **_k: b1[0] * b1[1] * b1[2] * b2[2],
     "baddbmm": lambda _self, b1, b2, *_a, **_k: b1[0] * b1[1] * b1[2] * b2[2],  # fvcore lacks it
+    # nn.Bilinear, y_k = x1' A_k x2 + b_k, as torch computes it: x1 against A (in1 x in2 per output),
+    # then against x2 (in2 per output). fvcore sees aten::bilinear, FlopCounterMode its _trilinear.
+    "bilinear": lambda x1, x2, w, *_a, **_k: math.prod(x1[:-1]) * w[0] * (w[1] * w[2] + w[2]),
+    "_trilinear": lambda *args, **_k: trilinear_macs(*args),
 }
+
+
+def trilinear_macs(i1: Any, i2: Any, i3: Any, expand1: Any, expand2: Any, expand3: Any, sumdim: Any,
+                   *_rest: Any) -> int:  # fmt: skip
+    """``aten._trilinear`` (nn.Bilinear forward, and each of its gradients) as torch computes it: the
+    first two inputs multiplied over every dimension either holds, summing those the third lacks, then
+    that product with the third."""
+    rank = len(i1) + len(expand1)
+
+    def spread(shape: Any, expand: Any) -> list[int]:
+        sizes = iter(shape)
+        return [1 if d in expand else next(sizes) for d in range(rank)]
+
+    a, b, c = spread(i1, expand1), spread(i2, expand2), spread(i3, expand3)
+    size = [max(x, y, z) for x, y, z in zip(a, b, c, strict=True)]
+    held = lambda s: {d for d in range(rank) if d not in (expand1, expand2, expand3)[s]}  # noqa: E731
+    first = held(0) | held(1)
+    kept = first - ({d for d in sumdim} - held(2))
+    return math.prod(size[d] for d in first) + math.prod(size[d] for d in kept | held(2))
 
 
 def _extra_flops(name: str) -> Any:
@@ -109,7 +133,8 @@ def flop_counter() -> Any:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    extra = {getattr(torch.ops.aten, name): _extra_flops(name) for name in EXTRA_MACS if name != "baddbmm"}
+    extra = {getattr(torch.ops.aten, name): _extra_flops(name) for name in EXTRA_MACS
+             if name not in ("baddbmm", "bilinear")}  # fmt: skip  # torch has baddbmm's; bilinear decomposes
     return FlopCounterMode(
         display=False,
         custom_mapping={torch.ops.aten.convolution_backward: grouped_conv_backward_flop, **extra},
@@ -168,7 +193,8 @@ def fvcore_analysis(model: Any, x: Any) -> Any:
     for op in FVCORE_OFF:
         analysis.set_op_handle(op, zero(op))
     for name in EXTRA_MACS:
-        analysis.set_op_handle(f"aten::{name}", _fvcore_extra(name))
+        if name != "_trilinear":  # the trace keeps aten::bilinear whole
+            analysis.set_op_handle(f"aten::{name}", _fvcore_extra(name))
     analysis.unsupported_ops_warnings(False)
     analysis.uncalled_modules_warnings(False)
     return analysis
