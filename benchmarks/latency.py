@@ -114,6 +114,7 @@ def check(name: str, args, classes: int, rounds_out: list[dict], summary_out: li
         model, x = model.to(args.device), x.to(args.device)
         backends = [b for b in CHECKED if b != "onnxruntime" or session is not None]
         for r in range(args.rounds):
+
             def ours() -> pd.DataFrame:
                 return cnnbench.profile(name, input_size=shape, num_classes=classes, latency=True,
                                         backends=backends, requests=args.requests, warmup=args.warmup,

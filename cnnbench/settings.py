@@ -97,6 +97,9 @@ def parse_backends(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+DEFAULT_REQUESTS = 300  # timed requests of a latency row unless --requests says otherwise
+
+
 def check_latency(latency: bool, backends: list[str], threads: int | None, requests: int,
                   weights: str | None = None) -> None:  # fmt: skip
     """The latency settings of ``profile`` and ``compare``: a whole number of threads and requests, and
@@ -112,7 +115,7 @@ def check_latency(latency: bool, backends: list[str], threads: int | None, reque
         )
     if not latency:
         given = [o for o, on in (("--backend", backends != ["eager"]), ("--weights", weights is not None),
-                                 ("--threads", threads is not None), ("--requests", requests != 300)) if on]  # fmt: skip
+                                 ("--threads", threads is not None), ("--requests", requests != DEFAULT_REQUESTS)) if on]  # fmt: skip
         if given:
             raise InvalidArgumentError(f"expected --latency with {', '.join(given)}, got no --latency")
 
@@ -167,7 +170,7 @@ class ProfileConfig(ModelInput):
     )  # fmt: skip
     backends: list[str] = declared(default_factory=lambda: ["eager"], option=BACKEND_OPTION)
     threads: int | None = declared(None, option=THREADS_OPTION)
-    requests: int = declared(300, option=REQUESTS_OPTION)
+    requests: int = declared(DEFAULT_REQUESTS, option=REQUESTS_OPTION)
     weights: str | None = declared(
         None, option=_profile(("--weights",), "With --latency: a trained run (its id under --out, or its folder): "
                               "its weights, and its test accuracy through each backend.", "RUN")

@@ -193,9 +193,12 @@ def test_compare_latency_gives_each_variant_its_columns_figure_and_note(tmp_path
     timed = cli("compare", "--from", str(folder), "--latency", "--requests", "5", "--device", "cpu")
     assert timed.exit_code == 0, timed.output
     rows = pd.read_csv(folder / "latency.csv")
-    assert len(rows) == 6 and list(rows.timed_requests[-2:]) == [5, 5]  # eager only, both variants
+    # the comparison's own backends and threads, with the requests given now, for both variants
+    assert len(rows) == 8 and list(rows.timed_requests[-4:]) == [5] * 4 and set(rows.threads[-4:]) == {1}
     agg = pd.read_csv(folder / "aggregated.csv").set_index("variant")
-    assert agg.latency_ms_p50_eager["lenet5"] == rows[rows.variant == "lenet5"].latency_ms_p50.iloc[-1]
+    newest = rows[rows.variant == "lenet5"].groupby("backend").tail(1).set_index("backend")
+    assert agg.latency_ms_p50_eager["lenet5"] == newest.latency_ms_p50.eager  # the newest row per backend
+    assert agg.latency_ms_p50_onnxruntime["lenet5"] == newest.latency_ms_p50.onnxruntime
     # timed where the runs trained: nothing to flag; elsewhere (rows read against a GPU's conditions): said
     from cnnbench.comparison.latency import latency_note
 

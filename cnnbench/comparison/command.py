@@ -12,7 +12,7 @@ from cnnbench.comparison.plan import CompareConfig, check_price, make_config
 from cnnbench.errors import CnnbenchError, InvalidArgumentError
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig
-from cnnbench.settings import check_latency
+from cnnbench.settings import DEFAULT_REQUESTS, check_latency
 from cnnbench.training.status import FINISHED, Stopped, exit_code, stop_on_signals
 
 # What --from honours: it renders a saved comparison, with another baseline, more notes, a price, or its
@@ -103,7 +103,7 @@ def compare_command(variants: list[str], recipe: dict[str, Any], compare: dict[s
         check_price(compare.get("price_per_gpu_hour"))
         timing = {k: compare.get(k) for k in ("latency", "backends", "threads", "requests")}
         check_latency(bool(timing["latency"]), timing["backends"] or ["eager"], timing["threads"],
-                      timing["requests"] or 300)  # fmt: skip
+                      timing["requests"] or DEFAULT_REQUESTS)  # fmt: skip
         if recipe.get("device") is not None and not timing["latency"]:
             raise InvalidArgumentError("expected --latency with --device beside --from (where to time the "
                                        "variants), got no --latency")  # fmt: skip

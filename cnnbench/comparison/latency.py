@@ -81,6 +81,13 @@ def add_latency(aggregated: Any, rows: Any) -> Any:
     return frame
 
 
+def timed_on(rows: Any) -> str:
+    """The device the newest latency rows ran on: the GPU's name, or the CPU and its model."""
+    last = rows.iloc[-1]
+    gpu, cpu = last.get("gpu_name"), last.get("cpu_model")
+    return gpu if _text(gpu) else f"{last.device} ({cpu})" if _text(cpu) else str(last.device)
+
+
 def latency_note(rows: Any, conditions: dict[str, Any] | None = None) -> str | None:
     """How the latency columns were measured (device, threads, requests, what was timed, the provider that
     ran ONNX Runtime), whether that device is not the one the runs trained on (``conditions``), and which
@@ -89,8 +96,7 @@ def latency_note(rows: Any, conditions: dict[str, Any] | None = None) -> str | N
         return None
     newest = _newest(rows)
     last = newest.iloc[-1]
-    gpu, cpu = last.get("gpu_name"), last.get("cpu_model")
-    device = gpu if _text(gpu) else f"{last.device} ({cpu})" if _text(cpu) else str(last.device)
+    gpu = last.get("gpu_name")
     backends = []
     for backend in latency_backends(rows):
         providers = sorted(
@@ -98,7 +104,7 @@ def latency_note(rows: Any, conditions: dict[str, Any] | None = None) -> str | N
         )
         backends.append(f"{backend} ({', '.join(providers)})" if providers else backend)
     text = (f"Latency: per-request inference at batch 1 ({', '.join(backends)}), p50 and p99 in ms over "
-            f"{_values(newest.timed_requests)} requests after {_values(newest.warmup_requests)} untimed, on {device} "
+            f"{_values(newest.timed_requests)} requests after {_values(newest.warmup_requests)} untimed, on {timed_on(rows)} "
             f"with {_values(newest.threads)} CPU threads, fp32, eval mode without autograd; the architecture as built (its "
             "weights do not change an fp32 forward's time); preparation (export, compilation) timed apart in "
             "latency.csv")  # fmt: skip

@@ -19,7 +19,13 @@ from cnnbench.errors import CnnbenchError, InvalidArgumentError, ResultsError
 from cnnbench.fields import Opt, declared
 from cnnbench.launchers.scheduler import SchedulerOptions
 from cnnbench.recipe import TrainConfig, without_added_defaults
-from cnnbench.settings import BACKEND_OPTION, REQUESTS_OPTION, THREADS_OPTION, check_latency
+from cnnbench.settings import (
+    BACKEND_OPTION,
+    DEFAULT_REQUESTS,
+    REQUESTS_OPTION,
+    THREADS_OPTION,
+    check_latency,
+)
 from cnnbench.store.tables import read_json, to_json, write_text_atomic
 
 _COMPARE = ("compare",)
@@ -106,7 +112,7 @@ class CompareConfig:
     )  # fmt: skip
     backends: list[str] = declared(default_factory=lambda: ["eager"], option=BACKEND_OPTION)
     threads: int | None = declared(None, option=THREADS_OPTION)
-    requests: int = declared(300, option=REQUESTS_OPTION)
+    requests: int = declared(DEFAULT_REQUESTS, option=REQUESTS_OPTION)
     scheduler: SchedulerOptions = field(default_factory=SchedulerOptions)
     repair: bool = False  # move a damaged runs.csv aside, keeping its intact rows
 

@@ -389,8 +389,10 @@ def _time_saved(folder: Path, latency: dict[str, Any], log: Callable[[str], None
             f"model and input), got {str(folder)!r}"
         )
     plan = Plan.load(folder)
-    plan.config.backends = latency.get("backends") or ["eager"]
-    plan.config.threads, plan.config.requests = latency.get("threads"), latency.get("requests") or 300
+    # what is not given now stays as the comparison had it (eager, the usable cores, 300 requests by default)
+    plan.config.backends = latency.get("backends") or plan.config.backends
+    plan.config.threads = latency.get("threads") or plan.config.threads
+    plan.config.requests = latency.get("requests") or plan.config.requests
     measure_variants(plan, resolve_device(latency.get("device") or "auto"), log)
 
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from cnnbench.comparison.latency import timed_on
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.report.tables import latency_columns, swept_option
 from cnnbench.store.tables import atomic_path
@@ -125,11 +126,8 @@ def compare_figures(result: Any) -> list[tuple[Callable[..., None], dict[str, An
                                             "label": "training time (s)", "stem": "accuracy_vs_time"}))  # fmt: skip
     backends = latency_columns(valid)
     if backends:  # compare --latency: the first backend's p50, the cost of using each variant
-        rows = result.latency
-        timed = rows.gpu_name.dropna().iloc[-1] if "gpu_name" in rows and rows.gpu_name.notna().any() else ""
-        timed = timed or f"{rows.device.iloc[-1]}, {int(rows.threads.iloc[-1])} threads"
         title = (f"Accuracy vs latency ({', '.join(str(v) for v in (c.get('dataset'), c.get('precision')) if v)})\n"
-                 f"trained on {device}; timed on {timed}, {backends[0]}")  # fmt: skip
+                 f"trained on {device}; timed on {timed_on(result.latency)}, {backends[0]}")  # fmt: skip
         figures.append((_accuracy_vs_plot, {"valid": valid, "column": f"latency_ms_p50_{backends[0]}",
                                             "stem": "accuracy_vs_latency", "title": title,
                                             "label": f"p50 latency at batch 1, {backends[0]} (ms)"}))  # fmt: skip
