@@ -193,7 +193,8 @@ class Run(_Shown):
 @dataclass(repr=False)
 class Comparison(_Shown):
     """``cnnbench compare``: ``table`` (one row per variant, aggregated.csv), ``tidy`` (one per variant and
-    seed), ``epochs`` (one per variant, seed and epoch), its ``folder`` and ``conditions``."""
+    seed), ``epochs`` (one per variant, seed and epoch), ``latency`` (with ``latency=True``: one per
+    variant and backend, latency.csv; else None), its ``folder`` and ``conditions``."""
 
     result: Any  # cnnbench.comparison.saved.CompareResult
 
@@ -202,6 +203,7 @@ class Comparison(_Shown):
     epochs = property(lambda self: self.result.epochs)
     folder = property(lambda self: self.result.folder)
     conditions = property(lambda self: self.result.conditions)
+    latency = property(lambda self: self.result.latency)
 
     main, printer = "table", "print_compare"
 

@@ -125,6 +125,17 @@ def test_compare_is_its_command_lines_twin_and_takes_objects(tmp_path):
     assert (api.folder / "table.md").is_file() and api.tidy.run_id.tolist() == api_tidy.run_id.tolist()
 
 
+def test_compare_times_latency_from_python_as_from_the_command_line(tmp_path):
+    """``latency=True, backends="eager"`` as ``--latency --backend eager``: the same columns, from the rows."""
+    result = cnnbench.compare(["lenet5"], **TINY, name="l", latency=True, backends="eager", requests=5,
+                              out=tmp_path)  # fmt: skip
+    rows = pd.read_csv(tmp_path / "compare" / "l" / "latency.csv")
+    assert rows.variant.tolist() == ["lenet5"] and rows.timed_requests.tolist() == [5]
+    assert result.latency.latency_ms_p50.tolist() == rows.latency_ms_p50.tolist()
+    assert result.table.latency_ms_p50_eager.tolist() == rows.latency_ms_p50.tolist()
+    assert "--latency --requests 5" in result.result.command
+
+
 def test_objects_stay_in_this_process(tmp_path):
     with pytest.raises(
         InvalidArgumentError, match="expected models that another process can build with --launcher local"
