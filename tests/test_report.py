@@ -5,7 +5,6 @@ back by TensorBoard's own reader. The browser tests open the page in a real head
 import base64
 import io
 import json
-import os
 import re
 import shlex
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import cli, compare_tiny, one_line_error
+from conftest import cli, compare_tiny, one_line_error, unavailable
 
 pytestmark = pytest.mark.xdist_group("report")  # its fixture trains once, in one worker
 
@@ -197,9 +196,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 @pytest.fixture(scope="module")
 def browser():
     if CHROMEDRIVER is None:
-        if os.environ.get("CNNBENCH_REQUIRE_BROWSER") == "1":
-            pytest.fail("CNNBENCH_REQUIRE_BROWSER=1 and no chromedriver on PATH")
-        pytest.skip("chromium-driver is not installed (.ci/run installs it)")
+        unavailable("chromium-driver is not installed (.ci/run installs it)", "CNNBENCH_REQUIRE_BROWSER")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
