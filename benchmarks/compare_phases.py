@@ -31,7 +31,7 @@ PHASES = {
     "plan (conditions, reuse lookup)": [("cnnbench.comparison.run", "_plan_runs")],
     "model building": [("cnnbench.models.build", "prepare_model")],
     "FLOP counting": [("cnnbench.models.counting", "count_flops")],
-    "idle power (waited for)": [("cnnbench.training.trainer", "IdlePower.watts")],
+    "idle power (waited for)": [("cnnbench.energy", "IdlePower.watts")],
     "trainer set-up, other": [("cnnbench.training.trainer", "Trainer._setup")],
     "run folder and config.json": [("cnnbench.training.trainer", "Trainer._open_store")],
     "warm-up (autotuning, step probe)": [("cnnbench.training.step", "TrainStep.warmup")],

@@ -19,6 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from cnnbench.device import synchronize
+
 SAMPLE_INTERVAL_S = 0.02
 IDLE_WINDOW_S = 1.0
 
@@ -184,3 +186,28 @@ def idle_power(meter: EnergyMeter, seconds: float = IDLE_WINDOW_S) -> float | No
     time.sleep(seconds)
     after = meter.read()
     return (after - before) / (time.monotonic() - start) if after is not None else None
+
+
+_IDLE_POWER: dict[str, float | None] = {}
+
+
+class IdlePower:
+    """The device's power over a quiet window, measured once per process, before its first run: on a
+    thread from the moment the meter opens, so the window overlaps the run's host-side set-up."""
+
+    def __init__(self, meter: EnergyMeter, device: str) -> None:
+        self.device, self.thread = device, None
+        if meter.method == "none" or device in _IDLE_POWER:
+            return
+        synchronize(device)
+
+        def measure() -> None:
+            _IDLE_POWER[device] = idle_power(meter)
+
+        self.thread = threading.Thread(target=measure, name="cnnbench-idle-power", daemon=True)
+        self.thread.start()
+
+    def watts(self) -> float | None:
+        if self.thread is not None:
+            self.thread.join()
+        return _IDLE_POWER.get(self.device)

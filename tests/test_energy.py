@@ -98,8 +98,8 @@ def counted(monkeypatch):
         return energy.Counters([lambda: float(next(ticks))], "nvml energy counter")
 
     monkeypatch.setattr(trainer, "open_meter", meter)
-    monkeypatch.setattr(trainer, "idle_power", lambda meter: 42.0)
-    trainer._IDLE_POWER.clear()
+    monkeypatch.setattr(energy, "idle_power", lambda meter: 42.0)
+    energy._IDLE_POWER.clear()
 
 
 def test_each_epoch_and_the_run_sum_the_counters_readings(tmp_path, counted):

@@ -38,7 +38,7 @@ def test_cuda_graph_loop_matches_the_eager_loop(tmp_path, precision):
 def test_resume_under_cuda_graphs(tmp_path, precision):
     from conftest import InterruptAt
 
-    from cnnbench.training.trainer import resume
+    from cnnbench.training.resuming import resume
 
     straight = train(_config(tmp_path / "a", precision=precision))
     with pytest.raises(KeyboardInterrupt):

@@ -15,7 +15,8 @@ from conftest import InterruptAt, cli, one_line_error, tiny_argv, tiny_recipe
 
 from cnnbench.errors import ResultsError
 from cnnbench.store.tables import append_row, check_table, read_table, upsert_rows
-from cnnbench.training.trainer import resume, train
+from cnnbench.training.resuming import resume
+from cnnbench.training.trainer import train
 
 SYNTH = tiny_argv(synthetic_size=128, batch_size=128)
 

@@ -9,7 +9,8 @@ import pytest
 import torch
 from conftest import InterruptAt, cli, tiny_argv, tiny_recipe
 
-from cnnbench.training.trainer import resume, train
+from cnnbench.training.resuming import resume
+from cnnbench.training.trainer import train
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 

@@ -63,7 +63,7 @@ class TrainRequest:
 def run(request: TrainRequest, callbacks: Any = None) -> Any:
     """Train, resume, or start the ranks of a data-parallel run: the run's
     :class:`~cnnbench.training.trainer.RunResult`, or an exit code when this process only started the ranks."""
-    from cnnbench.training import trainer
+    from cnnbench.training.resuming import resume
 
     if request.resume is not None:
         request.check_resume()
@@ -71,7 +71,7 @@ def run(request: TrainRequest, callbacks: Any = None) -> Any:
         return _data_parallel(request)
     if request.resume is not None:
         device = request.given.get("device")
-        return trainer.resume(request.out, request.resume, callbacks, epochs=request.given.get("epochs"),
+        return resume(request.out, request.resume, callbacks, epochs=request.given.get("epochs"),
                               device=None if device in (None, "auto") else device, model=request.model,
                               repair=request.repair)  # fmt: skip
     from cnnbench.api import run_train

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnbench.data.specs import get_dataset_spec
 from cnnbench.device import (
     deterministic_algorithms,
     is_cpu_oom,
@@ -31,24 +30,24 @@ from cnnbench.device import (
     synchronize,
     use_channels_last,
 )
-from cnnbench.energy import EnergyMeter, idle_power, nvml_index, open_meter
+from cnnbench.energy import EnergyMeter, IdlePower, nvml_index, open_meter
 from cnnbench.errors import InvalidArgumentError, OutOfMemory, first_line
 from cnnbench.models import get_model_info
 from cnnbench.recipe import TrainConfig
 from cnnbench.store.manifest import key_fields, manifest
 from cnnbench.store.runs import Replica, RunStore, epoch_summary, restore_into, validate_runs_table
-from cnnbench.store.tables import CACHE_ENV, check_table, ensure_dir, environment, to_json, write_text_atomic
-from cnnbench.training.conditions import data_options, planned_conditions
+from cnnbench.store.tables import ensure_dir, environment, to_json, write_text_atomic
+from cnnbench.training.conditions import planned_conditions
 from cnnbench.training.distributed import (
     World,
     join,
     leave,
     per_rank_batch,
-    shard,
     sum_over_ranks,
     world_from_env,
     wrap,
 )
+from cnnbench.training.inputs import load_run_data
 from cnnbench.training.status import deferred_signals, diverged, final_status
 from cnnbench.training.step import TrainStep, evaluate
 
@@ -129,12 +128,7 @@ class Trainer:
     def _setup(self) -> None:
         import torch
 
-        from cnnbench.data.loader import (
-            DeviceLoader,
-            fits_on_device,
-            makes_batches_one_by_one,
-        )
-        from cnnbench.data.readers import VAL_SPLIT_SEED, load_split, split_validation
+        from cnnbench.data.readers import VAL_SPLIT_SEED
         from cnnbench.models.build import prepare_model
         from cnnbench.models.counting import count_flops
 
@@ -144,49 +138,14 @@ class Trainer:
         if world.is_main:
             ensure_dir(Path(c.out))
             validate_runs_table(Path(c.out), self.repair)
-        spec = get_dataset_spec(c.dataset)
-        if spec.name == "imagefolder":  # a model too large for its input is refused before any decoding
-            from cnnbench.models.build import check_fits
-            from cnnbench.training.conditions import num_classes_of
-
-            shape = tuple(c.input_size or spec.input_shape)
-            check_fits(get_model_info(c.model).name, c.options, shape, num_classes_of(c, spec),
-                       per_rank_batch(c.batch_size, world), self.device)  # fmt: skip
-        t0 = time.perf_counter()
-        train = load_split(spec.name, "train", c.data_dir, **data_options(c), progress=self.cb.on_data)
-        test = load_split(spec.name, "test", c.data_dir, **data_options(c), progress=self.cb.on_data)
-        self.spec = train.spec
-        if train.cache_elsewhere and world.is_main:
-            self.cb.on_note(f"{train.source} cannot be written: its image cache is kept in "
-                            f"{Path(train.cache).parent} (${CACHE_ENV} names another folder)")  # fmt: skip
-        augment = train.spec.augment if c.augment is None else c.augment
-        test_samples = len(test.labels)
-        val = None
-        if c.val_split:  # the same images for every variant and seed: the split has a seed of its own
-            train, val = split_validation(train, c.val_split)
-        val_samples = len(val.labels) if val is not None else 0
-        train, test = shard(train, world, equal=True), shard(test, world, equal=False)
-        val = shard(val, world, equal=False) if val is not None else None
-        held = train.images.nbytes + test.images.nbytes + (val.images.nbytes if val is not None else 0)
-        per_batch = makes_batches_one_by_one(train, augment)
-        resident = {"device": True, "host": False}.get(c.placement) or (
-            c.placement == "auto" and fits_on_device(held, self.device, per_batch)
+        data = load_run_data(c, world, self.device, channels_last, self.cb.on_data, self.cb.on_note)
+        self.spec = data.spec
+        self.train_loader, self.test_loader, self.val_loader = (
+            data.train_loader,
+            data.test_loader,
+            data.val_loader,
         )
-        # Each rank shuffles and augments its own shard with its own generator.
-        self.train_loader = DeviceLoader(
-            train, per_rank_batch(c.batch_size, world), self.device, True, augment, c.seed * world.size + world.rank,
-            channels_last, resident,
-        )  # fmt: skip
-        self.test_loader = DeviceLoader(
-            test, c.eval_batch_size, self.device, False, False, 0, channels_last, resident
-        )
-        self.val_loader = (
-            DeviceLoader(val, c.eval_batch_size, self.device, False, False, 0, channels_last, resident)
-            if val is not None
-            else None
-        )
-        self.data_load_s = time.perf_counter() - t0
-        self.decode_s = train.decode_s + test.decode_s
+        self.data_load_s, self.decode_s = data.load_s, data.decode_s
         if world.is_main:  # rank 0 reads every GPU of the run: a data-parallel run adds them
             gpus = (
                 [nvml_index(f"cuda:{r}") for r in range(world.size)]
@@ -213,7 +172,7 @@ class Trainer:
         )
         self.conditions: dict[str, Any] = {
             **planned_conditions(c),
-            "data_source": train.source,
+            "data_source": data.source,
             "data_placement": self.train_loader.placement
             + (f", a 1/{world.size} shard per process" if world.distributed else ""),
             "augmentation": self.train_loader.augmentation,
@@ -222,12 +181,12 @@ class Trainer:
             "jobs_per_gpu": c.jobs_per_gpu,
             "cuda_mps": os.environ.get("CNNBENCH_CUDA_MPS")
             == "1",  # sharing the GPU through MPS (compare --gpus)
-            "images_skipped": train.skipped + test.skipped,
-            "class_names": ";".join(train.class_names),
+            "images_skipped": data.images_skipped,
+            "class_names": ";".join(data.class_names),
             "train_samples": self.train_loader.num_samples * world.size,
-            "test_samples": test_samples,
-            "val_samples": val_samples,
-            "val_split_seed": VAL_SPLIT_SEED if val_samples else None,
+            "test_samples": data.test_samples,
+            "val_samples": data.val_samples,
+            "val_split_seed": VAL_SPLIT_SEED if data.val_samples else None,
             "params": sum(p.numel() for p in model.parameters()),
             "forward_MACs_per_sample": fwd_flops // 2,
             "train_FLOPs_per_sample": train_flops,
@@ -492,33 +451,6 @@ def _joules(before: float | None, after: float | None) -> float:
     return after - before if before is not None and after is not None else math.nan
 
 
-_IDLE_POWER: dict[str, float | None] = {}
-
-
-class IdlePower:
-    """The device's power over a quiet window, measured once per process, before its first run: on a
-    thread from the moment the meter opens, so the window overlaps the run's host-side set-up."""
-
-    def __init__(self, meter: EnergyMeter, device: str) -> None:
-        import threading
-
-        self.device, self.thread = device, None
-        if meter.method == "none" or device in _IDLE_POWER:
-            return
-        synchronize(device)
-
-        def measure() -> None:
-            _IDLE_POWER[device] = idle_power(meter)
-
-        self.thread = threading.Thread(target=measure, name="cnnbench-idle-power", daemon=True)
-        self.thread.start()
-
-    def watts(self) -> float | None:
-        if self.thread is not None:
-            self.thread.join()
-        return _IDLE_POWER.get(self.device)
-
-
 def _selected_on(row: EpochRow) -> float:
     """What picks a run's best epoch: validation accuracy where the run holds some images out, else test."""
     value = row.val_acc if math.isfinite(row.val_acc) else row.test_acc
@@ -542,55 +474,6 @@ def _only_epochs_changed(saved: dict[str, Any], config: TrainConfig) -> bool:
 
 def train(config: TrainConfig, callbacks: Callbacks | None = None, repair: bool = False) -> RunResult:
     return Trainer(config, callbacks, repair=repair).run()
-
-
-def resume(out: Path, run: str, callbacks: Callbacks | None = None, epochs: int | None = None,
-           device: str | None = None, model: str | None = None, repair: bool = False) -> RunResult:  # fmt: skip
-    """Continue a run of ``out/runs/`` from its last checkpoint with its own configuration; with
-    ``epochs``, to that epoch (a finished run is continued)."""
-    store = RunStore.open(out, run)
-    if world_from_env().is_main:  # rank 0 alone writes a data-parallel run's files
-        store.claim()
-    try:
-        return _resume(store, callbacks, epochs, device, model, repair)
-    finally:
-        store.release()
-
-
-def _resume(store: RunStore, callbacks: Callbacks | None, epochs: int | None, device: str | None,
-            model: str | None, repair: bool) -> RunResult:  # fmt: skip
-    out, run = store.out, store.run_id
-    saved = store.read_config()
-    if model is not None and get_model_info(model).name != saved["model"]:
-        raise InvalidArgumentError(
-            f"expected model {saved['model']} (the run's own) with --resume {run}, got {get_model_info(model).name}"
-        )
-    config = TrainConfig.from_dict(saved["config"], source=str(store.config_path))
-    source = saved.get("data_source")
-    data_dir = Path(source) if config.dataset != "synthetic" and source else None  # where the data was read
-    config = dataclasses.replace(
-        config, out=Path(out), run_name=store.run_id, device=device or saved.get("device", "auto"),
-        data_dir=data_dir, epochs=config.epochs if epochs is None else epochs,
-    )  # fmt: skip
-    if not config.checkpoints:
-        raise InvalidArgumentError(
-            f"run {run} wrote no checkpoint (--no-checkpoint), so it cannot be resumed; train it again instead"
-        )
-    # Its files, checked before any work: a damaged epochs.csv is named (and with --repair mended).
-    repaired = check_table(store.epochs_path, repair)
-    if repaired and callbacks is not None:
-        callbacks.on_note(f"repaired {repaired}")
-    checkpoint = store.load_checkpoint()
-    done = checkpoint.epoch if checkpoint else 0
-    if config.epochs < done or (config.epochs == done and epochs is not None):
-        raise InvalidArgumentError(
-            f"expected --epochs > {done} (the epochs run {run} has done) to continue it, got {config.epochs}"
-        )
-    if config.epochs == done:
-        raise InvalidArgumentError(
-            f"run {run} has finished its {done} epochs; give --epochs N > {done} to continue it"
-        )
-    return Trainer(config, callbacks, store=store, repair=repair).run()
 
 
 def _check_aux_heads(model: Any, shape: tuple[int, int, int], device: str, name: str, weight: float) -> None:
