@@ -25,7 +25,7 @@ from typing import Any
 
 from cnnbench.errors import InvalidArgumentError
 from cnnbench.store.manifest import KEY_FIELDS
-from cnnbench.store.tables import format_number, missing, to_json, write_frame_atomic, write_text_atomic
+from cnnbench.store.tables import missing, to_json, write_frame_atomic, write_text_atomic
 
 # Where a run ran, and what follows from it: these may differ between the joined comparisons.
 WHERE_IT_RAN = {
@@ -88,9 +88,8 @@ def _device_labels(sources: list[Any]) -> list[str]:
         label = str(c.get("gpu_name") or c.get("cpu_model") or c.get("device") or result.folder.name)
         if c.get("device") == "cpu" or (not c.get("gpu_name") and str(c.get("device", "")).startswith("cpu")):
             label = f"CPU ({c['cpu_model']})" if c.get("cpu_model") else "CPU"
-        while label in labels:  # two machines with the same GPU: told apart by their order
-            label += f" #{sum(1 for x in labels if x.startswith(label)) + 1}"
-        labels.append(label)
+        same = sum(1 for x in labels if x == label or x.startswith(f"{label} #"))
+        labels.append(f"{label} #{same + 1}" if same else label)  # two machines with one GPU: by their order
     return labels
 
 
@@ -151,11 +150,9 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
                         "seeds": len(accs)})  # fmt: skip
         base = ok[ok.device == first].final_test_acc.dropna().tolist()
         for device in devices:
-            d = mine[mine.device == device]
-            row[f"{device}|seeds"] = int(d.status.astype(str).isin(FINISHED).sum())
-            row[f"{device}|final_test_acc_mean"] = _mean(
-                d[d.status.astype(str).isin(FINISHED)].final_test_acc.tolist()
-            )
+            d, d_ok = mine[mine.device == device], ok[ok.device == device]
+            row[f"{device}|seeds"] = len(d_ok)
+            row[f"{device}|final_test_acc_mean"] = _mean(d_ok.final_test_acc.tolist())
             row[f"{device}|median_epoch_s"] = (
                 float(d.median_epoch_s.dropna().median()) if d.median_epoch_s.notna().any() else math.nan
             )
@@ -171,7 +168,7 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
                     row[f"{device}|median_epoch_s"] / first_time if first_time else math.nan
                 )
                 if not differences:
-                    other = ok[ok.device == device].final_test_acc.dropna().tolist()
+                    other = d_ok.final_test_acc.dropna().tolist()
                     delta, low, high = welch_interval(other, base)
                     row[f"{device}|delta_acc"], row[f"{device}|delta_low"], row[f"{device}|delta_high"] = (
                         delta,
@@ -204,6 +201,8 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
     joined.recipe_text = conditions_text(
         {k: v for k, v in results[0].conditions.items() if k not in WHERE_IT_RAN}
     )
+    from cnnbench.report.joined import display_rows, joined_markdown, joined_notes
+
     joined.header, joined.rows = display_rows(joined)
     joined.notes = joined_notes(joined)
     write_frame_atomic(tidy, folder / "tidy.csv")
@@ -218,76 +217,3 @@ def join(sources: list[Path], out: Path, name: str | None = None, apart: bool = 
 
     write_joined_report(joined)  # from the joined table as shown, and each source's conditions
     return joined
-
-
-def display_rows(joined: Joined) -> tuple[list[str], list[list[str]]]:
-    """The joined table as text: per variant, pooled accuracy, then a group of columns per device."""
-    header = ["variant", "params"]
-    if joined.recipe_matches:
-        header.append("final test acc (%, all devices)")
-    for device in joined.devices:
-        header += [f"{device}: epoch time (s)", f"{device}: images/s", f"{device}: energy/epoch (J)",
-                   f"{device}: energy (mJ/image)", f"{device}: GPU-hours"]  # fmt: skip
-        if device != joined.devices[0]:
-            header.append(f"{device}: epoch time / {joined.devices[0]}'s")
-            if joined.recipe_matches:
-                header.append(f"{device}: Δ final acc vs {joined.devices[0]} (pp, 95% CI)")
-        else:
-            header.append(f"{device}: final test acc (%)")
-    rows = []
-    for r in joined.table.to_dict("records"):
-        row = [str(r["variant"]), format_number(r["params"], ",.0f")]
-        if joined.recipe_matches:
-            std = r["final_test_acc_std"]
-            row.append(
-                f"{format_number(r['final_test_acc_mean'], '.2f')} ± {format_number(std, '.2f')} (n={r['seeds']})"
-            )
-        for device in joined.devices:
-            row += [format_number(r[f"{device}|median_epoch_s"], ".3f"), format_number(r[f"{device}|images_per_s"], ",.0f"),
-                    format_number(r[f"{device}|energy_per_epoch_J"], ",.0f"),
-                    format_number(r[f"{device}|J_per_image"] * 1e3, ".2f"), format_number(r[f"{device}|gpu_hours"], ".4f")]  # fmt: skip
-            if device != joined.devices[0] and not r[f"{device}|seeds"]:
-                row += ["-", "- (not run on this device)"] if joined.recipe_matches else ["-"]
-            elif device != joined.devices[0]:
-                row.append(format_number(r[f"{device}|epoch_time_ratio"], ".2f") + "x")
-                if joined.recipe_matches:
-                    delta, low, high = (r.get(f"{device}|delta_acc"), r.get(f"{device}|delta_low"),
-                                        r.get(f"{device}|delta_high"))  # fmt: skip
-                    if missing(delta) or missing(low):
-                        row.append("- (fewer than 2 seeds)")
-                    else:
-                        q = r.get(f"{device}|delta_p_holm")
-                        mark = " *" if not missing(q) and q < 0.05 else ""
-                        row.append(f"{delta:+.2f} [{low:+.2f}, {high:+.2f}]{mark}")
-            else:
-                row.append(format_number(r[f"{device}|final_test_acc_mean"], ".2f"))
-        rows.append(row)
-    return header, rows
-
-
-def joined_notes(joined: Joined) -> list[str]:
-    notes = [
-        f"Devices: {', '.join(f'{d} ({r.folder})' for d, r in zip(joined.devices, joined.sources, strict=True))}."
-    ]
-    if joined.recipe_matches:
-        notes.append(
-            "Accuracy pooled over every device's seeds (the recipes match field by field). Δ: a device's mean "
-            f"final test accuracy minus {joined.devices[0]}'s, 95% Welch interval; * where the Holm-adjusted p "
-            "over the variants is below 0.05: the device changed the accuracy."
-        )
-    else:
-        notes.append("Shown apart (--apart): " + "; ".join(joined.differences) + ". Accuracy is not pooled.")
-    notes.append("Epoch time: median over seeds of each run's median epoch; images/s: median over epochs and "
-                 "seeds; energy per epoch and per image of training, mean over seeds; ratio: epoch time over "
-                 f"{joined.devices[0]}'s.")  # fmt: skip
-    return notes
-
-
-def joined_markdown(joined: Joined) -> str:
-    import pandas as pd
-
-    from cnnbench.report.tables import escape_markdown, markdown_table
-
-    notes = "".join(f"- {escape_markdown(n)}\n" for n in joined.notes)
-    return (f"# {escape_markdown(joined.name)}\n\nRecipe: {escape_markdown(joined.recipe_text)}\n\n"
-            f"{markdown_table(pd.DataFrame(joined.rows, columns=joined.header))}\n\nNotes:\n{notes}")  # fmt: skip
