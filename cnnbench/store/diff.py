@@ -88,31 +88,43 @@ def _same(value: Any, wanted: Any) -> bool:
         return str(value) == str(wanted)
 
 
-def _seed_spread(records: list[RunRecord], column: str) -> tuple[float, int]:
-    """The standard deviation over seeds of ``column`` among the runs in the stores of ``records`` that
-    share their recipe (every condition but the seed) and device, and how many."""
+def _seed_peers(records: list[RunRecord]) -> list[dict[str, Any]]:
+    """The finished runs, in the stores of ``records``, that share a record's recipe (every condition but
+    the seed) and device: each once, whichever store lists it. Each store's runs.csv is read once."""
     from cnnbench.recipe import CONDITION_FIELDS
     from cnnbench.training.status import FINISHED
 
-    values: dict[str, float] = {}
+    peers: dict[str, dict[str, Any]] = {}
+    tables: dict[Path, Any] = {}
     for record in records:
         table = record.folder.parent.parent / "runs.csv"
         if not table.is_file():
             continue
-        rows = read_frame(table)
-        same = rows
+        if table not in tables:
+            tables[table] = read_frame(table)
+        same = tables[table]
         for key in (*(k for k in CONDITION_FIELDS if k != "seed"), "gpu_name", "device"):
-            if key in rows and key in record.config:
+            if key in same and key in record.config:
                 wanted = record.config[key]
                 same = same[same[key].map(lambda v, w=wanted: _same(v, w)).astype(bool)]
         same = (
             same[same.status.astype(str).isin(FINISHED)] if "status" in same else same
         )  # runs that ended whole
         for row in same.to_dict("records"):
-            if column in row and not missing(row[column]):
-                values[f"{table}:{row['run_id']}"] = float(row[column])
-    spread = list(values.values())
+            peers[f"{table}:{row['run_id']}"] = row
+    return list(peers.values())
+
+
+def _seed_spread(peers: list[dict[str, Any]], column: str) -> tuple[float, int]:
+    """The standard deviation over ``peers`` (:func:`_seed_peers`) of ``column``, and how many have it."""
+    spread = [float(row[column]) for row in peers if column in row and not missing(row[column])]
     return (statistics.stdev(spread) if len(spread) > 1 else math.nan), len(spread)
+
+
+def _environment(record: RunRecord, recipe: dict[str, Any]) -> dict[str, Any]:
+    """A run's recorded conditions outside its recipe, and its environment.json, as one flat mapping."""
+    plain = {k: v for k, v in record.config.items() if k not in recipe and not isinstance(v, (dict, list))}
+    return {**plain, **record.environment}
 
 
 def diff(a: str | Path, b: str | Path, out: Path) -> RunDiff:
@@ -122,16 +134,14 @@ def diff(a: str | Path, b: str | Path, out: Path) -> RunDiff:
     for key in sorted((set(recipe_a) | set(recipe_b)) - RECIPE_KEYS_TO_SKIP):
         if recipe_a.get(key) != recipe_b.get(key):
             result.recipe.append((key, recipe_a.get(key), recipe_b.get(key)))
-    env_a = {**{k: v for k, v in first.config.items() if k not in recipe_a and not isinstance(v, (dict, list))},
-             **first.environment}  # fmt: skip
-    env_b = {**{k: v for k, v in second.config.items() if k not in recipe_b and not isinstance(v, (dict, list))},
-             **second.environment}  # fmt: skip
+    env_a, env_b = _environment(first, recipe_a), _environment(second, recipe_b)
     for key in sorted(set(env_a) | set(env_b)):
         if key in NOT_CAUSES or key.endswith(VOLATILE) or key in recipe_a or key in recipe_b:
             continue
         if env_a.get(key) != env_b.get(key):
             result.environment.append((key, env_a.get(key), env_b.get(key)))
     same_recipe = not [k for k, _x, _y in result.recipe if k != "seed"]
+    peers = _seed_peers([first, second] if same_recipe else [first])
     for label, key, unit, column in MEASURES:
         x, y = first.measured[key], second.measured[key]
         if missing(x) and missing(y):
@@ -141,7 +151,7 @@ def diff(a: str | Path, b: str | Path, out: Path) -> RunDiff:
             result.measured.append((label, x, y, math.nan, unit, f"not measured on {where}"))
             continue
         delta = y - x
-        std, seeds = _seed_spread([first, second] if same_recipe else [first], column)
+        std, seeds = _seed_spread(peers, column)
         if missing(std) or missing(delta):
             reading = f"not judged: {seeds} seed{'s' if seeds != 1 else ''} of this recipe in the store"
         else:
