@@ -271,11 +271,7 @@ def print_compare(result: Any, wide: bool = False) -> None:
             "conv. ep = epochs to 95% of best; gap = final train - final test accuracy",
             list(table.columns),
             table.itertuples(index=False),
-            priority=[
-                *TERMINAL_PRIORITY[:5],
-                *(c for c in table.columns if c.endswith(" p50 ms")),
-                *TERMINAL_PRIORITY[5:],
-            ],  # fmt: skip
+            priority=_with_latency(TERMINAL_PRIORITY, [c for c in table.columns if c.endswith(" p50 ms")]),
             wide=wide,
         ),
         wide=wide,
@@ -286,6 +282,13 @@ def print_compare(result: Any, wide: bool = False) -> None:
         f"files: {result.folder}/ (report.html, tidy.csv, aggregated.csv, epochs.csv, table.md, table.tex, *.png, *.svg)",
         highlight=False, soft_wrap=True,  # a path is never cut by a line end: it is copied whole
     )  # fmt: skip
+
+
+def _with_latency(priority: list[str], latency: list[str]) -> list[str]:
+    """The columns' priority with the latency columns (compare --latency) right after the epoch time: what
+    a variant costs to use beside what it costs to train."""
+    at = priority.index("epoch s") + 1
+    return [*priority[:at], *latency, *priority[at:]]
 
 
 def print_joined(joined: Any, wide: bool = False) -> None:
@@ -332,7 +335,7 @@ def _print_latency_rows(rows: list[dict[str, Any]], wide: bool) -> None:
         f"{first['model']} at {first['input_size']}, fp32, eval mode without autograd, {first['threads']} CPU threads; "
         f"{first['timed_requests']} timed requests after {first['warmup_requests']} untimed; "
         f"{first.get('gpu_name') or first.get('device')}", highlight=False)  # fmt: skip
-    trained = "test_acc" in first or any("test_acc" in r for r in rows)
+    trained = any("test_acc" in r for r in rows)
     columns = ["backend", "batch", "p50 ms", "p90 ms", "p99 ms", "max ms", "samples/s", "max |Δ| vs eager",
                "top-1 agree %", *(["test acc %", "eager acc %"] if trained else []), "prepare s", "status"]  # fmt: skip
     table_rows = []
