@@ -306,16 +306,15 @@ def profile(
 def diff_command(
     run_a: Annotated[str, typer.Argument(metavar="RUN_A", help="A run id (of --out) or a run's folder.")],
     run_b: Annotated[str, typer.Argument(metavar="RUN_B", help="Another, in the same store or another.")],
-    out: Annotated[
-        Path,
-        typer.Option("--out", metavar="DIR", help="The results store of run ids (default: ./results/local)."),
-    ] = Path("results/local"),
+    out: OutOpt = None,
 ) -> None:
     """Why two runs differ: recipe and environment fields, and the measured differences against seeds' spread."""
+    from cnnbench.recipe import results_dir
     from cnnbench.report.terminal import print_diff
     from cnnbench.store.diff import diff
+    from cnnbench.store.tables import DEFAULT_RESULTS_DIR
 
-    print_diff(diff(run_a, run_b, out))
+    print_diff(diff(run_a, run_b, DEFAULT_RESULTS_DIR if out is None else results_dir(out)))
 
 
 @app.command("report", cls=GroupedCommand)
