@@ -97,6 +97,7 @@ def parse_backends(text: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+DEFAULT_BATCH_SIZES = (1, 32, 128, 512)  # profile's sweep unless --batch-sizes (--latency: batch 1)
 DEFAULT_REQUESTS = 300  # timed requests of a latency row unless --requests says otherwise
 
 
@@ -139,7 +140,7 @@ class ProfileConfig(ModelInput):
     runs, and how long it is timed."""
 
     batch_sizes: list[int] = declared(
-        default_factory=lambda: [1, 32, 128, 512],
+        default_factory=lambda: list(DEFAULT_BATCH_SIZES),
         option=_profile(("--batch-sizes",), "Batch sizes (default 1,32,128,512; with --gpus, 128 per GPU).",
                         "N,N,...", kind=str, parse=parse_batch_sizes),
     )  # fmt: skip

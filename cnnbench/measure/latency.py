@@ -250,8 +250,11 @@ def latency(
         model, _ = build(info.name, config.options, shape, classes)
         test, about = None, {}
     model = model.to(device).eval()
-    batches = sorted(config.batch_sizes) if config.batch_sizes != [1, 32, 128, 512] else [1]
-    env = environment(device)
+    from cnnbench.settings import DEFAULT_BATCH_SIZES
+
+    # the sweep's sizes unless asked for: a latency is per request, batch 1
+    batches = [1] if tuple(config.batch_sizes) == DEFAULT_BATCH_SIZES else sorted(config.batch_sizes)
+    env = {**environment(device), "cpu_model": manifest()["cpu_model"]}  # with what the CPU threads ran on
     rows = []
     with torch.inference_mode(), tempfile.TemporaryDirectory(prefix="cnnbench-latency-") as scratch:
         for batch in batches:
@@ -302,7 +305,6 @@ def latency(
                     with contextlib.suppress(NameError):
                         del backend
                 row.update(env)
-                row["cpu_model"] = manifest()["cpu_model"]  # what the CPU threads ran on
                 rows.append(row)
                 append_row(out / "latency.csv", row)
                 if row["status"] == "ok" or row["status"].startswith("disagrees"):

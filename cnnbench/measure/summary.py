@@ -20,7 +20,14 @@ from cnnbench.data.specs import format_input_size
 from cnnbench.measure.memory import cublas_workspace_bytes, estimate_memory
 from cnnbench.models import format_options, get_model_info
 from cnnbench.models.build import build_for_counting, check_fits, resolve_input, shared_meta
-from cnnbench.models.counting import count_by_family, crosscheck, deploy_form, fvcore_analysis, headline_macs
+from cnnbench.models.counting import (
+    count_by_family,
+    crosscheck,
+    deploy_form,
+    fusing_modules,
+    fvcore_analysis,
+    headline_macs,
+)
 from cnnbench.models.outputs import tensors_only
 from cnnbench.settings import SummaryConfig
 from cnnbench.store.tables import DEFAULT_RESULTS_DIR, check_table, ensure_dir, environment, upsert_rows
@@ -111,11 +118,7 @@ class ModelSummary:
 def _form_counted(model: Any) -> str:
     """Where the model can be reparameterised for inference (RepVGG-style branches, conv + BN fusion: the
     modules timm's ``reparameterize_model`` fuses), which form the counts are of."""
-    fusable = sum(
-        1
-        for m in model.modules()
-        if any(hasattr(m, a) for a in ("fuse", "reparameterize", "switch_to_deploy"))
-    )
+    fusable = fusing_modules(model)
     if not fusable:
         return ""
     return (

@@ -213,12 +213,17 @@ def count_flops(
     return counted.forward, counted.train
 
 
+def fusing_modules(model: Any) -> int:
+    """How many of the model's modules fuse for inference (the methods timm's ``reparameterize_model``
+    calls: ``fuse``, ``reparameterize``, ``switch_to_deploy``)."""
+    methods = ("fuse", "reparameterize", "switch_to_deploy")
+    return sum(1 for m in model.modules() if any(hasattr(m, a) for a in methods))
+
+
 def deploy_form(model: Any, name: str) -> Any:
     """``model`` reparameterised in place for inference by timm's ``reparameterize_model`` (each module's
     ``fuse``, ``reparameterize`` or ``switch_to_deploy``); a model with no such module is refused."""
-    if not any(
-        hasattr(m, a) for m in model.modules() for a in ("fuse", "reparameterize", "switch_to_deploy")
-    ):
+    if not fusing_modules(model):
         raise InvalidArgumentError(f"expected a reparameterisable model for --deploy-form, got {name} (it has no "
                                    "module that fuses for inference)")  # fmt: skip
     try:
